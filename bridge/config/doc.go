@@ -1,0 +1,2 @@
+// Package config loads, defaults and validates scimbridge's TOML configuration.
+package config

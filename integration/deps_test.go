@@ -1,0 +1,79 @@
+package integration
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type pkg struct {
+	ImportPath string
+	Imports    []string
+	Deps       []string
+}
+
+func listPackages(t *testing.T) []pkg {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json=ImportPath,Imports,Deps", "-test=false", "github.com/scimbridge/scimbridge/...")
+	out, err := cmd.Output()
+	require.NoError(t, err)
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	var pkgs []pkg
+	for {
+		var p pkg
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else {
+			require.NoError(t, err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	require.NotEmpty(t, pkgs)
+	return pkgs
+}
+
+// TestDeps enforces the package boundaries: only ldapstore talks LDAP, mapping and targets
+// are independent of it, and only cmd handles signals.
+func TestDeps(t *testing.T) {
+	const module = "github.com/scimbridge/scimbridge/"
+	for _, p := range listPackages(t) {
+		rel := strings.TrimPrefix(p.ImportPath, module)
+		inLDAPStore := rel == "ldapstore" || strings.HasPrefix(rel, "ldapstore/")
+		for _, imp := range p.Imports {
+			if strings.HasPrefix(imp, "github.com/go-ldap/ldap") || strings.HasPrefix(imp, "github.com/go-asn1-ber/") {
+				require.True(t, inLDAPStore, "%s imports %s: only ldapstore may talk LDAP", p.ImportPath, imp)
+			}
+			if imp == "os/signal" {
+				require.True(t, strings.HasPrefix(rel, "cmd/"), "%s imports os/signal: only cmd/ handles signals", p.ImportPath)
+			}
+		}
+		if rel == "mapping" || strings.HasPrefix(rel, "mapping/") || rel == "targets" || strings.HasPrefix(rel, "targets/") {
+			for _, d := range p.Deps {
+				require.False(t, strings.HasPrefix(d, "github.com/go-ldap/"), "%s depends on %s", p.ImportPath, d)
+				require.False(t, strings.HasPrefix(d, module+"ldapstore"), "%s depends on %s", p.ImportPath, d)
+				require.False(t, strings.HasPrefix(d, module+"bridge"), "%s depends on %s", p.ImportPath, d)
+			}
+		}
+		if rel == "mapping" {
+			for _, d := range p.Imports {
+				for _, banned := range []string{"net/http", "os", "github.com/rs/zerolog", "context"} {
+					require.NotEqual(t, banned, d, "mapping is a leaf: no I/O, logger or context (%s)", d)
+				}
+			}
+		}
+	}
+}
+
+// TestEveryPackageHasDoc checks that each package has a doc.go with a package comment.
+func TestEveryPackageHasDoc(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", "{{.Dir}} {{.Doc}}", "github.com/scimbridge/scimbridge/...").Output()
+	require.NoError(t, err)
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		dir, doc, _ := strings.Cut(line, " ")
+		require.NotEmpty(t, strings.TrimSpace(doc), "%s has no package comment (doc.go)", dir)
+	}
+}
