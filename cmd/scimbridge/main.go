@@ -39,6 +39,8 @@ type env struct {
 
 // commands lists only what works today.
 var commands = []command{
+	{"serve", "run the daemon: the directory pool, admin listener, inbound SCIM server and provisioners", cmdServe},
+	{"demo", "run a private directory, a sample SCIM target and the bridge between them", cmdDemo},
 	{"check-config", "validate a configuration file without connecting anywhere", cmdCheckConfig},
 	{"token", "token new: make an inbound bearer token and its config line", cmdToken},
 	{"version", "print version information", cmdVersion},

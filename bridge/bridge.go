@@ -1,0 +1,374 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/ldapstore"
+)
+
+// shutdownTimeout bounds Stop: in-flight SCIM requests and deliveries get this long to finish
+// before connections are closed. systemd's TimeoutStopSec must be larger (the unit says 45s).
+const shutdownTimeout = 30 * time.Second
+
+// Options are a Bridge's dependencies.
+type Options struct {
+	Config *config.Config
+	Logger zerolog.Logger
+	// Registry receives every metric; a fresh one per Bridge keeps tests independent.
+	Registry *prometheus.Registry
+	// Notify reports lifecycle states to the service manager (systemd's sd_notify); nil
+	// means nobody listens.
+	Notify func(state string) bool
+}
+
+// Bridge is the daemon: the directory pool, the admin listener, the inbound SCIM server and
+// the provisioners.
+type Bridge struct {
+	opts    Options
+	logger  zerolog.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	cfg     *config.Config
+	store   *ldapstore.Store
+	servers []*http.Server
+	ready   bool
+	started bool
+	stopped bool
+	done    chan struct{}
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+
+	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
+	adminAddr, inboundAddr string
+}
+
+// New checks the options and builds a Bridge; Start brings it up.
+func New(o Options) (*Bridge, error) {
+	var errs []error
+	if o.Config == nil {
+		errs = append(errs, errors.New("bridge: Options.Config is required"))
+	}
+	if o.Registry == nil {
+		errs = append(errs, errors.New("bridge: Options.Registry is required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if o.Notify == nil {
+		o.Notify = func(string) bool { return false }
+	}
+	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b := &Bridge{opts: o, logger: o.Logger, cfg: o.Config, metrics: newMetrics(o.Registry), done: make(chan struct{})}
+	b.metrics.reloadOK.Set(1)
+	b.metrics.reloadTime.SetToCurrentTime()
+	return b, nil
+}
+
+// Start binds the admin listener, connects to the directory (retrying with backoff until ctx
+// ends: a directory that is down at boot delays readiness, it does not crash the daemon),
+// starts the inbound server and provisioners, and tells systemd READY=1.
+func (b *Bridge) Start(ctx context.Context) error {
+	b.mu.Lock()
+	if b.started {
+		b.mu.Unlock()
+		return errors.New("bridge: already started")
+	}
+	b.started = true
+	cfg := b.cfg
+	b.mu.Unlock()
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	b.cancel = cancel
+
+	if cfg.Admin.Listen != "" {
+		l, err := net.Listen("tcp", cfg.Admin.Listen)
+		if err != nil {
+			cancel()
+			return fmt.Errorf("bridge: admin.listen %s: %w", cfg.Admin.Listen, err)
+		}
+		b.adminAddr = l.Addr().String()
+		srv := &http.Server{Handler: b.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second}
+		b.serve(srv, l, "admin")
+		b.logger.Info().Str("listen", b.adminAddr).Msg("admin listener started")
+	}
+
+	store, err := b.connect(ctx, cfg)
+	if err != nil {
+		cancel()
+		b.shutdownServers(context.Background())
+		return err
+	}
+	b.mu.Lock()
+	b.store = store
+	b.mu.Unlock()
+
+	if err := b.startComponents(runCtx, cfg, store); err != nil {
+		cancel()
+		b.shutdownServers(context.Background())
+		store.Close()
+		return err
+	}
+	b.mu.Lock()
+	b.ready = true
+	b.mu.Unlock()
+	b.opts.Notify("READY=1\nSTATUS=running")
+	b.logger.Info().Msg("scimbridge ready")
+	return nil
+}
+
+// connect opens the directory pool, retrying with capped backoff while it is unavailable.
+// Wrong credentials or a bad URL are not retried: they will not fix themselves.
+func (b *Bridge) connect(ctx context.Context, cfg *config.Config) (*ldapstore.Store, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		store, err := ldapstore.Open(ctx, LDAPConfig(cfg), b.logger.With().Str("component", "ldap").Logger(), ldapstore.WithObserver(b.metrics.observeLDAP))
+		if err == nil {
+			return store, nil
+		}
+		if !errors.Is(err, ldapstore.ErrUnavailable) {
+			return nil, fmt.Errorf("bridge: connecting to the directory: %w", err)
+		}
+		b.logger.Warn().Err(err).Dur("retry_in", backoff).Msg("directory unavailable at start; retrying")
+		b.opts.Notify("STATUS=waiting for the directory")
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("bridge: connecting to the directory: %w", context.Cause(ctx))
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+}
+
+// LDAPConfig translates the configuration's [ldap] section for ldapstore.
+func LDAPConfig(cfg *config.Config) ldapstore.Config {
+	l := cfg.LDAP
+	return ldapstore.Config{
+		URLs: l.URLs, StartTLS: l.StartTLS, CAFile: l.CAFile, InsecureSkipVerify: l.InsecureSkipVerify,
+		BindDN: l.BindDN, BindPassword: l.BindPassword.Reveal(), PoolSize: l.PoolSize,
+		DialTimeout: l.DialTimeout.Duration, Timeout: l.Timeout.Duration, PageSize: l.PageSize,
+		Dialect: ldapstore.Dialect(l.Dialect),
+	}
+}
+
+// startComponents starts what runs on top of the directory pool. Each component adds itself
+// in its own file (inbound.go, provision.go) through this one place.
+func (b *Bridge) startComponents(ctx context.Context, cfg *config.Config, store *ldapstore.Store) error {
+	for _, start := range componentStarters {
+		if err := start(ctx, b, cfg, store); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// componentStarters are called in order by Start.
+var componentStarters []func(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error
+
+func (b *Bridge) serve(srv *http.Server, l net.Listener, name string) {
+	b.mu.Lock()
+	b.servers = append(b.servers, srv)
+	b.mu.Unlock()
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		var err error
+		if srv.TLSConfig != nil {
+			err = srv.ServeTLS(l, "", "")
+		} else {
+			err = srv.Serve(l)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			b.logger.Error().Err(err).Str("server", name).Msg("listener failed")
+		}
+	}()
+}
+
+// AdminAddr is the admin listener's bound address ("" when off).
+func (b *Bridge) AdminAddr() string { return b.adminAddr }
+
+// InboundAddr is the SCIM listener's bound address ("" when off).
+func (b *Bridge) InboundAddr() string { return b.inboundAddr }
+
+// Store is the directory pool (nil before Start).
+func (b *Bridge) Store() *ldapstore.Store {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.store
+}
+
+// Stop drains and stops everything. It is idempotent and bounded by shutdownTimeout (or ctx,
+// whichever ends first); in-flight requests get that long to finish.
+func (b *Bridge) Stop(ctx context.Context) error {
+	b.mu.Lock()
+	if b.stopped {
+		b.mu.Unlock()
+		return nil
+	}
+	b.stopped = true
+	b.ready = false
+	b.mu.Unlock()
+	b.opts.Notify("STOPPING=1")
+	ctx, cancel := context.WithTimeout(ctx, shutdownTimeout)
+	defer cancel()
+	b.shutdownServers(ctx)
+	if b.cancel != nil {
+		b.cancel()
+	}
+	waited := make(chan struct{})
+	go func() { b.wg.Wait(); close(waited) }()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = fmt.Errorf("bridge: stop: %w", ctx.Err())
+	}
+	if s := b.Store(); s != nil {
+		s.Close()
+	}
+	close(b.done)
+	b.logger.Info().Msg("scimbridge stopped")
+	return err
+}
+
+func (b *Bridge) shutdownServers(ctx context.Context) {
+	b.mu.Lock()
+	servers := b.servers
+	b.mu.Unlock()
+	for _, s := range servers {
+		_ = s.Shutdown(ctx)
+	}
+}
+
+// Reload applies a new configuration. The settings read per request apply at once; parts
+// that need a restart of their listener or pool (listen addresses, LDAP URLs) are named in
+// the returned error and keep their old values. A failed reload keeps the old configuration
+// running and sets scimbridge_config_last_reload_successful to 0.
+func (b *Bridge) Reload(cfg *config.Config) error {
+	b.mu.Lock()
+	old := b.cfg
+	b.mu.Unlock()
+	var errs []error
+	if old.Admin.Listen != cfg.Admin.Listen {
+		errs = append(errs, errors.New("admin.listen: needs a restart"))
+	}
+	if fmt.Sprint(LDAPConfig(old)) != fmt.Sprint(LDAPConfig(cfg)) {
+		errs = append(errs, errors.New("ldap: connection settings need a restart"))
+	}
+	for _, r := range componentReloaders {
+		if err := r(b, old, cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		b.metrics.reloadOK.Set(0)
+		return fmt.Errorf("bridge: reload: %w", errors.Join(errs...))
+	}
+	b.mu.Lock()
+	b.cfg = cfg
+	b.mu.Unlock()
+	b.metrics.reloadOK.Set(1)
+	b.metrics.reloadTime.SetToCurrentTime()
+	return nil
+}
+
+// componentReloaders apply a new configuration to running components.
+var componentReloaders []func(b *Bridge, old, cfg *config.Config) error
+
+// ReloadFailed records a reload that failed before reaching Reload (a config that does not
+// load): the old configuration keeps running.
+func (b *Bridge) ReloadFailed() { b.metrics.reloadOK.Set(0) }
+
+func (b *Bridge) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock()
+		ready, store := b.ready, b.store
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready || store == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("starting\n"))
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := store.Ping(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("directory unavailable\n"))
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(b.opts.Registry, promhttp.HandlerOpts{Registry: b.opts.Registry}))
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(b.Status(r.Context()))
+	})
+	return mux
+}
+
+// Status is what `scimbridge status` and the admin /status show.
+type Status struct {
+	Ready     bool            `json:"ready"`
+	Directory DirectoryStatus `json:"directory"`
+	Extra     map[string]any  `json:"components,omitempty"`
+}
+
+// DirectoryStatus describes the directory connection.
+type DirectoryStatus struct {
+	URLs    []string `json:"urls"`
+	Dialect string   `json:"dialect,omitempty"`
+	Vendor  string   `json:"vendor,omitempty"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// statusProviders add a component's section to Status.
+var statusProviders []func(ctx context.Context, b *Bridge) (string, any)
+
+// Status reports the daemon's state; it never includes secrets.
+func (b *Bridge) Status(ctx context.Context) Status {
+	b.mu.Lock()
+	cfg, store, ready := b.cfg, b.store, b.ready
+	b.mu.Unlock()
+	st := Status{Ready: ready, Directory: DirectoryStatus{URLs: cfg.LDAP.URLs}}
+	if store != nil {
+		if dse, err := store.RootDSE(ctx); err == nil {
+			st.Directory.Dialect, st.Directory.Vendor = string(dse.Dialect), dse.VendorName
+		}
+		if err := store.Ping(ctx); err != nil {
+			st.Directory.Error = "unavailable"
+		}
+	}
+	for _, p := range statusProviders {
+		if name, v := p(ctx, b); name != "" {
+			if st.Extra == nil {
+				st.Extra = map[string]any{}
+			}
+			st.Extra[name] = v
+		}
+	}
+	return st
+}
+
+// Done is closed when Stop has finished.
+func (b *Bridge) Done() <-chan struct{} { return b.done }

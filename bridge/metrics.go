@@ -1,0 +1,76 @@
+package bridge
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+)
+
+// metrics are the bridge's own collectors; components register theirs on the same registry.
+type metrics struct {
+	reloadOK     prometheus.Gauge
+	reloadTime   prometheus.Gauge
+	ldapDuration *prometheus.HistogramVec
+	ldapErrors   *prometheus.CounterVec
+	ldapUp       prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_config_last_reload_successful",
+			Help: "Whether the last configuration reload succeeded (1) or kept the old configuration (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_config_last_reload_success_timestamp_seconds",
+			Help: "Time of the last successful configuration load.",
+		}),
+		ldapDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "scimbridge_ldap_operation_duration_seconds",
+			Help:    "Latency of directory operations.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"op"}),
+		ldapErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scimbridge_ldap_operation_errors_total",
+			Help: "Directory operations that failed, by operation and class.",
+		}, []string{"op", "class"}),
+		ldapUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_ldap_up",
+			Help: "Whether the last directory operation reached the server.",
+		}),
+	}
+	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp)
+	return m
+}
+
+// observeLDAP is the ldapstore.Observer feeding the LDAP metrics.
+func (m *metrics) observeLDAP(op string, d time.Duration, err error) {
+	m.ldapDuration.WithLabelValues(op).Observe(d.Seconds())
+	if err == nil {
+		m.ldapUp.Set(1)
+		return
+	}
+	class := "other"
+	for _, c := range []struct {
+		err  error
+		name string
+	}{
+		{ldapstore.ErrUnavailable, "unavailable"}, {ldapstore.ErrNotFound, "not_found"},
+		{ldapstore.ErrAlreadyExists, "exists"}, {ldapstore.ErrAssertionFailed, "assertion"},
+		{ldapstore.ErrInvalid, "invalid"}, {ldapstore.ErrDenied, "denied"},
+	} {
+		if errors.Is(err, c.err) {
+			class = c.name
+			break
+		}
+	}
+	if class == "unavailable" {
+		m.ldapUp.Set(0)
+	} else {
+		m.ldapUp.Set(1)
+	}
+	m.ldapErrors.WithLabelValues(op, class).Inc()
+}

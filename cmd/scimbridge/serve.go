@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/scimbridge/scimbridge/bridge"
+	"github.com/scimbridge/scimbridge/bridge/config"
+)
+
+// newLogger builds the root logger: JSON lines on stderr for journald, or console output.
+func newLogger(w io.Writer, c config.Log) zerolog.Logger {
+	level, err := zerolog.ParseLevel(c.Level)
+	if err != nil || c.Level == "" {
+		level = zerolog.InfoLevel
+	}
+	if c.Format == "console" {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+func cmdServe(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "serve", "--config FILE")
+	path := fs.String("config", "", "configuration file (required)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *path == "" {
+		return usageErr(e, fs, "serve: --config is required")
+	}
+	cfg, err := loadForDaemon(*path)
+	if err != nil {
+		return fail(e, "serve", err)
+	}
+	logger := newLogger(e.stderr, cfg.Log)
+	for _, w := range cfg.Warnings {
+		logger.Warn().Str("config", *path).Msg(w)
+	}
+	return serveConfig(ctx, e, cfg, logger, func() (*config.Config, error) { return loadForDaemon(*path) }, nil)
+}
+
+// loadForDaemon loads a configuration and its secrets.
+func loadForDaemon(path string) (*config.Config, error) {
+	cfg, err := bridge.LoadConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.LoadSecrets(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// serveConfig runs a bridge until ctx ends, reloading on SIGHUP with reloadFn. started, when
+// set, is called once the bridge is ready (the demo prints its banner then).
+func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog.Logger, reloadFn func() (*config.Config, error), started func(*bridge.Bridge)) int {
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), Notify: bridge.Notify})
+	if err != nil {
+		return fail(e, "serve", err)
+	}
+	if err := b.Start(ctx); err != nil {
+		logger.Error().Err(err).Msg("start failed")
+		_ = b.Stop(context.Background())
+		if ctx.Err() != nil {
+			return exitOK
+		}
+		return exitFail
+	}
+	if started != nil {
+		started(b)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			logger.Info().Msg("signal received; draining")
+			if err := b.Stop(context.Background()); err != nil {
+				logger.Error().Err(err).Msg("stop")
+				return exitFail
+			}
+			return exitOK
+		case <-e.reload:
+			bridge.Notify("RELOADING=1")
+			newCfg, err := reloadFn()
+			if err != nil {
+				b.ReloadFailed()
+				logger.Error().Err(err).Msg("reload failed: the old configuration keeps running")
+			} else if err := b.Reload(newCfg); err != nil {
+				logger.Error().Err(err).Msg("reload failed: the old configuration keeps running")
+			} else {
+				logger.Info().Msg("configuration reloaded")
+			}
+			bridge.Notify("READY=1")
+		}
+	}
+}

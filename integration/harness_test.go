@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+)
+
+func TestMain(m *testing.M) { os.Exit(ldaptest.RunMain(m, ldaptest.Options{})) }
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// binary builds the real scimbridge binary once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "scimbridge-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "scimbridge")
+		args := []string{"build", "-o", binPath}
+		if raceEnabled {
+			args = append(args, "-race")
+		}
+		out, err := exec.Command("go", append(args, "github.com/scimbridge/scimbridge/cmd/scimbridge")...).CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %w: %s", err, out)
+		}
+	})
+	require.NoError(t, buildErr)
+	return binPath
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// daemon is a running `scimbridge serve`.
+type daemon struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	dir     string
+	cfgPath string
+	admin   string
+	inbound string
+	stderr  *syncBuffer
+	exited  chan struct{}
+	exitErr error
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// baseConfig is a configuration for the shared slapd with the given extra TOML appended.
+// ADMIN and INBOUND addresses are free ports.
+func baseConfig(t *testing.T, s *ldaptest.Server, dir, extra string) (string, string, string) {
+	t.Helper()
+	admin, inbound := freePort(t), freePort(t)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
+	cfg := fmt.Sprintf(`[log]
+level = "debug"
+[state]
+dir = %q
+[admin]
+listen = %q
+[ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "ldap-password"
+base_dn = %q
+%s`, filepath.Join(dir, "state"), admin, s.URL, s.ServiceDN, s.Suffix, extra)
+	return cfg, admin, inbound
+}
+
+// startDaemon writes cfg to a file and runs `scimbridge serve` on it until /readyz answers.
+func startDaemon(t *testing.T, dir, cfg, admin, inbound string) *daemon {
+	t.Helper()
+	d := &daemon{t: t, dir: dir, cfgPath: filepath.Join(dir, "scimbridge.toml"), admin: admin, inbound: inbound, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	require.NoError(t, os.WriteFile(d.cfgPath, []byte(cfg), 0o600))
+	d.cmd = exec.Command(binary(t), "serve", "--config", d.cfgPath)
+	d.cmd.Stderr = d.stderr
+	d.cmd.Stdout = d.stderr
+	require.NoError(t, d.cmd.Start())
+	go func() { d.exitErr = d.cmd.Wait(); close(d.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-d.exited:
+			t.Fatalf("daemon exited during start: %v\n%s", d.exitErr, d.stderr.String())
+		default:
+		}
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not ready after 30s:\n%s", d.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (d *daemon) signal(sig syscall.Signal) { require.NoError(d.t, d.cmd.Process.Signal(sig)) }
+
+// stop sends SIGTERM and returns the exit code.
+func (d *daemon) stop() int {
+	d.signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(40 * time.Second):
+		d.t.Fatalf("daemon did not stop within 40s")
+	}
+	if d.exitErr == nil {
+		return 0
+	}
+	if ee, ok := d.exitErr.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+func (d *daemon) get(path string) (int, string) {
+	resp, err := http.Get("http://" + d.admin + path)
+	require.NoError(d.t, err)
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp.StatusCode, buf.String()
+}
+
+// waitFor polls cond until it holds or the generous bound passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
