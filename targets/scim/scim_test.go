@@ -127,7 +127,10 @@ func requirePermanent(t *testing.T, err error) *targets.PermanentError {
 }
 
 func TestLifecycle(t *testing.T) {
-	tg, srv, _ := newTarget(t, targettest.Options{}, nil)
+	tg, srv, _ := newTarget(t, targettest.Options{}, func(c *scim.Config) {
+		c.URL += "/" // A trailing slash is fine.
+		c.Headers = map[string]targets.Secret{"X-Tenant": "acme"}
+	})
 	ctx := t.Context()
 
 	op := userOp("alice@example.com")
@@ -142,6 +145,10 @@ func TestLifecycle(t *testing.T) {
 	require.Equal(t, http.MethodPost, created.Method)
 	require.Equal(t, "application/scim+json", created.Header.Get("Content-Type"))
 	require.Contains(t, created.Header.Get("Accept"), "application/scim+json")
+	require.Equal(t, "acme", created.Header.Get("X-Tenant"))
+	require.Equal(t, "Bearer "+testToken, created.Header.Get("Authorization"))
+	require.Equal(t, "scimbridge", created.Header.Get("User-Agent"))
+	require.Equal(t, "/Users", created.Path)
 	require.Contains(t, string(created.Body), `"R&D"`, "no HTML escaping")
 	var body map[string]any
 	require.NoError(t, json.Unmarshal(created.Body, &body))
