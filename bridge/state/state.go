@@ -1,0 +1,551 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FileName is the state file's name inside the configured [state] dir.
+const FileName = "state.db"
+
+// SchemaVersion is the layout this binary writes. Open migrates older files forward and
+// refuses newer ones.
+const SchemaVersion = 1
+
+// Errors callers branch on.
+var (
+	// ErrInUse means another process holds the state file (the daemon, usually): the file
+	// is never opened by two processes at once.
+	ErrInUse = errors.New("state file in use by another process")
+	// ErrNewerSchema means the file was written by a newer scimbridge.
+	ErrNewerSchema = errors.New("state file is newer than this scimbridge")
+)
+
+// Top-level buckets. Other files of this package add their own (the outbox); Tx.Bucket
+// refuses the reserved names so nothing outside this file writes into them by accident.
+var (
+	bucketMeta    = []byte("meta")
+	bucketCursors = []byte("cursors")
+	bucketIDMaps  = []byte("idmaps")
+	keyVersion    = []byte("schema_version")
+	keyCreated    = []byte("created")
+)
+
+var reserved = map[string]bool{"meta": true, "cursors": true, "idmaps": true}
+
+// migrations[i] moves a file from schema version i to i+1, inside one transaction.
+var migrations = []func(tx *bolt.Tx) error{
+	// 0 → 1: the base layout.
+	func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketCursors, bucketIDMaps} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(keyCreated) == nil {
+			return meta.Put(keyCreated, []byte(time.Now().UTC().Format(time.RFC3339)))
+		}
+		return nil
+	},
+}
+
+// Options adjust Open.
+type Options struct {
+	// Timeout bounds the wait for the file lock. Defaults to 1s: a held file is reported
+	// quickly instead of hanging (bbolt's own default waits forever).
+	Timeout time.Duration
+	// ReadOnly opens an existing file with a shared lock, for inspection and backups when no
+	// daemon runs. It still cannot be opened while a writer holds the file.
+	ReadOnly bool
+}
+
+// DB is an open state file.
+type DB struct {
+	db       *bolt.DB
+	path     string
+	readOnly bool
+}
+
+// Open opens (creating it and dir if needed) the state file in dir for writing, migrating
+// it to SchemaVersion.
+func Open(dir string) (*DB, error) { return OpenWith(dir, Options{}) }
+
+// OpenWith is Open with options.
+func OpenWith(dir string, o Options) (*DB, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = time.Second
+	}
+	path := filepath.Join(dir, FileName)
+	if o.ReadOnly {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("state: opening %s: %w", path, err)
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("state: creating %s: %w", dir, err)
+	}
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("state file %s is in use by another process (is scimbridge serve running?): %w", path, ErrInUse)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: opening %s: %w", path, err)
+	}
+	d := &DB{db: bdb, path: path, readOnly: o.ReadOnly}
+	if err := d.prepare(); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func readVersion(tx *bolt.Tx) (int, error) {
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return 0, nil
+	}
+	v := meta.Get(keyVersion)
+	if v == nil {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(string(v))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad schema version %q", v)
+	}
+	return n, nil
+}
+
+// prepare checks the schema version and migrates forward (writable files only).
+func (d *DB) prepare() error {
+	var version int
+	err := d.db.View(func(tx *bolt.Tx) error {
+		var err error
+		version, err = readVersion(tx)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", d.path, err)
+	}
+	if version > SchemaVersion {
+		return fmt.Errorf("state: %s has schema version %d but this scimbridge knows up to %d: upgrade scimbridge or restore a backup taken by this version: %w",
+			d.path, version, SchemaVersion, ErrNewerSchema)
+	}
+	if version == SchemaVersion {
+		return nil
+	}
+	if d.readOnly {
+		if version == 0 {
+			return nil // an empty file: nothing to read, nothing to migrate
+		}
+		return fmt.Errorf("state: %s has schema version %d: start scimbridge serve once to migrate it to %d", d.path, version, SchemaVersion)
+	}
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		for v := version; v < SchemaVersion; v++ {
+			if err := migrations[v](tx); err != nil {
+				return fmt.Errorf("migrating from version %d: %w", v, err)
+			}
+		}
+		return meta.Put(keyVersion, []byte(strconv.Itoa(SchemaVersion)))
+	})
+	if err != nil {
+		return fmt.Errorf("state: %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// Path is the state file's path.
+func (d *DB) Path() string { return d.path }
+
+// Close releases the file.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Update runs fn in one read-write transaction: everything fn writes commits together, or,
+// when fn returns an error, nothing does.
+func (d *DB) Update(fn func(tx *Tx) error) error {
+	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+}
+
+// View runs fn in a read-only transaction (a consistent snapshot).
+func (d *DB) View(fn func(tx *Tx) error) error {
+	return d.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+}
+
+// Backup writes a consistent copy of the whole file to w while the database stays usable
+// (a read transaction; writers are not blocked).
+func (d *DB) Backup(w io.Writer) (int64, error) {
+	var n int64
+	err := d.db.View(func(tx *bolt.Tx) error {
+		var err error
+		n, err = tx.WriteTo(w)
+		return err
+	})
+	if err != nil {
+		return n, fmt.Errorf("state: backup: %w", err)
+	}
+	return n, nil
+}
+
+// BackupFile writes a consistent copy to path (mode 0600), atomically: a temporary file in
+// the same directory, synced and renamed.
+func (d *DB) BackupFile(path string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".scimbridge-backup-*")
+	if err != nil {
+		return fmt.Errorf("state: backup: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("state: backup: %w", err)
+	}
+	if _, err := d.Backup(tmp); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("state: backup: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("state: backup: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("state: backup: %w", err)
+	}
+	return nil
+}
+
+// SchemaVersion reports the file's schema version.
+func (d *DB) SchemaVersion() (int, error) {
+	var v int
+	err := d.db.View(func(tx *bolt.Tx) error {
+		var err error
+		v, err = readVersion(tx)
+		return err
+	})
+	return v, err
+}
+
+// Tx is one transaction. Its methods are valid only inside the Update or View callback that
+// received it. In a View, writes fail with bbolt's read-only error.
+type Tx struct {
+	tx *bolt.Tx
+}
+
+// Writable reports whether tx is an Update.
+func (t *Tx) Writable() bool { return t.tx.Writable() }
+
+// Cursor is a stored change-log position.
+type Cursor struct {
+	// Value is the source's opaque cursor.
+	Value string `json:"cursor"`
+	// Updated is when it was last advanced.
+	Updated time.Time `json:"updated"`
+}
+
+// Cursor returns the cursor stored under name; ok is false when there is none.
+func (t *Tx) Cursor(name string) (c Cursor, ok bool, err error) {
+	b := t.tx.Bucket(bucketCursors)
+	if b == nil {
+		return Cursor{}, false, nil
+	}
+	v := b.Get([]byte(name))
+	if v == nil {
+		return Cursor{}, false, nil
+	}
+	if err := json.Unmarshal(v, &c); err != nil {
+		return Cursor{}, false, fmt.Errorf("state: cursor %q: %w", name, err)
+	}
+	return c, true, nil
+}
+
+// SetCursor stores value as the cursor under name.
+func (t *Tx) SetCursor(name, value string) error {
+	b := t.tx.Bucket(bucketCursors)
+	if b == nil {
+		return fmt.Errorf("state: cursor %q: %w", name, berrors.ErrTxNotWritable)
+	}
+	v, err := json.Marshal(Cursor{Value: value, Updated: time.Now().UTC()})
+	if err != nil {
+		return err
+	}
+	if err := b.Put([]byte(name), v); err != nil {
+		return fmt.Errorf("state: cursor %q: %w", name, err)
+	}
+	return nil
+}
+
+// DeleteCursor forgets the cursor under name (the next run starts with a reconcile).
+func (t *Tx) DeleteCursor(name string) error {
+	b := t.tx.Bucket(bucketCursors)
+	if b == nil {
+		return nil
+	}
+	if err := b.Delete([]byte(name)); err != nil {
+		return fmt.Errorf("state: cursor %q: %w", name, err)
+	}
+	return nil
+}
+
+// Cursors lists every stored cursor by name.
+func (t *Tx) Cursors() (map[string]Cursor, error) {
+	out := map[string]Cursor{}
+	b := t.tx.Bucket(bucketCursors)
+	if b == nil {
+		return out, nil
+	}
+	err := b.ForEach(func(k, v []byte) error {
+		var c Cursor
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("state: cursor %q: %w", k, err)
+		}
+		out[string(k)] = c
+		return nil
+	})
+	return out, err
+}
+
+// IDEntry is what an id map knows about one stable id.
+type IDEntry struct {
+	// DN is the entry's DN when last seen.
+	DN string `json:"dn"`
+	// Kind is what the entry is to its owner ("user", "group").
+	Kind string `json:"kind,omitempty"`
+	// Hash is a digest of the entry's content when last seen (or last pushed).
+	Hash string `json:"hash,omitempty"`
+	// Extra holds owner-specific fields (a target's id for the resource, a digest per pushed
+	// attribute).
+	Extra map[string]string `json:"extra,omitempty"`
+	// Updated is when the record was last written.
+	Updated time.Time `json:"updated"`
+}
+
+// IDMap maps stable ids to IDEntry records. Each owner has its own: the change reader's
+// view of the directory ("directory"), and one per provisioner.
+type IDMap struct {
+	b    *bolt.Bucket
+	name string
+}
+
+// IDMap returns the id map called name, creating it in a writable transaction. In a View of
+// a map never written, it is empty.
+func (t *Tx) IDMap(name string) (*IDMap, error) {
+	root := t.tx.Bucket(bucketIDMaps)
+	if root == nil {
+		return &IDMap{name: name}, nil
+	}
+	b := root.Bucket([]byte(name))
+	if b == nil && t.tx.Writable() {
+		var err error
+		if b, err = root.CreateBucket([]byte(name)); err != nil {
+			return nil, fmt.Errorf("state: id map %q: %w", name, err)
+		}
+	}
+	return &IDMap{b: b, name: name}, nil
+}
+
+// Get returns the record of id; ok is false when the map has none.
+func (m *IDMap) Get(id string) (e IDEntry, ok bool, err error) {
+	if m.b == nil {
+		return IDEntry{}, false, nil
+	}
+	v := m.b.Get([]byte(id))
+	if v == nil {
+		return IDEntry{}, false, nil
+	}
+	if err := json.Unmarshal(v, &e); err != nil {
+		return IDEntry{}, false, fmt.Errorf("state: id map %q: %s: %w", m.name, id, err)
+	}
+	return e, true, nil
+}
+
+// Put stores the record of id, stamping Updated.
+func (m *IDMap) Put(id string, e IDEntry) error {
+	if m.b == nil {
+		return fmt.Errorf("state: id map %q: %w", m.name, berrors.ErrTxNotWritable)
+	}
+	e.Updated = time.Now().UTC()
+	v, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	if err := m.b.Put([]byte(id), v); err != nil {
+		return fmt.Errorf("state: id map %q: %w", m.name, err)
+	}
+	return nil
+}
+
+// Delete removes the record of id (a no-op when there is none).
+func (m *IDMap) Delete(id string) error {
+	if m.b == nil {
+		return nil
+	}
+	if err := m.b.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("state: id map %q: %w", m.name, err)
+	}
+	return nil
+}
+
+// ForEach calls fn for every record in id order; fn's error stops it. fn must not change
+// the map (collect, then change).
+func (m *IDMap) ForEach(fn func(id string, e IDEntry) error) error {
+	if m.b == nil {
+		return nil
+	}
+	return m.b.ForEach(func(k, v []byte) error {
+		var e IDEntry
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("state: id map %q: %s: %w", m.name, k, err)
+		}
+		return fn(string(k), e)
+	})
+}
+
+// Len is the number of records.
+func (m *IDMap) Len() int {
+	if m.b == nil {
+		return 0
+	}
+	return m.b.Stats().KeyN
+}
+
+// Bucket is a generic key/value bucket for other parts of the package (the outbox, dead
+// letters): ordered byte keys, nested buckets and sequences.
+type Bucket struct {
+	b *bolt.Bucket
+}
+
+// Bucket returns the bucket at path (top-level name first), creating missing levels in a
+// writable transaction. In a View of a path never written, the bucket is empty. The
+// package's own top-level names (meta, cursors, idmaps) are refused.
+func (t *Tx) Bucket(path ...string) (*Bucket, error) {
+	if len(path) == 0 {
+		return nil, errors.New("state: bucket: empty path")
+	}
+	if reserved[path[0]] {
+		return nil, fmt.Errorf("state: bucket %q is reserved", path[0])
+	}
+	var cur *bolt.Bucket
+	for i, name := range path {
+		var next *bolt.Bucket
+		if i == 0 {
+			next = t.tx.Bucket([]byte(name))
+		} else {
+			next = cur.Bucket([]byte(name))
+		}
+		if next == nil {
+			if !t.tx.Writable() {
+				return &Bucket{}, nil
+			}
+			var err error
+			if i == 0 {
+				next, err = t.tx.CreateBucket([]byte(name))
+			} else {
+				next, err = cur.CreateBucket([]byte(name))
+			}
+			if err != nil {
+				return nil, fmt.Errorf("state: bucket %v: %w", path[:i+1], err)
+			}
+		}
+		cur = next
+	}
+	return &Bucket{b: cur}, nil
+}
+
+// Get returns a copy of the value at key, or nil.
+func (b *Bucket) Get(key []byte) []byte {
+	if b.b == nil {
+		return nil
+	}
+	v := b.b.Get(key)
+	if v == nil {
+		return nil
+	}
+	return append([]byte(nil), v...)
+}
+
+// Put stores value at key.
+func (b *Bucket) Put(key, value []byte) error {
+	if b.b == nil {
+		return berrors.ErrTxNotWritable
+	}
+	return b.b.Put(key, value)
+}
+
+// Delete removes key.
+func (b *Bucket) Delete(key []byte) error {
+	if b.b == nil {
+		return nil
+	}
+	return b.b.Delete(key)
+}
+
+// GetJSON decodes the value at key into v; ok is false when there is none.
+func (b *Bucket) GetJSON(key []byte, v any) (bool, error) {
+	raw := b.Get(key)
+	if raw == nil {
+		return false, nil
+	}
+	return true, json.Unmarshal(raw, v)
+}
+
+// PutJSON stores v encoded as JSON at key.
+func (b *Bucket) PutJSON(key []byte, v any) error {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(key, raw)
+}
+
+// NextSequence returns the bucket's next sequence number (for ordered keys such as outbox
+// items).
+func (b *Bucket) NextSequence() (uint64, error) {
+	if b.b == nil {
+		return 0, berrors.ErrTxNotWritable
+	}
+	return b.b.NextSequence()
+}
+
+// Scan calls fn for every key at or after start ("" = the first), in key order, until fn
+// returns false or an error. Values are valid only during the call. Changing the bucket
+// inside fn is not allowed: collect the keys, then change.
+func (b *Bucket) Scan(start []byte, fn func(k, v []byte) (bool, error)) error {
+	if b.b == nil {
+		return nil
+	}
+	c := b.b.Cursor()
+	var k, v []byte
+	if len(start) == 0 {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(start)
+	}
+	for ; k != nil; k, v = c.Next() {
+		more, err := fn(k, v)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
+}
+
+// Len is the number of keys (nested buckets included).
+func (b *Bucket) Len() int {
+	if b.b == nil {
+		return 0
+	}
+	return b.b.Stats().KeyN
+}

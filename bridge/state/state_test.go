@@ -1,0 +1,209 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	bolt "go.etcd.io/bbolt"
+)
+
+func TestReopenKeepsEverything(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	db, err := Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		require.NoError(t, tx.SetCursor("changes", "accesslog:20240101000000.000001Z:abc:"))
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		require.NoError(t, ids.Put("id-1", IDEntry{DN: "uid=ada,ou=people,dc=example,dc=org", Kind: "user", Hash: "h1", Extra: map[string]string{"target_id": "t-1"}}))
+		require.NoError(t, ids.Put("id-2", IDEntry{DN: "cn=team,ou=groups,dc=example,dc=org", Kind: "group"}))
+		out, err := tx.Bucket("outbox", "okta")
+		require.NoError(t, err)
+		seq, err := out.NextSequence()
+		require.NoError(t, err)
+		return out.PutJSON([]byte(strconv.FormatUint(seq, 10)), map[string]string{"op": "create"})
+	}))
+	require.NoError(t, db.Close())
+	info, err := os.Stat(filepath.Join(dir, FileName))
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+
+	db, err = Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+	v, err := db.SchemaVersion()
+	require.NoError(t, err)
+	require.Equal(t, SchemaVersion, v)
+	require.NoError(t, db.View(func(tx *Tx) error {
+		c, ok, err := tx.Cursor("changes")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "accesslog:20240101000000.000001Z:abc:", c.Value)
+		require.WithinDuration(t, time.Now(), c.Updated, time.Minute)
+		_, ok, err = tx.Cursor("other")
+		require.NoError(t, err)
+		require.False(t, ok)
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		require.Equal(t, 2, ids.Len())
+		e, ok, err := ids.Get("id-1")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "uid=ada,ou=people,dc=example,dc=org", e.DN)
+		require.Equal(t, "user", e.Kind)
+		require.Equal(t, "h1", e.Hash)
+		require.Equal(t, map[string]string{"target_id": "t-1"}, e.Extra)
+		var seen []string
+		require.NoError(t, ids.ForEach(func(id string, _ IDEntry) error { seen = append(seen, id); return nil }))
+		require.Equal(t, []string{"id-1", "id-2"}, seen)
+		out, err := tx.Bucket("outbox", "okta")
+		require.NoError(t, err)
+		var item map[string]string
+		ok, err = out.GetJSON([]byte("1"), &item)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "create", item["op"])
+		// A View never creates anything.
+		empty, err := tx.Bucket("nothing", "here")
+		require.NoError(t, err)
+		require.Nil(t, empty.Get([]byte("k")))
+		require.Error(t, empty.Put([]byte("k"), []byte("v")))
+		return nil
+	}))
+}
+
+func TestUpdateIsAllOrNothing(t *testing.T) {
+	db, err := Open(t.TempDir())
+	require.NoError(t, err)
+	defer db.Close()
+	boom := errors.New("sink failed")
+	err = db.Update(func(tx *Tx) error {
+		require.NoError(t, tx.SetCursor("changes", "c2"))
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		require.NoError(t, ids.Put("x", IDEntry{DN: "uid=x"}))
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	require.NoError(t, db.View(func(tx *Tx) error {
+		_, ok, err := tx.Cursor("changes")
+		require.NoError(t, err)
+		require.False(t, ok, "the cursor did not advance without its work")
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		require.Zero(t, ids.Len())
+		return nil
+	}))
+}
+
+func TestSecondOpenFailsFastWithAClearError(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+
+	start := time.Now()
+	_, err = Open(dir)
+	require.ErrorIs(t, err, ErrInUse)
+	require.Contains(t, err.Error(), "state file "+filepath.Join(dir, FileName)+" is in use by another process (is scimbridge serve running?)")
+	require.Less(t, time.Since(start), 3*time.Second, "fails fast instead of waiting for the lock")
+
+	_, err = OpenWith(dir, Options{ReadOnly: true, Timeout: 100 * time.Millisecond})
+	require.ErrorIs(t, err, ErrInUse, "a reader cannot share the file with the daemon either")
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, db.Close())
+	raw, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, raw.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte(strconv.Itoa(SchemaVersion+1)))
+	}))
+	require.NoError(t, raw.Close())
+
+	_, err = Open(dir)
+	require.ErrorIs(t, err, ErrNewerSchema)
+	require.Contains(t, err.Error(), "upgrade scimbridge")
+	_, err = OpenWith(dir, Options{ReadOnly: true})
+	require.ErrorIs(t, err, ErrNewerSchema)
+}
+
+func TestOldFileIsMigrated(t *testing.T) {
+	dir := t.TempDir()
+	// A version-0 file: no meta bucket at all.
+	raw, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, raw.Close())
+	db, err := Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+	v, err := db.SchemaVersion()
+	require.NoError(t, err)
+	require.Equal(t, SchemaVersion, v)
+	require.NoError(t, db.Update(func(tx *Tx) error { return tx.SetCursor("changes", "x") }))
+}
+
+func TestBackupIsOpenable(t *testing.T) {
+	db, err := Open(t.TempDir())
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		for i := range 500 {
+			require.NoError(t, ids.Put(strconv.Itoa(i), IDEntry{DN: "uid=u" + strconv.Itoa(i)}))
+		}
+		return tx.SetCursor("changes", "c1")
+	}))
+	var buf bytes.Buffer
+	n, err := db.Backup(&buf)
+	require.NoError(t, err)
+	require.Equal(t, int64(buf.Len()), n)
+
+	// The file copy is taken while the database stays open and writable.
+	out := filepath.Join(t.TempDir(), "copy")
+	require.NoError(t, os.MkdirAll(out, 0o700))
+	require.NoError(t, db.BackupFile(filepath.Join(out, FileName)))
+	require.NoError(t, db.Update(func(tx *Tx) error { return tx.SetCursor("changes", "c2") }))
+
+	cp, err := OpenWith(out, Options{ReadOnly: true})
+	require.NoError(t, err)
+	defer cp.Close()
+	require.NoError(t, cp.View(func(tx *Tx) error {
+		c, ok, err := tx.Cursor("changes")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "c1", c.Value, "the copy is the state when it was taken")
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		require.Equal(t, 500, ids.Len())
+		return nil
+	}))
+}
+
+func TestReservedBucketsAndMissingFiles(t *testing.T) {
+	dir := t.TempDir()
+	_, err := OpenWith(dir, Options{ReadOnly: true})
+	require.ErrorIs(t, err, os.ErrNotExist, "a read-only open never creates the file")
+	db, err := Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		for _, name := range []string{"meta", "cursors", "idmaps"} {
+			_, err := tx.Bucket(name)
+			require.Error(t, err, name)
+		}
+		_, err := tx.Bucket()
+		require.Error(t, err)
+		return nil
+	}))
+}
