@@ -42,6 +42,7 @@ var commands = []command{
 	{"serve", "run the daemon: the directory pool, admin listener, inbound SCIM server and provisioners", cmdServe},
 	{"demo", "run a private directory, a sample SCIM target and the bridge between them", cmdDemo},
 	{"check-config", "validate a configuration file without connecting anywhere", cmdCheckConfig},
+	{"changes", "print the directory's change stream as the bridge reads it, one JSON line per event", cmdChanges},
 	{"selftest", "replay Entra ID's provisioning conversation against a SCIM endpoint", cmdSelftest},
 	{"token", "token new: make an inbound bearer token and its config line", cmdToken},
 	{"version", "print version information", cmdVersion},
