@@ -1,0 +1,320 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/scimbridge/scimbridge/bridge/capture"
+	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// Directory is what the engine reads from the directory. *ldapstore.Store implements it.
+type Directory interface {
+	// Walk streams the entries matching q; cancelling ctx stops it with an error.
+	Walk(ctx context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error
+	// FindByID reads the entry with the stable id below q.Base matching q.Filter;
+	// ldapstore.ErrNotFound when there is none.
+	FindByID(ctx context.Context, q ldapstore.Search, idAttr, id string) (mapping.Entry, error)
+}
+
+var _ Directory = (*ldapstore.Store)(nil)
+
+// Options are an Engine's dependencies.
+type Options struct {
+	State     *state.DB
+	Directory Directory
+	// Scope says where users and groups live and which attribute is the stable id (the
+	// change reader's scope).
+	Scope capture.Scope
+	// MemberAttribute is the groups' member attribute. Defaults to "member".
+	MemberAttribute string
+	Logger          zerolog.Logger
+	// Registerer receives the engine's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// DrainTimeout is how long deliveries in flight may take to finish once the engine is
+	// stopped. Defaults to 10s.
+	DrainTimeout time.Duration
+}
+
+// Engine runs the provisioners: its Sink turns change batches into outbox items, its workers
+// deliver them.
+type Engine struct {
+	o   Options
+	log zerolog.Logger
+	idx *index
+	m   *metrics
+
+	mu      sync.RWMutex
+	provs   []*Provisioner
+	runCtx  context.Context
+	deliver context.Context
+	stopped bool
+
+	commits   chan *completion
+	committed sync.WaitGroup
+	loaded    bool
+}
+
+// New checks the options and builds an Engine; Load, then SetProvisioners and Start, bring
+// it up.
+func New(o Options) (*Engine, error) {
+	var errs []error
+	if o.State == nil {
+		errs = append(errs, errors.New("outbound: Options.State is required"))
+	}
+	if o.Directory == nil {
+		errs = append(errs, errors.New("outbound: Options.Directory is required"))
+	}
+	if o.Scope.IDAttribute == "" {
+		errs = append(errs, errors.New("outbound: Options.Scope.IDAttribute is required"))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 10 * time.Second
+	}
+	e := &Engine{
+		o:       o,
+		log:     o.Logger.With().Str("component", "outbound").Logger(),
+		idx:     newIndex(o.MemberAttribute),
+		m:       newMetrics(),
+		commits: make(chan *completion, 4096),
+	}
+	if o.Registerer != nil {
+		if err := e.m.register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("outbound: registering metrics: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// Close unregisters the engine's metrics.
+func (e *Engine) Close() {
+	if e.o.Registerer != nil {
+		e.m.unregister(e.o.Registerer)
+	}
+}
+
+func (e *Engine) usersSearch() ldapstore.Search {
+	q := e.o.Scope.Users
+	q.Scope = ldapstore.ScopeSub
+	if q.Filter == "" {
+		q.Filter = "(objectClass=*)"
+	}
+	q.Attrs = []string{"*", e.o.Scope.IDAttribute}
+	return q
+}
+
+func (e *Engine) groupsSearch() ldapstore.Search {
+	q := e.o.Scope.Groups
+	q.Scope = ldapstore.ScopeSub
+	if q.Filter == "" {
+		q.Filter = "(objectClass=*)"
+	}
+	q.Attrs = []string{"*", e.o.Scope.IDAttribute}
+	return q
+}
+
+// Load reads group membership from the directory and the users the change reader knows from
+// the state file. It fails, rather than loading part, when the directory cannot be read:
+// scope decided from a partial view would deprovision people.
+func (e *Engine) Load(ctx context.Context) error {
+	idx := newIndex(e.o.MemberAttribute)
+	if err := loadIndex(ctx, e.o.Directory, e.groupsSearch(), e.o.Scope.IDAttribute, idx); err != nil {
+		return err
+	}
+	err := e.o.State.View(func(tx *state.Tx) error {
+		ids, err := tx.IDMap("directory")
+		if err != nil {
+			return err
+		}
+		return ids.ForEach(func(id string, r state.IDEntry) error {
+			if r.Kind == string(capture.ObjectUser) {
+				idx.putUser(id, r.DN)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("outbound: loading users: %w", err)
+	}
+	e.mu.Lock()
+	e.idx, e.loaded = idx, true
+	e.mu.Unlock()
+	g, u := idx.size()
+	e.log.Info().Int("groups", g).Int("users", u).Msg("membership index loaded")
+	return nil
+}
+
+func loadIndex(ctx context.Context, dir Directory, q ldapstore.Search, idAttr string, idx *index) error {
+	if q.Base == "" {
+		return nil
+	}
+	err := dir.Walk(ctx, q, func(en mapping.Entry) error {
+		id := en.First(idAttr)
+		if id == "" {
+			return fmt.Errorf("group %q has no %s", en.DN, idAttr)
+		}
+		idx.putGroup(id, en)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("outbound: loading groups: %w", err)
+	}
+	return nil
+}
+
+// Provisioners returns the running provisioners in configuration order.
+func (e *Engine) Provisioners() []*Provisioner {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Clone(e.provs)
+}
+
+// Provisioner returns the provisioner called name.
+func (e *Engine) Provisioner(name string) (*Provisioner, bool) {
+	for _, p := range e.Provisioners() {
+		if p.spec.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// SetProvisioners makes specs the running set: provisioners whose Hash is unchanged keep
+// running untouched, changed and new ones are (re)built, removed ones stop (their state
+// stays in the file). Every spec is built before anything changes, so an error leaves the
+// running set as it was. It returns the names of the new and changed provisioners, which
+// need a reconcile.
+func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
+	e.mu.RLock()
+	old := map[string]*Provisioner{}
+	for _, p := range e.provs {
+		old[p.spec.Name] = p
+	}
+	e.mu.RUnlock()
+	var (
+		next    []*Provisioner
+		changed []string
+		fresh   []*Provisioner
+		errs    []error
+	)
+	for _, s := range specs {
+		if p, ok := old[s.Name]; ok && p.spec.Hash == s.Hash && s.Hash != "" {
+			next = append(next, p)
+			continue
+		}
+		p, err := e.newProvisioner(s)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := p.load(); err != nil {
+			errs = append(errs, fmt.Errorf("outbound: provisioner %q: %w", s.Name, err))
+			continue
+		}
+		next = append(next, p)
+		fresh = append(fresh, p)
+		changed = append(changed, s.Name)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	keep := map[*Provisioner]bool{}
+	for _, p := range next {
+		keep[p] = true
+	}
+	var retired []*Provisioner
+	for _, p := range old {
+		if !keep[p] {
+			retired = append(retired, p)
+		}
+	}
+	for _, p := range retired {
+		p.stop()
+		e.m.forget(p.spec.Name)
+	}
+	e.mu.Lock()
+	e.provs = next
+	runCtx, deliverCtx := e.runCtx, e.deliver
+	e.mu.Unlock()
+	for _, p := range fresh {
+		e.m.breaker.WithLabelValues(p.spec.Name, "deletes").Set(b2f(p.breaker.Tripped))
+		if p.breaker.Tripped {
+			p.log.Error().Str("reason", p.breaker.Reason).Msg("deletion breaker is tripped: provisioner stopped until an admin runs scimbridge sync --allow-deletes")
+		}
+		if runCtx != nil && runCtx.Err() == nil {
+			p.start(runCtx, deliverCtx)
+		}
+	}
+	e.refreshGauges()
+	return changed, nil
+}
+
+// Start runs the workers and the committer until ctx ends. Deliveries in flight then get
+// DrainTimeout to finish; Wait returns when everything has stopped and committed.
+func (e *Engine) Start(ctx context.Context) {
+	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
+	e.mu.Lock()
+	e.runCtx, e.deliver = ctx, deliverCtx
+	provs := slices.Clone(e.provs)
+	e.mu.Unlock()
+	e.committed.Add(1)
+	go func() {
+		defer e.committed.Done()
+		e.committer()
+	}()
+	for _, p := range provs {
+		p.start(ctx, deliverCtx)
+	}
+	go func() {
+		<-ctx.Done()
+		t := time.AfterFunc(e.o.DrainTimeout, cancelDeliver)
+		for _, p := range e.Provisioners() {
+			p.stop()
+		}
+		t.Stop()
+		cancelDeliver()
+		e.mu.Lock()
+		e.stopped = true
+		e.mu.Unlock()
+		close(e.commits)
+	}()
+	go e.gaugeLoop(ctx)
+}
+
+// Wait blocks until a started engine has stopped and committed what its workers delivered.
+func (e *Engine) Wait() { e.committed.Wait() }
+
+func (e *Engine) gaugeLoop(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.refreshGauges()
+		}
+	}
+}
+
+func (e *Engine) refreshGauges() {
+	now := time.Now()
+	for _, p := range e.Provisioners() {
+		pending, _, _ := p.q.counts(now)
+		e.m.depth.WithLabelValues(p.spec.Name).Set(float64(pending))
+		st, _, _ := p.health.state(now)
+		e.m.breaker.WithLabelValues(p.spec.Name, "target").Set(b2f(st != CircuitClosed))
+	}
+}

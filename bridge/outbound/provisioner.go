@@ -1,0 +1,340 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/mapping"
+	"github.com/scimbridge/scimbridge/targets"
+)
+
+// Deprovision modes.
+const (
+	DeprovisionDisable = "disable"
+	DeprovisionDelete  = "delete"
+)
+
+// Spec is one provisioner's configuration as the engine needs it.
+type Spec struct {
+	Name string
+	// Type is the target type (for status).
+	Type   string
+	Target targets.Target
+	// Groups are group DNs whose members are in scope; NestedGroups follows groups inside them.
+	Groups       []string
+	NestedGroups bool
+	// Filter is an LDAP filter users must match (ANDed with Groups).
+	Filter         string
+	PushGroups     bool
+	Deprovision    string
+	MatchAttribute string
+	RateLimit      float64
+	Concurrency    int
+	MaxAttempts    int
+	// MaxDeletes deprovisions within DeleteWindow (or in one reconcile pass) stop the
+	// provisioner; 0 turns the deletion breaker off.
+	MaxDeletes    int
+	DeleteWindow  time.Duration
+	MinRetryDelay time.Duration
+	MaxRetryDelay time.Duration
+	// UserMapping and GroupMapping override the defaults key by key ("" removes a key).
+	UserMapping  map[string]string
+	GroupMapping map[string]string
+	// Hash identifies the configuration: a reload rebuilds only provisioners whose Hash
+	// changed.
+	Hash string
+}
+
+// Provisioner delivers one outbox to one target.
+type Provisioner struct {
+	e    *Engine
+	spec Spec
+	log  zerolog.Logger
+
+	userMap, groupMap *mapping.TemplateMapping
+	mappingHash       string
+	snapAttrs         []string
+	limiter           *rate.Limiter
+	q                 *queue
+	health            *health
+
+	mu       sync.Mutex
+	users    map[string]bool // directory id → active, for users with a target account
+	groups   map[string]bool // directory ids of groups with a target group
+	breaker  breakerState
+	resume   chan struct{} // closed when the deletion breaker is released
+	lastErr  string
+	lastErrT time.Time
+	lastOK   time.Time
+	listing  *listing
+	lastRec  time.Time
+
+	delivered, failed, dead atomic.Uint64
+
+	cancel  context.CancelFunc
+	workers sync.WaitGroup
+}
+
+// listing is what a target listing showed during a reconcile pass: the target ids by match
+// value, so creates of users the target does not have skip the lookup before POST, and
+// existing accounts are adopted without one.
+type listing struct {
+	users  map[string]string // lower-cased match value → target id
+	groups map[string]string
+	at     time.Time
+}
+
+// defaultGroupMapping returns the default [provisioner.group_mapping].
+func defaultGroupMapping(idAttr string) map[string]string {
+	m := map[string]string{"displayName": `{{ .cn }}`}
+	if idAttr != "" {
+		m["externalId"] = fmt.Sprintf(`{{ attr %q }}`, idAttr)
+	}
+	return m
+}
+
+// MergeMapping overlays overrides on defaults; an override of "" removes the key.
+func MergeMapping(defaults, overrides map[string]string) map[string]string {
+	out := maps.Clone(defaults)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for k, v := range overrides {
+		// Keys are case-insensitive SCIM paths: an override replaces a default spelled
+		// differently.
+		for dk := range out {
+			if strings.EqualFold(dk, k) {
+				delete(out, dk)
+			}
+		}
+		if strings.TrimSpace(v) != "" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
+	if spec.Name == "" || spec.Target == nil {
+		return nil, errors.New("outbound: a provisioner needs a name and a target")
+	}
+	if spec.Deprovision == "" {
+		spec.Deprovision = DeprovisionDisable
+	}
+	if spec.MatchAttribute == "" {
+		spec.MatchAttribute = "userName"
+	}
+	if spec.Concurrency < 1 {
+		spec.Concurrency = 1
+	}
+	if spec.MaxAttempts < 1 {
+		spec.MaxAttempts = 1
+	}
+	if spec.MinRetryDelay <= 0 {
+		spec.MinRetryDelay = time.Second
+	}
+	if spec.MaxRetryDelay < spec.MinRetryDelay {
+		spec.MaxRetryDelay = spec.MinRetryDelay
+	}
+	if spec.DeleteWindow <= 0 {
+		spec.DeleteWindow = time.Hour
+	}
+	idAttr := e.o.Scope.IDAttribute
+	um := MergeMapping(mapping.DefaultUserMapping(idAttr, mapping.DefaultActiveMarker()), spec.UserMapping)
+	userMap, err := mapping.CompileUserMapping(um)
+	if err != nil {
+		return nil, fmt.Errorf("provisioner %q: %w", spec.Name, err)
+	}
+	gm := MergeMapping(defaultGroupMapping(idAttr), spec.GroupMapping)
+	groupMap, err := mapping.CompileUserMapping(gm)
+	if err != nil {
+		return nil, fmt.Errorf("provisioner %q: group_mapping: %w", spec.Name, err)
+	}
+	limit := rate.Inf
+	if spec.RateLimit > 0 {
+		limit = rate.Limit(spec.RateLimit)
+	}
+	burst := max(2, spec.Concurrency)
+	p := &Provisioner{
+		e: e, spec: spec,
+		log:         e.log.With().Str("provisioner", spec.Name).Str("type", spec.Type).Logger(),
+		userMap:     userMap,
+		groupMap:    groupMap,
+		mappingHash: digest(um, gm),
+		limiter:     rate.NewLimiter(limit, burst),
+		q:           newQueue(),
+		users:       map[string]bool{},
+		groups:      map[string]bool{},
+		resume:      make(chan struct{}),
+	}
+	p.health = newHealth(spec.Concurrency, spec.MinRetryDelay, spec.MaxRetryDelay)
+	attrs := map[string]bool{}
+	for _, a := range userMap.Attributes() {
+		attrs[strings.ToLower(a)] = true
+		p.snapAttrs = append(p.snapAttrs, a)
+	}
+	if !attrs[strings.ToLower(idAttr)] && idAttr != "" {
+		p.snapAttrs = append(p.snapAttrs, idAttr)
+	}
+	return p, nil
+}
+
+// Name is the provisioner's name.
+func (p *Provisioner) Name() string { return p.spec.Name }
+
+// load fills the in-memory mirrors and the queue from the state file.
+func (p *Provisioner) load() error {
+	return p.e.o.State.View(func(tx *state.Tx) error {
+		ids, err := tx.IDMap(idmapName(p.spec.Name))
+		if err != nil {
+			return err
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		err = ids.ForEach(func(id string, e state.IDEntry) error {
+			r := recordFrom(e)
+			if r.TargetID == "" {
+				return nil
+			}
+			if r.Kind == kindGroup {
+				p.groups[id] = true
+			} else {
+				p.users[id] = r.Active
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		ob, err := tx.Outbox(p.spec.Name)
+		if err != nil {
+			return err
+		}
+		err = ob.ForEach(func(it state.Item) error {
+			p.q.push(it.Key, it.Seq, it.NotBefore)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
+		if err != nil {
+			return err
+		}
+		if _, err := meta.GetJSON([]byte("breaker"), &p.breaker); err != nil {
+			return fmt.Errorf("outbound: %s: breaker: %w", p.spec.Name, err)
+		}
+		var le lastError
+		if ok, _ := meta.GetJSON([]byte("last_error"), &le); ok {
+			p.lastErr, p.lastErrT = le.Error, le.At
+		}
+		_, _ = meta.GetJSON([]byte("last_success"), &p.lastOK)
+		_, _ = meta.GetJSON([]byte("last_reconcile"), &p.lastRec)
+		return nil
+	})
+}
+
+type lastError struct {
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+const (
+	kindUser  = "user"
+	kindGroup = "group"
+)
+
+// start runs the workers until ctx ends; deliveries in flight get drainCtx.
+func (p *Provisioner) start(ctx context.Context, deliverCtx context.Context) {
+	ctx, p.cancel = context.WithCancel(ctx)
+	for i := 0; i < p.spec.Concurrency; i++ {
+		p.workers.Add(1)
+		go func() {
+			defer p.workers.Done()
+			p.work(ctx, deliverCtx)
+		}()
+	}
+}
+
+// stop stops taking work and waits for the deliveries in flight.
+func (p *Provisioner) stop() {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.workers.Wait()
+}
+
+// breakerTripped reports whether the deletion breaker holds the provisioner, and a channel
+// closed when it is released.
+func (p *Provisioner) breakerTripped() (bool, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.breaker.Tripped, p.resume
+}
+
+// work is one worker's loop: wait until the provisioner may deliver, take the first ready
+// key, deliver it.
+func (p *Provisioner) work(ctx, deliverCtx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	sleep := func(d time.Duration, wake <-chan struct{}) bool {
+		if d <= 0 || d > time.Hour {
+			d = time.Hour
+		}
+		timer.Reset(d)
+		defer func() {
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-wake:
+		case <-timer.C:
+		}
+		return true
+	}
+	for ctx.Err() == nil {
+		if tripped, resume := p.breakerTripped(); tripped {
+			if !sleep(time.Hour, resume) {
+				return
+			}
+			continue
+		}
+		probe, wait := p.health.acquire(time.Now())
+		if wait > 0 {
+			if !sleep(wait, p.health.changed()) {
+				return
+			}
+			continue
+		}
+		key, wait, ok := p.q.pop(time.Now())
+		if !ok {
+			if probe {
+				p.health.release()
+			}
+			if !sleep(wait, p.q.wake) {
+				return
+			}
+			continue
+		}
+		if p.q.hasReady(time.Now()) {
+			p.q.signal() // more work: wake another worker
+		}
+		p.process(deliverCtx, key, probe)
+	}
+}

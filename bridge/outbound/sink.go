@@ -1,0 +1,270 @@
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/scimbridge/scimbridge/bridge/capture"
+	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// Sink is the change reader's capture.Sink: it runs inside the transaction that advances the
+// cursor, so the work items it writes commit with it, or, when anything fails, neither does
+// and the batch is read again. Its only directory access is the evaluation of provisioner
+// filters for the batch's users (one search per 100 users): an unreachable directory fails
+// the batch, it never turns into a deprovision.
+func (e *Engine) Sink(ctx context.Context, tx *state.Tx, batch []capture.Change) error {
+	groupsChanged := false
+	for _, ch := range batch {
+		switch ch.Object {
+		case capture.ObjectGroup:
+			if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
+				e.idx.deleteGroup(ch.ID)
+			} else {
+				e.idx.putGroup(ch.ID, *ch.Entry)
+			}
+			if !ch.Unchanged() {
+				groupsChanged = true
+			}
+		default:
+			if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
+				e.idx.deleteUser(ch.ID)
+			} else {
+				e.idx.putUser(ch.ID, ch.DN)
+			}
+		}
+	}
+	for _, p := range e.Provisioners() {
+		if err := p.enqueue(ctx, tx, batch, groupsChanged); err != nil {
+			return fmt.Errorf("outbound: provisioner %q: %w", p.spec.Name, err)
+		}
+	}
+	return nil
+}
+
+// filterMatches evaluates filter for the users ids: the ids whose entry matches it.
+func (e *Engine) filterMatches(ctx context.Context, filter string, ids []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	idAttr := e.o.Scope.IDAttribute
+	q := e.usersSearch()
+	base := q.Filter
+	q.Attrs = []string{idAttr}
+	for start := 0; start < len(ids); start += 100 {
+		chunk := ids[start:min(start+100, len(ids))]
+		var or strings.Builder
+		for _, id := range chunk {
+			f, err := ldapstore.IDFilter(idAttr, id)
+			if err != nil {
+				return nil, err
+			}
+			or.WriteString(f)
+		}
+		q.Filter = "(&" + base + filter + "(|" + or.String() + "))"
+		err := e.o.Directory.Walk(ctx, q, func(en mapping.Entry) error {
+			out[en.First(idAttr)] = true
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("evaluating filter: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// snapshot keeps the attributes the mapping reads.
+func (p *Provisioner) snapshot(en *mapping.Entry) map[string][]string {
+	out := make(map[string][]string, len(p.snapAttrs))
+	for _, a := range p.snapAttrs {
+		if v := en.Get(a); len(v) > 0 {
+			out[a] = v
+		}
+	}
+	return out
+}
+
+// enqueue turns a batch into this provisioner's work items.
+func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture.Change, groupsChanged bool) error {
+	ids, err := tx.IDMap(idmapName(p.spec.Name))
+	if err != nil {
+		return err
+	}
+	var inFilter map[string]bool
+	if p.spec.Filter != "" {
+		var cands []string
+		for _, ch := range batch {
+			if ch.Object == capture.ObjectUser && ch.Kind != ldapstore.EventDelete && ch.Entry != nil {
+				cands = append(cands, ch.ID)
+			}
+		}
+		if len(cands) > 0 {
+			if inFilter, err = p.e.filterMatches(ctx, p.spec.Filter, cands); err != nil {
+				return err
+			}
+		}
+	}
+	now := time.Now().UTC()
+	marks := map[string]work{}
+	var predicted []string
+	scope := p.scopeGroups()
+	reason := "live changes"
+	for _, ch := range batch {
+		if ch.Reconcile {
+			reason = "reconcile"
+		}
+		if ch.Object != capture.ObjectUser {
+			continue
+		}
+		e, has, err := ids.Get(ch.ID)
+		if err != nil {
+			return err
+		}
+		rec := recordFrom(e)
+		provisioned := has && rec.TargetID != ""
+		active := provisioned && rec.Active
+		changed := ch.Time
+		if changed.IsZero() || ch.Reconcile {
+			changed = now
+		}
+		if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
+			if provisioned && (active || p.spec.Deprovision == DeprovisionDelete) {
+				marks[ch.ID] = work{Kind: mapping.KindUser, DN: ch.DN, Gone: true, Changed: changed, Reason: "deleted"}
+				if active {
+					predicted = append(predicted, ch.ID)
+				}
+			}
+			continue
+		}
+		in := len(p.spec.Groups) == 0 || p.e.idx.memberOfAny(ch.DN, scope, p.spec.NestedGroups)
+		var fm *bool
+		if p.spec.Filter != "" {
+			b := inFilter[ch.ID]
+			fm = &b
+			in = in && b
+		}
+		switch {
+		case !in && !provisioned:
+			continue
+		case !in && !active && p.spec.Deprovision == DeprovisionDisable:
+			continue // out of scope and already disabled
+		case in && provisioned && rec.Hash != "" && rec.Hash == ch.Hash && rec.Mapping == p.mappingHash:
+			continue // pushed from this very content with this mapping
+		}
+		marks[ch.ID] = work{
+			Kind: mapping.KindUser, DN: ch.DN, Entry: p.snapshot(ch.Entry), InFilter: fm,
+			Hash: ch.Hash, Mapping: p.mappingHash, Changed: changed, Reason: string(ch.Kind),
+		}
+		if !in && active {
+			predicted = append(predicted, ch.ID)
+		}
+	}
+	if p.spec.PushGroups {
+		pushedSet := p.pushedGroups()
+		for _, ch := range batch {
+			if ch.Object != capture.ObjectGroup {
+				continue
+			}
+			p.mu.Lock()
+			known := p.groups[ch.ID]
+			p.mu.Unlock()
+			if pushedSet[ch.ID] || known {
+				marks[ch.ID] = work{Kind: mapping.KindGroup, DN: ch.DN, Changed: now, Reason: string(ch.Kind)}
+			}
+		}
+		// A change of scope groups can change which groups are pushed.
+		if groupsChanged {
+			p.mu.Lock()
+			for gid := range p.groups {
+				if !pushedSet[gid] {
+					if _, ok := marks[gid]; !ok {
+						marks[gid] = work{Kind: mapping.KindGroup, Changed: now, Reason: "scope"}
+					}
+				}
+			}
+			p.mu.Unlock()
+			for gid := range pushedSet {
+				p.mu.Lock()
+				known := p.groups[gid]
+				p.mu.Unlock()
+				if _, ok := marks[gid]; !ok && !known {
+					marks[gid] = work{Kind: mapping.KindGroup, Changed: now, Reason: "scope"}
+				}
+			}
+		}
+	}
+	if groupsChanged && len(p.spec.Groups) > 0 {
+		roots := make([]string, 0, len(scope))
+		for id := range scope {
+			roots = append(roots, id)
+		}
+		members := p.e.idx.usersIn(roots, p.spec.NestedGroups)
+		p.mu.Lock()
+		for uid := range members {
+			if active, ok := p.users[uid]; ok && active {
+				continue
+			}
+			if _, ok := marks[uid]; !ok {
+				marks[uid] = work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: "scope"}
+			}
+		}
+		for uid, active := range p.users {
+			if !active {
+				continue
+			}
+			if _, in := members[uid]; in {
+				continue
+			}
+			if _, ok := marks[uid]; !ok {
+				marks[uid] = work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: "scope"}
+			}
+			predicted = append(predicted, uid)
+		}
+		p.mu.Unlock()
+	}
+	if len(predicted) > 0 {
+		if _, err := p.noteDeprovisions(tx, predicted, reason); err != nil {
+			return err
+		}
+	}
+	if len(marks) == 0 {
+		return nil
+	}
+	ob, err := tx.Outbox(p.spec.Name)
+	if err != nil {
+		return err
+	}
+	pushes := make([]pushed, 0, len(marks))
+	for key, w := range marks {
+		if old, had, err := ob.Get(key); err != nil {
+			return err
+		} else if had {
+			if ow, err := decodeWork(old); err == nil && !ow.Changed.IsZero() && ow.Changed.Before(w.Changed) {
+				w.Changed = ow.Changed
+			}
+		}
+		raw, err := json.Marshal(w)
+		if err != nil {
+			return err
+		}
+		it, err := ob.Put(key, raw)
+		if err != nil {
+			return err
+		}
+		ready := it.NotBefore
+		if w.Kind == mapping.KindGroup && w.Reason == "scope" {
+			ready = now.Add(groupDebounce)
+		}
+		pushes = append(pushes, pushed{key: key, seq: it.Seq, ready: ready})
+	}
+	tx.OnCommit(func() {
+		for _, ps := range pushes {
+			p.q.push(ps.key, ps.seq, ps.ready)
+		}
+		p.e.m.enqueued.WithLabelValues(p.spec.Name).Add(float64(len(pushes)))
+	})
+	return nil
+}
