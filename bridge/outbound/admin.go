@@ -63,9 +63,9 @@ func (e *Engine) Status() []Status {
 		s := Status{
 			Name: p.spec.Name, Type: p.spec.Type, Running: true,
 			OutboxDepth: pending, Ready: ready, InFlight: inflight,
-			Groups:  len(p.groups),
-			Breaker: BreakerStatus{Tripped: p.breaker.Tripped, Reason: p.breaker.Reason, Since: p.breaker.Since, MaxDeletes: p.spec.MaxDeletes},
-			Target:  CircuitStatus{State: st, Until: until, ConsecutiveFailures: fails},
+			Groups:    len(p.groups),
+			Breaker:   BreakerStatus{Tripped: p.breaker.Tripped, Reason: p.breaker.Reason, Since: p.breaker.Since, MaxDeletes: p.spec.MaxDeletes},
+			Target:    CircuitStatus{State: st, Until: until, ConsecutiveFailures: fails},
 			LastError: p.lastErr, LastErrorAt: p.lastErrT, LastSuccess: p.lastOK, LastSync: p.lastRec,
 			Counters: map[string]int{"delivered": int(p.delivered.Load()), "failed_attempts": int(p.failed.Load()), "dead_lettered": int(p.dead.Load())},
 		}

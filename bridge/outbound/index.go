@@ -20,11 +20,11 @@ type index struct {
 
 	mu      sync.RWMutex
 	version uint64
-	groups  map[string]*groupInfo     // group id → group
-	gByDN   map[string]string         // normalised DN → group id
+	groups  map[string]*groupInfo      // group id → group
+	gByDN   map[string]string          // normalised DN → group id
 	parents map[string]map[string]bool // normalised member DN → ids of the groups listing it
-	uByDN   map[string]string         // normalised DN → user id
-	uDN     map[string]string         // user id → normalised DN
+	uByDN   map[string]string          // normalised DN → user id
+	uDN     map[string]string          // user id → normalised DN
 }
 
 type groupInfo struct {
