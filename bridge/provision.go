@@ -1,0 +1,515 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/scimbridge/scimbridge/bridge/capture"
+	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/outbound"
+	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/targets"
+)
+
+// provisioning is the outbound side of a daemon (or of a one-shot `scimbridge sync`): the
+// state file, the change reader, the provisioning engine and, in the daemon, the control
+// socket. One reader follows the change log; its Sink is the engine's, so every batch's work
+// items commit with the cursor advance.
+type provisioning struct {
+	log    zerolog.Logger
+	cfg    *config.Config
+	db     *state.DB
+	store  *ldapstore.Store
+	engine *outbound.Engine
+	reader *capture.Reader
+	reg    prometheus.Registerer
+
+	// passMu serialises reconcile passes (startup, interval, sync --full, reloads).
+	passMu sync.Mutex
+
+	mu            sync.Mutex
+	targets       map[string]targets.Target
+	readerRunning bool
+	runCtx        context.Context
+	specs         []outbound.Spec
+}
+
+var (
+	provMu        sync.Mutex
+	provisionings = map[*Bridge]*provisioning{}
+)
+
+func provisioningOf(b *Bridge) *provisioning {
+	provMu.Lock()
+	defer provMu.Unlock()
+	return provisionings[b]
+}
+
+// Specs opens every provisioner's target and returns the engine's view of the configuration;
+// failures are joined, each naming its provisioner, and the targets that did open are closed.
+func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[string]targets.Target, error) {
+	var (
+		specs []outbound.Spec
+		errs  []error
+	)
+	opened := map[string]targets.Target{}
+	for _, p := range cfg.Provisioners {
+		tl := logger.With().Str("provisioner", p.Name).Str("type", p.Type).Logger()
+		t, err := p.Target.Open(p.Name, tl)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("provisioner %q: %w", p.Name, err))
+			continue
+		}
+		opened[p.Name] = t
+		specs = append(specs, outbound.Spec{
+			Name: p.Name, Type: p.Type, Target: t,
+			Groups: p.Groups, NestedGroups: p.NestedGroups, Filter: p.Filter, PushGroups: p.PushGroups,
+			Deprovision: p.Deprovision, MatchAttribute: p.MatchAttribute,
+			RateLimit: p.RateLimit, Concurrency: p.Concurrency, MaxAttempts: p.MaxAttempts,
+			MaxDeletes: p.MaxDeletes, DeleteWindow: p.DeleteWindow.Duration,
+			MinRetryDelay: p.MinRetryDelay.Duration, MaxRetryDelay: p.MaxRetryDelay.Duration,
+			UserMapping: p.UserMapping, GroupMapping: p.GroupMapping,
+			Hash: provisionerHash(cfg, p),
+		})
+	}
+	if len(errs) > 0 {
+		closeTargets(opened)
+		return nil, nil, errors.Join(errs...)
+	}
+	return specs, opened, nil
+}
+
+// provisionerHash identifies a provisioner's configuration (and the directory settings its
+// scope depends on). Secrets print as <secret>: a rotated literal secret needs a restart, a
+// rotated secret file is read again on the target's next 401.
+func provisionerHash(cfg *config.Config, p config.Provisioner) string {
+	return fmt.Sprintf("%x", fmt.Sprintf("%#v|%#v|%#v|%#v", p, p.Target, cfg.LDAP.Users, cfg.LDAP.Groups))
+}
+
+func closeTargets(ts map[string]targets.Target) {
+	for _, t := range ts {
+		if c, ok := t.(targets.Closer); ok {
+			_ = c.Close()
+		}
+	}
+}
+
+// newProvisioning opens the state file and builds the reader and the engine for cfg.
+func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, logger zerolog.Logger, reg prometheus.Registerer) (*provisioning, error) {
+	db, err := state.Open(cfg.State.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	pv, err := buildProvisioning(ctx, cfg, store, db, logger, reg)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return pv, nil
+}
+
+func buildProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, db *state.DB, logger zerolog.Logger, reg prometheus.Registerer) (*provisioning, error) {
+	d, err := store.Dialect(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: reading the directory's dialect: %w", err)
+	}
+	scope := capture.ScopeFromConfig(cfg, d)
+	engine, err := outbound.New(outbound.Options{
+		State: db, Directory: store, Scope: scope, MemberAttribute: cfg.LDAP.Groups.MemberAttribute,
+		Logger: logger, Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	src, err := capture.NewSource(ctx, cfg, store)
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	reader, err := capture.New(capture.Options{
+		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink, Logger: logger,
+		PollInterval: cfg.Changes.PollInterval.Duration, ReconcileInterval: cfg.Changes.ReconcileInterval.Duration,
+		Registerer: reg,
+	})
+	if err != nil {
+		engine.Close()
+		return nil, err
+	}
+	return &provisioning{
+		log: logger.With().Str("component", "provisioning").Logger(), cfg: cfg, db: db, store: store,
+		engine: engine, reader: reader, reg: reg, targets: map[string]targets.Target{},
+	}, nil
+}
+
+// close releases the reader's metrics, the engine's, the targets and the state file. The
+// engine must have stopped (Wait).
+func (pv *provisioning) close() {
+	pv.reader.Close()
+	pv.engine.Close()
+	pv.mu.Lock()
+	closeTargets(pv.targets)
+	pv.targets = map[string]targets.Target{}
+	pv.mu.Unlock()
+	if err := pv.db.Close(); err != nil {
+		pv.log.Error().Err(err).Msg("closing the state file")
+	}
+}
+
+// startProvisioning is the daemon's outbound component: it opens the state file (refusing
+// to start when another process holds it), serves the control socket, loads membership and
+// starts the provisioners, then follows the change log until the bridge stops.
+func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error {
+	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry)
+	if err != nil {
+		return err
+	}
+	specs, opened, err := Specs(cfg, b.logger)
+	if err != nil {
+		pv.close()
+		return fmt.Errorf("bridge: %w", err)
+	}
+	pv.targets, pv.specs = opened, specs
+	ctl, err := pv.serveControl(b, cfg.State.Dir)
+	if err != nil {
+		pv.close()
+		return err
+	}
+	provMu.Lock()
+	provisionings[b] = pv
+	provMu.Unlock()
+	pv.runCtx = ctx
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			provMu.Lock()
+			delete(provisionings, b)
+			provMu.Unlock()
+		}()
+		pv.run(ctx)
+		_ = ctl.Close()
+		pv.close()
+	}()
+	return nil
+}
+
+// run loads the membership index (retrying while the directory is unavailable), starts the
+// engine and the reader, and runs the periodic reconcile until ctx ends; then it waits for
+// the deliveries in flight.
+func (pv *provisioning) run(ctx context.Context) {
+	backoff := time.Second
+	for {
+		err := pv.engine.Load(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		pv.log.Warn().Err(err).Dur("retry_in", backoff).Msg("loading group membership failed; provisioning waits")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Minute)
+	}
+	pv.mu.Lock()
+	specs := pv.specs
+	pv.mu.Unlock()
+	if _, err := pv.engine.SetProvisioners(specs); err != nil {
+		pv.log.Error().Err(err).Msg("starting provisioners failed")
+	}
+	pv.engine.Start(ctx)
+	defer pv.engine.Wait()
+	if len(specs) > 0 {
+		pv.reconcileDue(ctx)
+		pv.startReader(ctx)
+	}
+	interval := pv.cfg.Changes.ReconcileInterval.Duration
+	tick := time.NewTicker(min(time.Minute, interval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			pv.reconcileDue(ctx)
+		}
+	}
+}
+
+func (pv *provisioning) startReader(ctx context.Context) {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if pv.readerRunning {
+		return
+	}
+	pv.readerRunning = true
+	go func() {
+		_ = pv.reader.Run(ctx)
+	}()
+}
+
+// reconcileDue runs a pass for the provisioners that never had one, or whose last one is
+// older than changes.reconcile_interval.
+func (pv *provisioning) reconcileDue(ctx context.Context) {
+	due := pv.engine.NeedsReconcile(pv.cfg.Changes.ReconcileInterval.Duration)
+	if len(due) == 0 {
+		return
+	}
+	if err := pv.pass(ctx, due); err != nil && ctx.Err() == nil {
+		pv.log.Warn().Err(err).Strs("provisioners", due).Msg("reconcile failed; retrying later")
+	}
+}
+
+// pass is one full reconcile for the named provisioners: list the targets and count the
+// deprovisions against the breaker first, then compare every user and group in the
+// directory with what was pushed (the reader's reconcile, through the engine's Sink).
+func (pv *provisioning) pass(ctx context.Context, names []string) error {
+	pv.passMu.Lock()
+	defer pv.passMu.Unlock()
+	start := time.Now()
+	if err := pv.engine.PrepareReconcile(ctx, names); err != nil {
+		return err
+	}
+	res, err := pv.reader.Reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	if err := pv.engine.FinishReconcile(names); err != nil {
+		return err
+	}
+	pv.log.Info().Strs("provisioners", names).Int("entries", res.Entries).Dur("took", time.Since(start)).Msg("reconcile pass queued its work")
+	// The pass's target listing spares a lookup per create; drop it once its work is done.
+	go func() {
+		deadline := time.Now().Add(30 * time.Minute)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if outbound.Idle(pv.engine.Progress(names, nil)) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		pv.engine.DropListings()
+	}()
+	return nil
+}
+
+// SyncRequest asks for one pass now (control socket and one-shot sync).
+type SyncRequest struct {
+	// Provisioners restricts the pass (empty: all).
+	Provisioners []string `json:"provisioners,omitempty"`
+	// Full runs a full reconcile instead of reading the change log.
+	Full bool `json:"full,omitempty"`
+	// AllowDeletes releases the deletion breaker first.
+	AllowDeletes bool `json:"allow_deletes,omitempty"`
+}
+
+// SyncEvent is one line of a sync's progress.
+type SyncEvent struct {
+	Message  string              `json:"message,omitempty"`
+	Progress []outbound.Progress `json:"progress,omitempty"`
+	Done     bool                `json:"done,omitempty"`
+	Error    string              `json:"error,omitempty"`
+}
+
+// sync runs a SyncRequest, reporting progress to emit until nothing more can be delivered
+// now.
+func (pv *provisioning) sync(ctx context.Context, req SyncRequest, emit func(SyncEvent)) error {
+	running := map[string]bool{}
+	for _, p := range pv.engine.Provisioners() {
+		running[p.Name()] = true
+	}
+	for _, n := range req.Provisioners {
+		if !running[n] {
+			return fmt.Errorf("no provisioner %q (configured: %s)", n, joinNames(slices.Sorted(maps.Keys(running))))
+		}
+	}
+	names := req.Provisioners
+	if len(names) == 0 {
+		names = slices.Sorted(maps.Keys(running))
+	}
+	if len(names) == 0 {
+		return errors.New("no provisioner is configured")
+	}
+	if req.AllowDeletes {
+		released, err := pv.engine.AllowDeletes(req.Provisioners)
+		if err != nil {
+			return err
+		}
+		if len(released) == 0 {
+			emit(SyncEvent{Message: "no deletion breaker was tripped"})
+		}
+		for _, n := range released {
+			pv.log.Warn().Str("provisioner", n).Msg("deletion breaker released by scimbridge sync --allow-deletes")
+			emit(SyncEvent{Message: fmt.Sprintf("provisioner %q: deletion breaker released; its deprovisions continue", n)})
+		}
+	}
+	base := map[string]outbound.Progress{}
+	for _, p := range pv.engine.Progress(names, nil) {
+		base[p.Provisioner] = p
+	}
+	if req.Full {
+		emit(SyncEvent{Message: "full reconcile: comparing the directory with what was pushed"})
+		if err := pv.pass(ctx, names); err != nil {
+			return err
+		}
+	} else {
+		if _, err := pv.reader.Sync(ctx); err != nil {
+			return fmt.Errorf("reading the change log: %w", err)
+		}
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		pr := pv.engine.Progress(names, base)
+		if outbound.Idle(pr) {
+			emit(SyncEvent{Progress: pr, Done: true})
+			return nil
+		}
+		emit(SyncEvent{Progress: pr})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func joinNames(n []string) string {
+	if len(n) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%q", n)
+}
+
+// reloadProvisioning applies a new configuration to the running provisioners: unchanged
+// ones keep running, changed and new ones are rebuilt (and reconciled), removed ones stop.
+// Everything is built first, so a failure changes nothing.
+func reloadProvisioning(b *Bridge, old, cfg *config.Config) error {
+	pv := provisioningOf(b)
+	if pv == nil {
+		return nil
+	}
+	var errs []error
+	if old.State.Dir != cfg.State.Dir {
+		errs = append(errs, errors.New("state.dir: needs a restart"))
+	}
+	if fmt.Sprintf("%#v", old.Changes) != fmt.Sprintf("%#v", cfg.Changes) {
+		errs = append(errs, errors.New("changes: needs a restart"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	specs, opened, err := Specs(cfg, b.logger)
+	if err != nil {
+		return err
+	}
+	// Keep the running target of unchanged provisioners; close the others' new ones.
+	running := map[string]*outbound.Provisioner{}
+	for _, p := range pv.engine.Provisioners() {
+		running[p.Name()] = p
+	}
+	pv.mu.Lock()
+	oldSpecs := map[string]outbound.Spec{}
+	for _, s := range pv.specs {
+		oldSpecs[s.Name] = s
+	}
+	pv.mu.Unlock()
+	for i, s := range specs {
+		if o, ok := oldSpecs[s.Name]; ok && o.Hash == s.Hash {
+			if t := opened[s.Name]; t != nil {
+				closeTargets(map[string]targets.Target{s.Name: t})
+			}
+			specs[i].Target = o.Target
+			opened[s.Name] = o.Target
+		}
+	}
+	changed, err := pv.engine.SetProvisioners(specs)
+	if err != nil {
+		for name, t := range opened {
+			if o, ok := oldSpecs[name]; !ok || o.Target != t {
+				closeTargets(map[string]targets.Target{name: t})
+			}
+		}
+		return err
+	}
+	pv.mu.Lock()
+	retired := map[string]targets.Target{}
+	for name, t := range pv.targets {
+		if opened[name] != t {
+			retired[name] = t
+		}
+	}
+	pv.targets, pv.specs, pv.cfg = opened, specs, cfg
+	ctx := pv.runCtx
+	pv.mu.Unlock()
+	closeTargets(retired)
+	if len(changed) > 0 && ctx != nil {
+		b.logger.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
+		pv.startReader(ctx)
+		go func() {
+			if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
+				pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
+			}
+		}()
+	}
+	return nil
+}
+
+// ProvisioningStatus is the outbound part of Status.
+type ProvisioningStatus struct {
+	Changes      *ChangesStatus    `json:"changes,omitempty"`
+	Provisioners []outbound.Status `json:"provisioners"`
+}
+
+// ChangesStatus describes the change reader.
+type ChangesStatus struct {
+	Source        string    `json:"source,omitempty"`
+	Cursor        string    `json:"cursor,omitempty"`
+	CursorUpdated time.Time `json:"cursor_updated,omitzero"`
+	LastPoll      time.Time `json:"last_poll,omitzero"`
+	LagSeconds    float64   `json:"lag_seconds"`
+	LastReconcile time.Time `json:"last_reconcile,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+}
+
+func provisioningStatus(_ context.Context, b *Bridge) (string, any) {
+	pv := provisioningOf(b)
+	if pv == nil {
+		return "", nil
+	}
+	return "outbound", pv.status()
+}
+
+func (pv *provisioning) status() ProvisioningStatus {
+	st := pv.reader.Stats()
+	cs := &ChangesStatus{Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
+		LastReconcile: st.LastReconcile, LastError: st.LastError}
+	_ = pv.db.View(func(tx *state.Tx) error {
+		if c, ok, err := tx.Cursor("changes"); err == nil && ok {
+			cs.CursorUpdated = c.Updated
+			if cs.Cursor == "" {
+				cs.Cursor = c.Value
+			}
+		}
+		return nil
+	})
+	ps := pv.engine.Status()
+	if ps == nil {
+		ps = []outbound.Status{}
+	}
+	return ProvisioningStatus{Changes: cs, Provisioners: ps}
+}
