@@ -149,9 +149,23 @@ sha256 = %q
 	})
 }
 
-// demoProvisioners is the demo's outbound configuration (empty until outbound provisioning
-// is part of the binary).
-var demoProvisioners = func(targetURL, tokenFile string) string { return "" }
+// demoProvisioners is the demo's outbound configuration: the members of saas-users (ada and
+// grace) are pushed to the sample target with their group; try adding alan to saas-users with
+// ldapmodify and watch him appear there.
+var demoProvisioners = func(targetURL, tokenFile string) string {
+	return fmt.Sprintf(`
+[[provisioner]]
+name = "sample-app"
+type = "scim"
+url = %q
+auth = "bearer"
+token_file = %q
+groups = ["cn=saas-users,ou=groups,dc=example,dc=org"]
+push_groups = true
+deprovision = "disable"
+rate_limit = 50
+`, targetURL, tokenFile)
+}
 
 func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *targettest.Server, token, cfgPath string) {
 	w := e.stdout

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/scimbridge/scimbridge/bridge"
+	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/outbound"
+)
+
+// loadForCLI loads a configuration and its secrets for a command that talks to the daemon
+// or opens the state file.
+func loadForCLI(e *env, cmd, path string) (*config.Config, int, bool) {
+	cfg, err := loadForDaemon(path)
+	if err != nil {
+		return nil, fail(e, cmd, err), false
+	}
+	return cfg, exitOK, true
+}
+
+// daemon returns a client of the running daemon, or nil when none runs.
+func daemon(ctx context.Context, cfg *config.Config) (*bridge.Control, error) {
+	c, err := bridge.DialControl(ctx, cfg.State.Dir)
+	if errors.Is(err, bridge.ErrNoDaemon) {
+		return nil, nil
+	}
+	return c, err
+}
+
+func cmdStatus(ctx context.Context, e *env, args []string) int {
+	fs := newFlags(e, "status", "--config FILE [--json]")
+	path := fs.String("config", "", "configuration file (required)")
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *path == "" {
+		return usageErr(e, fs, "status: --config is required")
+	}
+	cfg, code, ok := loadForCLI(e, "status", *path)
+	if !ok {
+		return code
+	}
+	c, err := daemon(ctx, cfg)
+	if err != nil {
+		return fail(e, "status", err)
+	}
+	var (
+		st     bridge.ProvisioningStatus
+		raw    json.RawMessage
+		source = "state file (no daemon running)"
+	)
+	if c != nil {
+		source = "running daemon"
+		if raw, err = c.Status(ctx); err != nil {
+			return fail(e, "status", err)
+		}
+		var full struct {
+			Components struct {
+				Outbound bridge.ProvisioningStatus `json:"outbound"`
+			} `json:"components"`
+		}
+		if err := json.Unmarshal(raw, &full); err != nil {
+			return fail(e, "status", err)
+		}
+		st = full.Components.Outbound
+	} else {
+		if st, err = bridge.OfflineStatus(cfg); err != nil {
+			return fail(e, "status", err)
+		}
+		raw, _ = json.MarshalIndent(map[string]any{"ready": false, "components": map[string]any{"outbound": st}}, "", "  ")
+	}
+	if *asJSON {
+		fmt.Fprintln(e.stdout, strings.TrimSpace(string(raw)))
+		return exitOK
+	}
+	printStatus(e.stdout, source, st)
+	return exitOK
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
+	fmt.Fprintf(w, "from: %s\n", source)
+	if ch := st.Changes; ch != nil {
+		fmt.Fprintf(w, "changes: source %s, cursor %s (advanced %s), lag %.1fs", orDash(ch.Source), orDash(abbrev(ch.Cursor, 40)), ago(ch.CursorUpdated), ch.LagSeconds)
+		if ch.LastError != "" {
+			fmt.Fprintf(w, ", last error: %s", ch.LastError)
+		}
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "changes: no cursor yet")
+	}
+	if len(st.Provisioners) == 0 {
+		fmt.Fprintln(w, "no provisioners")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROVISIONER\tTYPE\tOUTBOX\tDEAD\tUSERS (ACTIVE)\tGROUPS\tBREAKER\tTARGET\tLAST SUCCESS\tLAST ERROR")
+	for _, p := range st.Provisioners {
+		breaker := "ok"
+		if p.Breaker.Tripped {
+			breaker = "TRIPPED"
+		}
+		target := p.Target.State
+		if !p.Target.Until.IsZero() && p.Target.State != outbound.CircuitClosed {
+			target += " until " + p.Target.Until.Local().Format("15:04:05")
+		}
+		lastErr := "-"
+		if p.LastError != "" {
+			lastErr = abbrev(p.LastError, 80) + " (" + ago(p.LastErrorAt) + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d (%d)\t%d\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Type), p.OutboxDepth, p.DeadLetters,
+			p.Users, p.UsersActive, p.Groups, breaker, target, ago(p.LastSuccess), lastErr)
+	}
+	_ = tw.Flush()
+	for _, p := range st.Provisioners {
+		if p.Breaker.Tripped {
+			fmt.Fprintf(w, "\nprovisioner %q is stopped by its deletion breaker since %s: %s\n  review with: scimbridge plan --provisioner %s\n  then let it continue with: scimbridge sync --provisioner %s --allow-deletes\n",
+				p.Name, p.Breaker.Since.Local().Format(time.RFC3339), p.Breaker.Reason, p.Name, p.Name)
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func abbrev(s string, n int) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > n {
+		return s[:n-1] + "…"
+	}
+	return s
+}
