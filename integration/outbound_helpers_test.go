@@ -1,0 +1,208 @@
+package integration
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/targets/targettest"
+)
+
+// outEnv is one outbound test's world: its own OU in the shared slapd (people and groups
+// below it), a SCIM target, and a state directory.
+type outEnv struct {
+	t      *testing.T
+	s      *ldaptest.Server
+	ou     string
+	people string
+	groups string
+	dir    string
+	token  string
+	d      *daemon
+	cfg    string
+	admin  string
+}
+
+const targetToken = "target-token-0123456789abcdef"
+
+func newOutEnv(t *testing.T, name string) *outEnv {
+	t.Helper()
+	s, ou := ldaptest.OU(t, name)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(targetToken+"\n"), 0o600))
+	return &outEnv{t: t, s: s, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, dir: dir, token: targetToken}
+}
+
+// strictTarget starts the in-repo strict SCIM server for the test.
+func strictTarget(t *testing.T) *targettest.Server {
+	t.Helper()
+	srv := targettest.NewServer(targettest.Options{BasePath: "/scim/v2", BearerTokens: []string{targetToken}})
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// provisioner is a [[provisioner]] block for a SCIM target at url; extra lines are appended.
+func (o *outEnv) provisioner(name, url string, extra ...string) string {
+	return fmt.Sprintf(`
+[[provisioner]]
+name = %q
+type = "scim"
+url = %q
+auth = "bearer"
+token_file = "target-token"
+%s
+`, name, url, strings.Join(extra, "\n"))
+}
+
+// config is the daemon configuration for this OU with the given provisioners.
+func (o *outEnv) config(provisioners string) (string, string) {
+	extra := fmt.Sprintf(`[inbound]
+enabled = false
+[ldap.users]
+base_dn = %q
+[ldap.groups]
+base_dn = %q
+%s`, o.people, o.groups, provisioners)
+	cfg, admin, _ := baseConfig(o.t, o.s, o.dir, extra)
+	return cfg, admin
+}
+
+func (o *outEnv) start(provisioners string) *daemon {
+	o.t.Helper()
+	o.cfg, o.admin = o.config(provisioners)
+	o.d = startDaemon(o.t, o.dir, o.cfg, o.admin, "")
+	return o.d
+}
+
+// restart starts the daemon again on the same configuration and state.
+func (o *outEnv) restart() *daemon {
+	o.t.Helper()
+	o.d = startDaemon(o.t, o.dir, o.cfg, o.admin, "")
+	return o.d
+}
+
+func (o *outEnv) userDN(uid string) string { return "uid=" + uid + "," + o.people }
+func (o *outEnv) groupDN(cn string) string { return "cn=" + cn + "," + o.groups }
+
+func (o *outEnv) ldif(text string) {
+	o.t.Helper()
+	require.NoError(o.t, o.s.LDIF(text))
+}
+
+// userLDIF is an inetOrgPerson entry.
+func (o *outEnv) userLDIF(uid, given, sn string, extra ...string) string {
+	return fmt.Sprintf("dn: %s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s %s\ngivenName: %s\nsn: %s\nmail: %s@example.org\n%s\n",
+		o.userDN(uid), uid, given, sn, given, sn, uid, strings.Join(append(extra, ""), "\n"))
+}
+
+func (o *outEnv) addUser(uid, given, sn string, extra ...string) {
+	o.t.Helper()
+	o.ldif(o.userLDIF(uid, given, sn, extra...))
+}
+
+func (o *outEnv) addGroup(cn string, members ...string) {
+	o.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "dn: %s\nobjectClass: groupOfNames\ncn: %s\n", o.groupDN(cn), cn)
+	for _, m := range members {
+		fmt.Fprintf(&b, "member: %s\n", o.userDN(m))
+	}
+	o.ldif(b.String())
+}
+
+func (o *outEnv) modify(dn string, lines ...string) {
+	o.t.Helper()
+	o.ldif(fmt.Sprintf("dn: %s\nchangetype: modify\n%s\n", dn, strings.Join(lines, "\n")))
+}
+
+// cli runs a scimbridge command with --config and returns stdout, stderr and the exit code.
+func (o *outEnv) cli(args ...string) (string, string, int) {
+	o.t.Helper()
+	n := 1
+	if args[0] == "state" || args[0] == "deadletter" {
+		n = 2 // the subcommand comes before the flags
+	}
+	full := append(append(append([]string(nil), args[:n]...), "--config", filepath.Join(o.dir, "scimbridge.toml")), args[n:]...)
+	cmd := exec.Command(binary(o.t), full...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(o.t, err)
+	}
+	return stdout.String(), stderr.String(), code
+}
+
+// status reads the daemon's /status outbound section.
+func (o *outEnv) status() map[string]any {
+	o.t.Helper()
+	resp, err := http.Get("http://" + o.admin + "/status")
+	require.NoError(o.t, err)
+	defer resp.Body.Close()
+	var st struct {
+		Components struct {
+			Outbound map[string]any `json:"outbound"`
+		} `json:"components"`
+	}
+	require.NoError(o.t, json.NewDecoder(resp.Body).Decode(&st))
+	return st.Components.Outbound
+}
+
+// provStatus returns one provisioner's status.
+func (o *outEnv) provStatus(name string) map[string]any {
+	o.t.Helper()
+	ps, _ := o.status()["provisioners"].([]any)
+	for _, p := range ps {
+		m := p.(map[string]any)
+		if m["name"] == name {
+			return m
+		}
+	}
+	o.t.Fatalf("no provisioner %q in status", name)
+	return nil
+}
+
+// waitLong polls cond with a bound fit for bursts and restarts.
+func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// active reads a SCIM user's active flag (absent = true).
+func active(u map[string]any) bool {
+	a, ok := u["active"].(bool)
+	return !ok || a
+}
+
+// memberIDs lists the member ids of a SCIM group.
+func memberIDs(g map[string]any) []string {
+	var out []string
+	ms, _ := g["members"].([]any)
+	for _, m := range ms {
+		if mm, ok := m.(map[string]any); ok {
+			if v, ok := mm["value"].(string); ok {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,130 @@
+package integration
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestOutboundLifecycle drives the real binary against slapd and the strict in-repo SCIM
+// target with default provisioner settings: a user added to the scoped group appears, a
+// modify PATCHes only what changed, a rename keeps the account, the group is pushed with
+// membership deltas, leaving the group disables, an LDAP delete deprovisions, and the CLI
+// reads status, plans and backs up through the control socket.
+func TestOutboundLifecycle(t *testing.T) {
+	o := newOutEnv(t, "outbound")
+	target := strictTarget(t)
+	o.addUser("ada", "Ada", "Lovelace", "title: Analyst")
+	o.addUser("bob", "Bob", "Builder")
+	o.addUser("carol", "Carol", "Shannon")
+	o.addGroup("app", "ada", "carol")
+	o.start(o.provisioner("app", target.URL, `groups = ["`+o.groupDN("app")+`"]`, "push_groups = true"))
+
+	waitFor(t, "ada and carol on the target", func() bool {
+		_, a := target.UserByName("ada")
+		_, c := target.UserByName("carol")
+		return a && c
+	})
+	_, hasBob := target.UserByName("bob")
+	require.False(t, hasBob, "bob is not in scope")
+	ada, _ := target.UserByName("ada")
+	require.Equal(t, "Analyst", ada["title"])
+	require.Equal(t, "Lovelace", ada["name"].(map[string]any)["familyName"])
+	adaID := ada["id"].(string)
+
+	// Entering scope: bob joins the group.
+	o.modify(o.groupDN("app"), "add: member", "member: "+o.userDN("bob"))
+	waitFor(t, "bob on the target", func() bool { _, ok := target.UserByName("bob"); return ok })
+
+	// The group is pushed with its members.
+	waitFor(t, "group app with three members", func() bool {
+		g, ok := target.GroupByName("app")
+		return ok && len(memberIDs(g)) == 3
+	})
+
+	// A modify PATCHes only what changed.
+	target.ResetRequests()
+	o.modify(o.userDN("ada"), "replace: title", "title: Countess")
+	waitFor(t, "ada's new title", func() bool {
+		u, _ := target.User(adaID)
+		return u["title"] == "Countess"
+	})
+	var patches []string
+	for _, r := range target.Requests() {
+		if r.Method == "PATCH" && strings.HasPrefix(r.Path, "/Users/") {
+			patches = append(patches, string(r.Body))
+		}
+		require.NotEqual(t, "POST", r.Method, "a modify creates nothing")
+		require.NotEqual(t, "PUT", r.Method, "a modify replaces nothing")
+	}
+	require.Len(t, patches, 1)
+	var body struct {
+		Operations []struct {
+			Op, Path string
+			Value    any
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(patches[0]), &body))
+	require.Len(t, body.Operations, 1, "only the title: %s", patches[0])
+	require.Equal(t, "title", body.Operations[0].Path)
+
+	// A rename keeps the target account; the mapping's userName follows uid.
+	bob, _ := target.UserByName("bob")
+	bobID := bob["id"].(string)
+	o.ldif("dn: " + o.userDN("bob") + "\nchangetype: modrdn\nnewrdn: uid=robert\ndeleteoldrdn: 1\n")
+	// Without the refint overlay the group keeps the old DN: fix it as refint would.
+	o.modify(o.groupDN("app"), "delete: member", "member: "+o.userDN("bob"), "-", "add: member", "member: "+o.userDN("robert"))
+	waitFor(t, "robert's new userName on the same account", func() bool {
+		u, ok := target.User(bobID)
+		return ok && u["userName"] == "robert"
+	})
+	_, stillBob := target.UserByName("bob")
+	require.False(t, stillBob)
+	u, _ := target.User(bobID)
+	require.True(t, active(u), "a rename does not deprovision")
+	creates := target.Creates()
+
+	// Leaving the group disables the account and removes it from the pushed group.
+	o.modify(o.groupDN("app"), "delete: member", "member: "+o.userDN("carol"))
+	carol, _ := target.UserByName("carol")
+	carolID := carol["id"].(string)
+	waitFor(t, "carol disabled and out of the group", func() bool {
+		u, _ := target.User(carolID)
+		g, _ := target.GroupByName("app")
+		return !active(u) && !contains(strings.Join(memberIDs(g), ","), carolID)
+	})
+
+	// An LDAP delete deprovisions.
+	o.ldif("dn: " + o.userDN("robert") + "\nchangetype: delete\n")
+	waitFor(t, "robert disabled", func() bool {
+		u, _ := target.User(bobID)
+		return !active(u)
+	})
+	require.Equal(t, creates, target.Creates(), "no account was created twice")
+
+	// Status, plan and backup go through the control socket.
+	st := o.provStatus("app")
+	require.EqualValues(t, 0, st["dead_letters"])
+	out, errOut, code := o.cli("status")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "running daemon")
+	require.Contains(t, out, "app")
+	out, errOut, code = o.cli("plan")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `provisioner "app": 0 creates`, out)
+	require.Contains(t, out, "0 disables")
+	backup := o.dir + "/backup.db"
+	out, errOut, code = o.cli("state", "backup", backup)
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "running daemon")
+
+	require.Equal(t, 0, o.d.stop())
+	// Without the daemon the same commands read the state file.
+	out, errOut, code = o.cli("status")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "state file")
+	_ = time.Second
+}
