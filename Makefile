@@ -24,6 +24,10 @@ deps:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null; \
 	fi
+	@if command -v npm >/dev/null 2>&1 && [ ! -d integration/testdata/scimmy/node_modules ]; then \
+		echo "make: installing the SCIMMY test target (npm ci in integration/testdata/scimmy)"; \
+		cd integration/testdata/scimmy && npm ci --no-audit --no-fund --loglevel=error; \
+	fi
 
 vet:
 	$(GO) vet ./...

@@ -206,3 +206,93 @@ func memberIDs(g map[string]any) []string {
 	}
 	return out
 }
+
+// scimmy is the SCIMMY-based SCIM server of testdata/scimmy, run with node.
+type scimmy struct {
+	URL  string
+	base string
+	t    *testing.T
+}
+
+type scimmyState struct {
+	Users   []map[string]any `json:"users"`
+	Groups  []map[string]any `json:"groups"`
+	Creates map[string]int   `json:"creates"`
+}
+
+// startScimmy runs the SCIMMY server; it skips the test, saying how to run it, when node or
+// the npm packages are missing.
+func startScimmy(t *testing.T) *scimmy {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node is not installed: the tests against the SCIMMY target need node (v18+) and `make test`, which runs npm ci in integration/testdata/scimmy")
+	}
+	dir, err := filepath.Abs("testdata/scimmy")
+	require.NoError(t, err)
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "scimmy-routers")); err != nil {
+		t.Skip("the SCIMMY target's packages are not installed: run `make test` (or `npm ci` in integration/testdata/scimmy)")
+	}
+	cmd := exec.Command(node, "server.mjs", targetToken)
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	var hello struct {
+		Port int `json:"port"`
+	}
+	dec := json.NewDecoder(stdout)
+	done := make(chan error, 1)
+	go func() { done <- dec.Decode(&hello) }()
+	select {
+	case err := <-done:
+		require.NoError(t, err, "scimmy server: %s", stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("scimmy server did not start: %s", stderr.String())
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", hello.Port)
+	return &scimmy{URL: base + "/scim/v2", base: base, t: t}
+}
+
+func (s *scimmy) state() scimmyState {
+	s.t.Helper()
+	resp, err := http.Get(s.base + "/_state")
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	var st scimmyState
+	require.NoError(s.t, json.NewDecoder(resp.Body).Decode(&st))
+	return st
+}
+
+func (s *scimmy) user(name string) (map[string]any, bool) {
+	for _, u := range s.state().Users {
+		if strings.EqualFold(fmt.Sprint(u["userName"]), name) {
+			return u, true
+		}
+	}
+	return nil, false
+}
+
+func (s *scimmy) userByID(id string) (map[string]any, bool) {
+	for _, u := range s.state().Users {
+		if u["id"] == id {
+			return u, true
+		}
+	}
+	return nil, false
+}
+
+func (s *scimmy) group(name string) (map[string]any, bool) {
+	for _, g := range s.state().Groups {
+		if strings.EqualFold(fmt.Sprint(g["displayName"]), name) {
+			return g, true
+		}
+	}
+	return nil, false
+}

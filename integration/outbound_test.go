@@ -128,3 +128,65 @@ func TestOutboundLifecycle(t *testing.T) {
 	require.Contains(t, out, "state file")
 	_ = time.Second
 }
+
+// TestOutboundScimmy runs the same story against a SCIM server not written here (SCIMMY on
+// node), with deprovision = "delete".
+func TestOutboundScimmy(t *testing.T) {
+	target := startScimmy(t)
+	o := newOutEnv(t, "scimmy")
+	o.addUser("ada", "Ada", "Lovelace", "title: Analyst")
+	o.addUser("bob", "Bob", "Builder")
+	o.addUser("carol", "Carol", "Shannon")
+	o.addGroup("app", "ada", "carol")
+	o.start(o.provisioner("scimmy", target.URL, `groups = ["`+o.groupDN("app")+`"]`, "push_groups = true", `deprovision = "delete"`))
+
+	waitFor(t, "ada and carol on the target", func() bool {
+		_, a := target.user("ada")
+		_, c := target.user("carol")
+		return a && c
+	})
+	_, hasBob := target.user("bob")
+	require.False(t, hasBob)
+	ada, _ := target.user("ada")
+	adaID := ada["id"].(string)
+	require.Equal(t, "Analyst", ada["title"])
+
+	o.modify(o.groupDN("app"), "add: member", "member: "+o.userDN("bob"))
+	waitFor(t, "bob on the target", func() bool { _, ok := target.user("bob"); return ok })
+	waitFor(t, "group app with three members", func() bool {
+		g, ok := target.group("app")
+		return ok && len(memberIDs(g)) == 3
+	})
+
+	o.modify(o.userDN("ada"), "replace: title", "title: Countess")
+	waitFor(t, "ada's new title", func() bool {
+		u, _ := target.userByID(adaID)
+		return u["title"] == "Countess"
+	})
+	u, _ := target.userByID(adaID)
+	require.Equal(t, "ada", u["userName"], "the rest is untouched")
+	require.Equal(t, "ada@example.org", u["emails"].([]any)[0].(map[string]any)["value"])
+
+	bob, _ := target.user("bob")
+	bobID := bob["id"].(string)
+	o.ldif("dn: " + o.userDN("bob") + "\nchangetype: modrdn\nnewrdn: uid=robert\ndeleteoldrdn: 1\n")
+	o.modify(o.groupDN("app"), "delete: member", "member: "+o.userDN("bob"), "-", "add: member", "member: "+o.userDN("robert"))
+	waitFor(t, "robert on the same account", func() bool {
+		u, ok := target.userByID(bobID)
+		return ok && u["userName"] == "robert"
+	})
+
+	carol, _ := target.user("carol")
+	carolID := carol["id"].(string)
+	o.modify(o.groupDN("app"), "delete: member", "member: "+o.userDN("carol"))
+	waitFor(t, "carol deleted and out of the group", func() bool {
+		_, ok := target.userByID(carolID)
+		g, _ := target.group("app")
+		return !ok && !contains(strings.Join(memberIDs(g), ","), carolID)
+	})
+
+	o.ldif("dn: " + o.userDN("robert") + "\nchangetype: delete\n")
+	waitFor(t, "robert deleted", func() bool { _, ok := target.userByID(bobID); return !ok })
+	require.Equal(t, 3, target.state().Creates["User"], "every account was created once")
+	require.Equal(t, 0, o.d.stop())
+}
