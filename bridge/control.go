@@ -218,7 +218,9 @@ func (pv *provisioning) knownProvisioner(name string) error {
 
 // plan computes a PlanRequest with the running engine's state and directory.
 func (pv *provisioning) plan(ctx context.Context, req PlanRequest, logger zerolog.Logger) ([]outbound.Plan, error) {
+	pv.mu.Lock()
 	cfg := pv.cfg
+	pv.mu.Unlock()
 	if req.Config != "" {
 		c, err := LoadConfig(req.Config)
 		if err != nil {

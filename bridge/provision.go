@@ -25,13 +25,16 @@ import (
 // socket. One reader follows the change log; its Sink is the engine's, so every batch's work
 // items commit with the cursor advance.
 type provisioning struct {
-	log    zerolog.Logger
+	log zerolog.Logger
+	// cfg is the configuration in force; guarded by mu once the daemon runs.
 	cfg    *config.Config
 	db     *state.DB
 	store  *ldapstore.Store
 	engine *outbound.Engine
 	reader *capture.Reader
 	reg    prometheus.Registerer
+	// interval is changes.reconcile_interval ([changes] needs a restart to change).
+	interval time.Duration
 
 	// passMu serialises reconcile passes (startup, interval, sync --full, reloads).
 	passMu sync.Mutex
@@ -147,6 +150,7 @@ func buildProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore
 	return &provisioning{
 		log: logger.With().Str("component", "provisioning").Logger(), cfg: cfg, db: db, store: store,
 		engine: engine, reader: reader, reg: reg, targets: map[string]targets.Target{},
+		interval: cfg.Changes.ReconcileInterval.Duration,
 	}, nil
 }
 
@@ -235,7 +239,7 @@ func (pv *provisioning) run(ctx context.Context) {
 		pv.reconcileDue(ctx)
 		pv.startReader(ctx)
 	}
-	interval := pv.cfg.Changes.ReconcileInterval.Duration
+	interval := pv.interval
 	tick := time.NewTicker(min(time.Minute, interval))
 	defer tick.Stop()
 	for {
@@ -263,7 +267,7 @@ func (pv *provisioning) startReader(ctx context.Context) {
 // reconcileDue runs a pass for the provisioners that never had one, or whose last one is
 // older than changes.reconcile_interval.
 func (pv *provisioning) reconcileDue(ctx context.Context) {
-	due := pv.engine.NeedsReconcile(pv.cfg.Changes.ReconcileInterval.Duration)
+	due := pv.engine.NeedsReconcile(pv.interval)
 	if len(due) == 0 {
 		return
 	}

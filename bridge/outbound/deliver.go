@@ -91,10 +91,10 @@ func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 		default:
 			after, transient := targets.IsRetryable(out.err)
 			c.after = after
-			c.counted = p.health.report(time.Now(), false, transient, after, probe)
+			c.counted = p.health.report(time.Now(), key, false, transient, after, probe)
 		}
 	} else if out.err == nil {
-		p.health.report(time.Now(), true, false, 0, probe)
+		p.health.report(time.Now(), key, true, false, 0, probe)
 	} else if probe {
 		p.health.release()
 	}

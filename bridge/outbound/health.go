@@ -16,6 +16,7 @@ type health struct {
 	min, max   time.Duration
 	mu         sync.Mutex
 	failures   int
+	keys       map[string]bool // the items in the current run of failures
 	open       bool
 	until      time.Time
 	backoff    time.Duration
@@ -77,11 +78,13 @@ func (h *health) release() {
 	h.probing = false
 }
 
-// report records a delivery's outcome. transient is a retryable failure (network, 5xx, 429);
-// after is the target's Retry-After. counted says whether the failure should count against
-// the item's attempts: not when the target as a whole is failing or asked to wait, so an
-// outage costs each item at most one attempt.
-func (h *health) report(now time.Time, ok, transient bool, after time.Duration, probe bool) (counted bool) {
+// report records a delivery's outcome for item key. transient is a retryable failure
+// (network, 5xx, 429); after is the target's Retry-After. counted says whether the failure
+// should count against the item's attempts: not when the target as a whole is failing or
+// asked to wait, so an outage costs each item at most one attempt. A run of failures of one
+// item alone does not open the circuit: that item may be the problem, and its attempts count
+// towards the dead letters.
+func (h *health) report(now time.Time, key string, ok, transient bool, after time.Duration, probe bool) (counted bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if probe {
@@ -90,7 +93,7 @@ func (h *health) report(now time.Time, ok, transient bool, after time.Duration, 
 	switch {
 	case ok || !transient:
 		// Any answer that is not a transient failure shows the target is up.
-		h.failures = 0
+		h.failures, h.keys = 0, nil
 		if h.open {
 			h.open, h.backoff = false, 0
 			h.notifyLocked()
@@ -107,7 +110,13 @@ func (h *health) report(now time.Time, ok, transient bool, after time.Duration, 
 	}
 	wasOpen := h.open
 	h.failures++
-	if !h.open && h.failures < h.threshold {
+	if h.keys == nil {
+		h.keys = map[string]bool{}
+	}
+	if len(h.keys) < 2 {
+		h.keys[key] = true
+	}
+	if !h.open && (h.failures < h.threshold || len(h.keys) < 2) {
 		return true
 	}
 	if h.backoff == 0 {

@@ -1,0 +1,601 @@
+package outbound
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/bridge/capture"
+	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+	"github.com/scimbridge/scimbridge/targets"
+	"github.com/scimbridge/scimbridge/targets/targettest"
+)
+
+// fakeDir is an in-memory directory: entries by DN, with just enough of LDAP filter matching
+// for the engine's searches (equality, presence, and, or, not).
+type fakeDir struct {
+	mu      sync.Mutex
+	entries map[string]mapping.Entry
+	fail    error
+}
+
+func newFakeDir() *fakeDir { return &fakeDir{entries: map[string]mapping.Entry{}} }
+
+func (d *fakeDir) put(e mapping.Entry) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.entries[strings.ToLower(e.DN)] = e
+}
+
+func (d *fakeDir) del(dn string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.entries, strings.ToLower(dn))
+}
+
+func (d *fakeDir) Walk(ctx context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error {
+	d.mu.Lock()
+	if d.fail != nil {
+		d.mu.Unlock()
+		return d.fail
+	}
+	var out []mapping.Entry
+	for dn, e := range d.entries {
+		if strings.HasSuffix(dn, ","+strings.ToLower(q.Base)) && match(q.Filter, e) {
+			out = append(out, e)
+		}
+	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b mapping.Entry) int { return strings.Compare(a.DN, b.DN) })
+	for _, e := range out {
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *fakeDir) FindByID(ctx context.Context, q ldapstore.Search, idAttr, id string) (mapping.Entry, error) {
+	f, _ := ldapstore.IDFilter(idAttr, id)
+	q.Filter = "(&" + q.Filter + f + ")"
+	var found []mapping.Entry
+	if err := d.Walk(ctx, q, func(e mapping.Entry) error { found = append(found, e); return nil }); err != nil {
+		return mapping.Entry{}, err
+	}
+	if len(found) == 0 {
+		return mapping.Entry{}, ldapstore.ErrNotFound
+	}
+	return found[0], nil
+}
+
+// match evaluates a small LDAP filter against e.
+func match(f string, e mapping.Entry) bool {
+	ok, _ := evalFilter(f, e)
+	return ok
+}
+
+func evalFilter(f string, e mapping.Entry) (bool, string) {
+	f = strings.TrimSpace(f)
+	if !strings.HasPrefix(f, "(") {
+		return false, f
+	}
+	f = f[1:]
+	switch f[0] {
+	case '&', '|':
+		op := f[0]
+		rest := f[1:]
+		res := op == '&'
+		for strings.HasPrefix(rest, "(") {
+			var v bool
+			v, rest = evalFilter(rest, e)
+			if op == '&' {
+				res = res && v
+			} else {
+				res = res || v
+			}
+		}
+		return res, strings.TrimPrefix(rest, ")")
+	case '!':
+		v, rest := evalFilter(f[1:], e)
+		return !v, strings.TrimPrefix(rest, ")")
+	}
+	end := strings.IndexByte(f, ')')
+	attr, val, _ := strings.Cut(f[:end], "=")
+	rest := f[end+1:]
+	if val == "*" {
+		return e.Has(attr), rest
+	}
+	for _, v := range e.Get(attr) {
+		if strings.EqualFold(v, val) {
+			return true, rest
+		}
+	}
+	return false, rest
+}
+
+const (
+	people = "ou=people,dc=x"
+	groups = "ou=groups,dc=x"
+)
+
+type harness struct {
+	t      *testing.T
+	dir    *fakeDir
+	db     *state.DB
+	e      *Engine
+	target *targettest.Fake
+	hashes map[string]string
+}
+
+func newHarness(t *testing.T, spec Spec) *harness {
+	t.Helper()
+	db, err := state.Open(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	h := &harness{t: t, dir: newFakeDir(), db: db, target: targettest.NewFake(), hashes: map[string]string{}}
+	e, err := New(Options{
+		State: db, Directory: h.dir, Logger: zerolog.Nop(), DrainTimeout: time.Second,
+		Scope: capture.Scope{
+			Users:       ldapstore.Search{Base: people, Filter: "(objectClass=inetOrgPerson)"},
+			Groups:      ldapstore.Search{Base: groups, Filter: "(objectClass=groupOfNames)"},
+			IDAttribute: "entryUUID",
+		},
+	})
+	require.NoError(t, err)
+	h.e = e
+	if spec.Target == nil {
+		spec.Target = h.target
+	}
+	if spec.Name == "" {
+		spec.Name = "app"
+	}
+	require.NoError(t, e.Load(t.Context()))
+	_, err = e.SetProvisioners([]Spec{spec})
+	require.NoError(t, err)
+	return h
+}
+
+func user(uid string, extra ...string) mapping.Entry {
+	e := mapping.Entry{DN: "uid=" + uid + "," + people, Attrs: map[string][]string{
+		"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {uid + " Person"}, "sn": {"Person"},
+		"mail": {uid + "@x"}, "entryUUID": {"id-" + uid},
+	}}
+	for i := 0; i+1 < len(extra); i += 2 {
+		e.Attrs[extra[i]] = []string{extra[i+1]}
+	}
+	return e
+}
+
+func group(cn string, members ...string) mapping.Entry {
+	var dns []string
+	for _, m := range members {
+		dns = append(dns, "uid="+m+","+people)
+	}
+	return mapping.Entry{DN: "cn=" + cn + "," + groups, Attrs: map[string][]string{
+		"objectClass": {"groupOfNames"}, "cn": {cn}, "member": dns, "entryUUID": {"gid-" + cn},
+	}}
+}
+
+// change puts e in the directory and hands the engine its change, as the reader would.
+func (h *harness) change(entries ...mapping.Entry) {
+	h.t.Helper()
+	var batch []capture.Change
+	for _, e := range entries {
+		h.dir.put(e)
+		obj := capture.ObjectUser
+		if strings.HasPrefix(e.DN, "cn=") {
+			obj = capture.ObjectGroup
+		}
+		en := e
+		id := e.First("entryUUID")
+		hash := ldapstore.EntryHash(e)
+		ch := capture.Change{Kind: ldapstore.EventUpsert, Object: obj, ID: id, DN: e.DN, Entry: &en, Hash: hash, Time: time.Now()}
+		if prev, ok := h.hashes[id]; ok {
+			ch.Prev = &state.IDEntry{DN: e.DN, Kind: string(obj), Hash: prev}
+		}
+		h.hashes[id] = hash
+		batch = append(batch, ch)
+	}
+	h.sink(batch)
+}
+
+func (h *harness) remove(e mapping.Entry) {
+	h.t.Helper()
+	h.dir.del(e.DN)
+	obj := capture.ObjectUser
+	if strings.HasPrefix(e.DN, "cn=") {
+		obj = capture.ObjectGroup
+	}
+	h.sink([]capture.Change{{Kind: ldapstore.EventDelete, Object: obj, ID: e.First("entryUUID"), DN: e.DN, Time: time.Now()}})
+}
+
+func (h *harness) sink(batch []capture.Change) {
+	h.t.Helper()
+	require.NoError(h.t, h.db.Update(func(tx *state.Tx) error { return h.e.Sink(h.t.Context(), tx, batch) }))
+}
+
+func (h *harness) run(ctx context.Context) {
+	h.e.Start(ctx)
+}
+
+// waitIdle waits (in real or synctest time) until the provisioner has nothing ready.
+func (h *harness) waitIdle() {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !Idle(h.e.Progress(nil, nil)) || h.pending() > 0 {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("not idle: %+v", h.e.Progress(nil, nil))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (h *harness) pending() int {
+	n := 0
+	for _, p := range h.e.Progress(nil, nil) {
+		n += p.Pending
+	}
+	return n
+}
+
+func opsOf(f *targettest.Fake, kind mapping.Kind) []mapping.Op {
+	var out []mapping.Op
+	for _, op := range f.Ops() {
+		if op.Kind == kind {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+func TestEngineScopeUpdateDisable(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, Concurrency: 2, MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+
+	h.change(user("ada", "title", "Analyst"), user("bob"), group("app", "ada"))
+	h.waitIdle()
+	users := h.target.Resources(mapping.KindUser)
+	require.Len(t, users, 1, "bob is out of scope")
+	require.Equal(t, "ada", users[0].Attrs["userName"])
+	require.Equal(t, "Analyst", users[0].Attrs["title"])
+
+	// A change PATCHes only what changed.
+	before := len(h.target.Ops())
+	h.change(user("ada", "title", "Countess"))
+	h.waitIdle()
+	ops := h.target.Ops()[before:]
+	require.Len(t, ops, 1)
+	require.Equal(t, mapping.OpUpdate, ops[0].Type)
+	require.Equal(t, []mapping.PatchOp{{Op: "replace", Path: "title", Value: "Countess"}}, ops[0].Patch)
+
+	// Entering scope through the group: bob is created without a change of his own.
+	h.change(group("app", "ada", "bob"))
+	h.waitIdle()
+	_, found, _ := h.target.Find(ctx, mapping.KindUser, "userName", "bob")
+	require.True(t, found)
+
+	// Leaving scope disables.
+	h.change(group("app", "bob"))
+	h.waitIdle()
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	require.Len(t, disabled, 1)
+	st := h.e.Status()[0]
+	require.Equal(t, 1, st.UsersActive)
+	require.Equal(t, 2, st.Users)
+}
+
+func TestEnginePerEntryOrderAndCoalescing(t *testing.T) {
+	h := newHarness(t, Spec{Concurrency: 8, MaxAttempts: 3})
+	var mu sync.Mutex
+	inflight := map[string]int{}
+	maxSame := 0
+	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+		key := op.TargetID + op.MatchValue
+		if op.Resource != nil {
+			key = fmt.Sprint(op.Resource["userName"])
+		}
+		mu.Lock()
+		inflight[key]++
+		maxSame = max(maxSame, inflight[key])
+		mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		mu.Lock()
+		inflight[key]--
+		mu.Unlock()
+		id := op.TargetID
+		if id == "" {
+			id = "t-" + key
+		}
+		return targets.Result{ID: id}, nil
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	for round := range 20 {
+		var batch []mapping.Entry
+		for i := range 10 {
+			batch = append(batch, user(fmt.Sprintf("u%d", i), "title", fmt.Sprint(round)))
+		}
+		h.change(batch...)
+	}
+	h.waitIdle()
+	require.Equal(t, 1, maxSame, "one delivery at a time per entry")
+	// Coalescing: far fewer operations than the 200 changes.
+	require.Less(t, len(h.target.Ops()), 200)
+	_, err := h.e.Status(), error(nil)
+	require.NoError(t, err)
+}
+
+func TestEngineRetriesThenDeadLetters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 3, MinRetryDelay: time.Second, MaxRetryDelay: 10 * time.Second})
+		var mu sync.Mutex
+		var times []time.Time
+		h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			times = append(times, time.Now())
+			if len(times) == 1 {
+				// The first failure of a run does not open the circuit.
+				return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
+			}
+			return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
+		})
+		ctx, cancel := context.WithCancel(t.Context())
+		h.run(ctx)
+		h.change(user("ada"))
+		// Three counted attempts with backoff in between (the circuit opens after four
+		// consecutive failures at concurrency 1: threshold 3 here).
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		dls, err := h.e.DeadLetters("app")
+		require.NoError(t, err)
+		require.Len(t, dls, 1, "attempts: %v", times)
+		require.Contains(t, dls[0].Error, "503 from target")
+		require.Equal(t, 3, dls[0].Attempts)
+		mu.Lock()
+		for i := 1; i < len(times); i++ {
+			require.GreaterOrEqual(t, times[i].Sub(times[i-1]), time.Second, "backoff at least min_retry_delay")
+		}
+		mu.Unlock()
+
+		// Replayed, it is delivered once the target accepts it.
+		h.target.SetApplyFunc(nil)
+		ids, err := h.e.Replay("app", nil)
+		require.NoError(t, err)
+		require.Len(t, ids, 1)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		require.Len(t, h.target.Resources(mapping.KindUser), 1)
+		dls, _ = h.e.DeadLetters("app")
+		require.Empty(t, dls)
+		cancel()
+		h.e.Wait()
+	})
+}
+
+func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
+	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 5})
+	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+		if op.Resource != nil && op.Resource["userName"] == "bad" {
+			return targets.Result{}, &targets.PermanentError{Status: 400, Body: `{"detail":"no"}`, Err: errors.New("400 invalidValue")}
+		}
+		return targets.Result{ID: "t-" + fmt.Sprint(op.Resource["userName"])}, nil
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("bad"), user("good1"), user("good2"))
+	h.waitIdle()
+	dls, _ := h.e.DeadLetters("app")
+	require.Len(t, dls, 1)
+	require.Equal(t, 400, dls[0].Status)
+	require.Equal(t, `{"detail":"no"}`, dls[0].Body)
+	require.Equal(t, 2, h.e.Status()[0].UsersActive)
+}
+
+func TestEngineDeletionBreakerLiveStream(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, MaxDeletes: 3, Concurrency: 2, MaxAttempts: 3})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	var all []mapping.Entry
+	var names []string
+	for i := range 6 {
+		n := fmt.Sprintf("u%d", i)
+		all = append(all, user(n))
+		names = append(names, n)
+	}
+	h.change(append(all, group("app", names...))...)
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 6)
+
+	// One group change takes five people out of scope: more than max_deletes.
+	h.change(group("app", "u0"))
+	time.Sleep(200 * time.Millisecond)
+	require.True(t, h.e.Status()[0].Breaker.Tripped)
+	for _, op := range h.target.Ops() {
+		require.NotEqual(t, mapping.OpDisable, op.Type, "nothing disabled while tripped")
+	}
+	released, err := h.e.AllowDeletes(nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"app"}, released)
+	h.waitIdle()
+	n := 0
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			n++
+		}
+	}
+	require.Equal(t, 5, n)
+	require.False(t, h.e.Status()[0].Breaker.Tripped)
+}
+
+func TestEngineGroupPushDeltas(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, PushGroups: true, Concurrency: 2, MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("a"), user("b"), user("c"), group("app", "a", "b"))
+	h.waitIdle()
+	time.Sleep(2 * groupDebounce)
+	h.waitIdle()
+	gs := h.target.Resources(mapping.KindGroup)
+	require.Len(t, gs, 1)
+	require.Equal(t, "app", gs[0].Attrs["displayName"])
+	require.Len(t, gs[0].Attrs["members"], 2)
+
+	before := len(h.target.Ops())
+	h.change(group("app", "a", "c"))
+	time.Sleep(2 * groupDebounce)
+	h.waitIdle()
+	var members []mapping.Op
+	for _, op := range h.target.Ops()[before:] {
+		if op.Kind != mapping.KindGroup {
+			continue
+		}
+		if op.Type == mapping.OpMembers {
+			members = append(members, op)
+		}
+	}
+	require.NotEmpty(t, members)
+	var adds, removes int
+	for _, op := range members {
+		for _, p := range op.Patch {
+			n := len(p.Value.([]map[string]string))
+			if p.Op == "add" {
+				adds += n
+			} else {
+				removes += n
+			}
+		}
+	}
+	require.Equal(t, 1, adds, "only c is added")
+	require.Equal(t, 1, removes, "only b is removed")
+}
+
+func TestEngineDirectoryErrorIsNeverADelete(t *testing.T) {
+	h := newHarness(t, Spec{Filter: "(employeeType=staff)", MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("ada", "employeeType", "staff"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 1)
+	h.dir.mu.Lock()
+	h.dir.fail = ldapstore.ErrUnavailable
+	h.dir.mu.Unlock()
+	e := user("ada", "employeeType", "staff", "title", "x")
+	err := h.db.Update(func(tx *state.Tx) error {
+		return h.e.Sink(ctx, tx, []capture.Change{{Kind: ldapstore.EventUpsert, Object: capture.ObjectUser, ID: "id-ada", DN: e.DN, Entry: &e, Hash: "h2"}})
+	})
+	require.Error(t, err, "the batch fails and is read again; nothing is decided from a failed read")
+	for _, op := range h.target.Ops() {
+		require.NotEqual(t, mapping.OpDisable, op.Type)
+	}
+}
+
+func TestPlanNamesUsers(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, MaxDeletes: 1, MaxAttempts: 3})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("a"), user("b"), user("c"), group("app", "a", "b", "c"))
+	h.waitIdle()
+	h.dir.put(group("app", "a"))
+	h.dir.put(user("a", "title", "new"))
+	h.dir.put(user("d"))
+	spec := Spec{Name: "app", Target: h.target, Groups: []string{"cn=app," + groups}, MaxDeletes: 1}
+	plans, err := h.e.Plan(ctx, []Spec{spec}, true)
+	require.NoError(t, err)
+	require.Len(t, plans, 1)
+	p := plans[0]
+	require.Len(t, p.Updates, 1)
+	require.Equal(t, "a", p.Updates[0].Name)
+	require.Equal(t, []string{"add title"}, p.Updates[0].Changes)
+	require.Len(t, p.Disables, 2)
+	require.True(t, p.WouldTrip)
+	require.Empty(t, p.Creates)
+}
+
+func TestQueueOrderAndInflight(t *testing.T) {
+	q := newQueue()
+	now := time.Now()
+	q.push("b", 2, time.Time{})
+	q.push("a", 1, time.Time{})
+	q.push("later", 0, now.Add(time.Hour))
+	k, _, ok := q.pop(now)
+	require.True(t, ok)
+	require.Equal(t, "a", k)
+	q.push("a", 1, time.Time{}) // new work while in flight
+	k, _, ok = q.pop(now)
+	require.True(t, ok)
+	require.Equal(t, "b", k, "a is in flight")
+	_, wait, ok := q.pop(now)
+	require.False(t, ok)
+	require.Greater(t, wait, 59*time.Minute)
+	q.done("a", false, time.Time{})
+	k, _, ok = q.pop(now)
+	require.True(t, ok)
+	require.Equal(t, "a", k, "the work that arrived meanwhile is delivered")
+}
+
+func TestHealthOpensAndProbes(t *testing.T) {
+	h := newHealth(1, time.Second, 8*time.Second)
+	now := time.Now()
+	require.True(t, h.report(now, "a", false, true, 0, false))
+	require.True(t, h.report(now, "a", false, true, 0, false))
+	require.True(t, h.report(now, "a", false, true, 0, false), "one item failing alone may be the item's fault")
+	require.False(t, h.report(now, "b", false, true, 0, false), "a second item failing too opens the circuit, not counted")
+	_, wait := h.acquire(now)
+	require.Positive(t, wait)
+	probe, wait := h.acquire(now.Add(time.Minute))
+	require.True(t, probe)
+	require.Zero(t, wait)
+	_, wait = h.acquire(now.Add(time.Minute))
+	require.Positive(t, wait, "one probe at a time")
+	h.report(now.Add(time.Minute), "b", true, false, 0, true)
+	probe, wait = h.acquire(now.Add(time.Minute))
+	require.False(t, probe)
+	require.Zero(t, wait)
+	require.False(t, h.report(now, "c", false, true, 3*time.Second, false), "Retry-After pauses and is not counted")
+	_, wait = h.acquire(now.Add(time.Second))
+	require.Equal(t, 2*time.Second, wait)
+}
+
+func TestNormDN(t *testing.T) {
+	for in, want := range map[string]string{
+		"UID=Ada, OU=People,dc=X":     "uid=ada,ou=people,dc=x",
+		`cn=Smith\, John,ou=people`:   `cn=smith\, john,ou=people`,
+		`cn=Smith\2C John,ou=people`:  `cn=smith\, john,ou=people`,
+		"uid=a,ou=x#'0101'B":          "uid=a,ou=x#'0101'b",
+		" uid = a , dc = example ":    "uid=a,dc=example",
+		"cn=a+sn=b,dc=x":              "cn=a+sn=b,dc=x",
+		`cn=\#hash,dc=x`:              `cn=\#hash,dc=x`,
+		"cn=caf\\c3\\a9,dc=x":         "cn=café,dc=x",
+		"cn=Caf\u00e9,dc=x":           "cn=café,dc=x",
+		"uid=a,ou=people,dc=example ": "uid=a,ou=people,dc=example",
+	} {
+		require.Equal(t, want, normDN(in), in)
+	}
+	require.Equal(t, "uid=a,dc=x", memberDN("uid=a,dc=x#'0101'B"))
+	require.Equal(t, normDN(`cn=Smith\, John,ou=people`), normDN(`CN=smith\2c john,OU=People`))
+}
