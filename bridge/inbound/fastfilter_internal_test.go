@@ -1,0 +1,41 @@
+package inbound
+
+import (
+	"testing"
+
+	filter "github.com/scim2/filter-parser/v2"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFastFilterMatchesTheParser: the fast path yields filter-parser's own expression for every
+// input it takes, and leaves the rest to the parser.
+func TestFastFilterMatchesTheParser(t *testing.T) {
+	for _, s := range []string{
+		`userName eq "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1"`,
+		`userName EQ "x"`, `userName Eq "x"`, `externalId eq "0a21f0f2-8d2a-4f8e-bf98-7371c9e4dc6c"`,
+		`name.givenName eq "Zoë"`, `emails.value eq "a@b.c"`, `displayName eq ""`, `displayName eq "a b (c) *"`,
+		`userName eq "日本語"`, `title eq "R&D / Ops"`,
+	} {
+		fast, err := parseFilter(s)
+		require.NoError(t, err, s)
+		_, isAttr := fast.(*filter.AttributeExpression)
+		require.True(t, isAttr, s)
+		full, err := filter.ParseFilter([]byte(s))
+		require.NoError(t, err, s)
+		require.Equal(t, full, fast, s)
+	}
+	// Not for the fast path: escapes, other operators, URNs, odd spacing; the parser decides.
+	for _, s := range []string{
+		`userName eq "a\"b"`, `userName ne "x"`, `urn:ietf:params:scim:schemas:core:2.0:User:userName eq "x"`,
+		` userName eq "x"`, `userName  eq "x"`, `userName eq "x" `, `userName eq x`, `userName eq "x" and title pr`,
+		`emails[type eq "work"]`, "userName eq \"a\tb\"",
+	} {
+		require.Nil(t, eqFilterRE.FindStringSubmatch(s), s)
+		fast, ferr := parseFilter(s)
+		full, perr := filter.ParseFilter([]byte(s))
+		require.Equal(t, perr == nil, ferr == nil, s)
+		if perr == nil {
+			require.Equal(t, full, fast, s)
+		}
+	}
+}

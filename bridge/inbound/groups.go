@@ -1,0 +1,305 @@
+package inbound
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// memberIDsOf collects the member ids a Group resource carries, so that they are resolved in
+// batches rather than one search each.
+func memberIDsOf(res map[string]any) []string {
+	var ids []string
+	for k, v := range res {
+		if !strings.EqualFold(k, "members") {
+			continue
+		}
+		list, _ := v.([]any)
+		for _, el := range list {
+			m, _ := el.(map[string]any)
+			for mk, mv := range m {
+				if strings.EqualFold(mk, "value") {
+					if s, ok := mv.(string); ok {
+						ids = append(ids, s)
+					}
+				}
+			}
+		}
+	}
+	return ids
+}
+
+func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
+	st := q.st
+	known, err := q.s.resolveIDs(q.ctx(), st, memberIDsOf(body), st.users, st.groups)
+	if err != nil {
+		return "", err
+	}
+	w, err := mapping.GroupToLDAP(body, st.gmap, q.idResolver(known, st.users, st.groups))
+	if err != nil {
+		return "", err
+	}
+	q.s.logIgnored(k.name, w.Ignored)
+	attrs := make(map[string][]string, len(w.Attrs)+1)
+	for a, v := range w.Attrs {
+		attrs[a] = v
+	}
+	attrs[st.gmap.MemberAttr()] = st.gmap.MemberValues(w.MemberDNs)
+	return q.addEntry(k, attrs, "", k.base, "displayName")
+}
+
+// writeGroup writes the group resource res over entry e (read with its members).
+func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any) (string, error) {
+	ctx, st := q.ctx(), q.st
+	known, err := q.s.resolveIDs(ctx, st, memberIDsOf(res), st.users, st.groups)
+	if err != nil {
+		return "", err
+	}
+	w, err := mapping.GroupToLDAP(res, st.gmap, q.idResolver(known, st.users, st.groups))
+	if err != nil {
+		return "", err
+	}
+	q.s.logIgnored(k.name, w.Ignored)
+	ids, err := q.s.resolveDNs(ctx, st, e.Get(st.gmap.MemberAttr()), st.users, st.groups)
+	if err != nil {
+		return "", err
+	}
+	changes := mapping.GroupChanges(e, w, st.gmap, memberLookup(ids))
+	return q.applyGroup(k, e, w, changes, nil)
+}
+
+// applyGroup checks a displayName change for uniqueness, plans the rename and writes.
+func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change) (string, error) {
+	ctx, st := q.ctx(), q.st
+	if name := first(w.Attrs, k.nameAttr); name != "" && !strings.EqualFold(name, e.First(k.nameAttr)) {
+		taken, err := q.s.nameTaken(ctx, k, name, e.DN)
+		if err != nil {
+			return "", err
+		}
+		if taken {
+			return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use"}
+		}
+	}
+	p := &plan{entry: e, assert: q.s.assertionFor(e)}
+	if err := planRename(p, k, changes, ""); err != nil {
+		return "", err
+	}
+	p.changes = append(changeList(changes), extra...)
+	dn, err := q.s.apply(ctx, st, p)
+	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
+		return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use", cause: err}
+	}
+	return dn, err
+}
+
+// patchGroup applies a Group PATCH. Membership changes expressed as ids to add and remove (what
+// Entra ID sends) take the fast path: the group is read without its members and the change is
+// one Modify adding and deleting member values, whatever the size of the group. Anything else
+// reads the whole group and applies the PATCH to it.
+func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) error {
+	add, remove, replaceAll, other, err := mapping.MemberDelta(ops)
+	switch {
+	case errors.Is(err, mapping.ErrNoMemberDelta):
+		return q.update(k, id, "patch", func(e mapping.Entry) (map[string]any, error) {
+			cur, err := q.toResources(k, []mapping.Entry{e}, true)
+			if err != nil {
+				return nil, err
+			}
+			return mapping.ApplyPatch(cur[0], ops, q.st.gmap.Schema())
+		}, true)
+	case err != nil:
+		return err
+	}
+	ctx, st := q.ctx(), q.st
+	known, err := q.s.resolveIDs(ctx, st, append(append(append([]string(nil), add...), remove...), replaceAll...), st.users, st.groups)
+	if err != nil {
+		return err
+	}
+	dnsOf := func(ids []string, strict bool) ([]string, error) {
+		var out []string
+		for _, id := range ids {
+			r, ok := known[id]
+			if !ok {
+				if strict {
+					return nil, badRequest(mapping.ScimTypeInvalidValue, "members: a value is not the id of a user or group of this server")
+				}
+				continue // removing what does not exist is done
+			}
+			out = append(out, r.dn)
+		}
+		return out, nil
+	}
+	addDNs, err := dnsOf(add, true)
+	if err != nil {
+		return err
+	}
+	removeDNs, _ := dnsOf(remove, false)
+	var allDNs []string
+	if replaceAll != nil {
+		if allDNs, err = dnsOf(replaceAll, true); err != nil {
+			return err
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		e, err := q.s.findByID(ctx, st, k, id, st.groupAttrsNoMembers)
+		if err != nil {
+			return err
+		}
+		if err := ifMatch(q.r, mapping.VersionOf(e)); err != nil {
+			return err
+		}
+		dn, err := q.patchGroupOnce(k, e, other, addDNs, removeDNs, allDNs, replaceAll != nil)
+		if errors.Is(err, ldapstore.ErrAssertionFailed) {
+			if q.r.Header.Get("If-Match") != "" {
+				return errStale
+			}
+			if attempt < maxWriteAttempts {
+				continue
+			}
+			return &apiError{status: http.StatusConflict, detail: "the resource is being changed concurrently; retry", cause: err}
+		}
+		if err != nil {
+			return err
+		}
+		attrs, excluded := projection(q.r.URL.Query())
+		if len(attrs) > 0 || len(excluded) > 0 {
+			q.respond(k, http.StatusOK, dn, mapping.Requested(attrs, excluded, "members"))
+			return nil
+		}
+		// RFC 7644 §3.5.2: 204 with the new version, without reading a huge member list back.
+		if e2, err := q.s.dir.Get(ctx, dn, st.groupAttrsNoMembers); err == nil {
+			q.w.Header().Set("ETag", mapping.VersionOf(e2))
+		}
+		q.w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+// patchGroupOnce writes one attempt of a fast-path group PATCH on e (read without members).
+func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.PatchOperation, addDNs, removeDNs, allDNs []string, replace bool) (string, error) {
+	st := q.st
+	member := st.gmap.MemberAttr()
+	changes := map[string][]string{}
+	w := mapping.GroupWrite{Attrs: map[string][]string{}}
+	if len(other) > 0 {
+		cur := mapping.GroupFromLDAP(e, st.gmap, st.idAttr, nil)
+		patched, err := mapping.ApplyPatch(cur, other, st.gmap.Schema())
+		if err != nil {
+			return "", err
+		}
+		if w, err = mapping.GroupToLDAP(patched, st.gmap, q.idResolver(nil, st.users, st.groups)); err != nil {
+			return "", err
+		}
+		q.s.logIgnored(k.name, w.Ignored)
+		changes = mapping.GroupChanges(e, w, st.gmap, nil)
+		// e was read without members: any member change belongs to the delta below.
+		if _, key, ok := lookup(changes, member); ok {
+			delete(changes, key)
+		}
+	}
+	var memberChanges []ldapstore.Change
+	if replace {
+		memberChanges = []ldapstore.Change{{Op: ldapstore.ModReplace, Attr: member, Values: st.gmap.MemberValues(allDNs)}}
+	} else {
+		var err error
+		if memberChanges, err = q.memberDelta(e.DN, member, addDNs, removeDNs, false); err != nil {
+			return "", err
+		}
+	}
+	if len(changes) == 0 && len(memberChanges) == 0 {
+		return e.DN, nil
+	}
+	dn, err := q.applyGroup(k, e, w, changes, memberChanges)
+	if err == nil || replace {
+		return dn, err
+	}
+	switch {
+	case errors.Is(err, ldapstore.ErrValueExists), errors.Is(err, ldapstore.ErrNoSuchAttribute):
+		// 20 and 16: some members were already in (or already out of) the group. Under
+		// at-least-once delivery that is success: send only what is left to do.
+		memberChanges, err = q.memberDelta(e.DN, member, addDNs, removeDNs, true)
+		if err != nil {
+			return "", err
+		}
+		if len(changes) == 0 && len(memberChanges) == 0 {
+			return e.DN, nil
+		}
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges)
+	}
+	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
+		// Removing the last member of a groupOfNames, which requires one: keep the group valid
+		// with the placeholder member.
+		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges)
+	}
+	return dn, err
+}
+
+// memberDelta builds the member value changes. Adding to a group that holds only the
+// placeholder also removes the placeholder. With exact, each DN is first checked against the
+// group (a base search per DN, never a read of the member list) and only real changes remain.
+func (q *request) memberDelta(groupDN, member string, addDNs, removeDNs []string, exact bool) ([]ldapstore.Change, error) {
+	ctx := q.ctx()
+	has := func(dn string) (bool, error) {
+		found := false
+		f := ldapstore.RenderFilter(mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: member, Value: dn})
+		err := q.s.dir.Walk(ctx, ldapstore.Search{Base: groupDN, Scope: ldapstore.ScopeBase, Filter: f, Attrs: []string{"1.1"}}, func(mapping.Entry) error {
+			found = true
+			return nil
+		})
+		return found, err
+	}
+	var out []ldapstore.Change
+	adds, removes := addDNs, removeDNs
+	if exact {
+		adds, removes = nil, nil
+		for _, dn := range addDNs {
+			in, err := has(dn)
+			if err != nil {
+				return nil, err
+			}
+			if !in {
+				adds = append(adds, dn)
+			}
+		}
+		for _, dn := range removeDNs {
+			in, err := has(dn)
+			if err != nil {
+				return nil, err
+			}
+			if in {
+				removes = append(removes, dn)
+			}
+		}
+	}
+	if len(adds) > 0 {
+		out = append(out, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: dedupeDNs(adds)})
+		placeholder, err := has(mapping.PlaceholderMember)
+		if err != nil {
+			return nil, err
+		}
+		if placeholder {
+			out = append(out, ldapstore.Change{Op: ldapstore.ModDelete, Attr: member, Values: []string{mapping.PlaceholderMember}})
+		}
+	}
+	if len(removes) > 0 {
+		out = append(out, ldapstore.Change{Op: ldapstore.ModDelete, Attr: member, Values: dedupeDNs(removes)})
+	}
+	return out, nil
+}
+
+func dedupeDNs(dns []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, dn := range dns {
+		k := ldapstore.NormalizeDN(dn)
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, dn)
+		}
+	}
+	return out
+}

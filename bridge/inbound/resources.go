@@ -1,0 +1,535 @@
+package inbound
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	filter "github.com/scim2/filter-parser/v2"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// maxWriteAttempts bounds the read-modify-write retries when the entry changes between the
+// read and the asserted write (and the client sent no If-Match, which would make it a 412).
+const maxWriteAttempts = 3
+
+// readAttrs are the LDAP attributes read for an entry of kind k.
+func (st *state) readAttrs(k *kind, withMembers bool) []string {
+	switch {
+	case k.isUser():
+		return st.userAttrs
+	case withMembers:
+		return st.groupAttrs
+	}
+	return st.groupAttrsNoMembers
+}
+
+// toResources converts entries of kind k into SCIM resources with meta.location, resolving
+// managers (users) or members (groups, when withMembers) in one batch.
+func (q *request) toResources(k *kind, entries []mapping.Entry, withMembers bool) ([]map[string]any, error) {
+	ctx, st := q.ctx(), q.st
+	out := make([]map[string]any, 0, len(entries))
+	if k.isUser() {
+		mid, err := q.s.managerIDs(ctx, st, entries)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			out = append(out, q.located(k, mapping.UserFromLDAP(e, st.umap, st.marker, st.idAttr, mid)))
+		}
+		return out, nil
+	}
+	var members func(dn string) (string, string, bool)
+	if withMembers {
+		var dns []string
+		for _, e := range entries {
+			dns = append(dns, e.Get(st.gmap.MemberAttr())...)
+		}
+		ids, err := q.s.resolveDNs(ctx, st, dns, st.users, st.groups)
+		if err != nil {
+			return nil, err
+		}
+		members = memberLookup(ids)
+	}
+	for _, e := range entries {
+		out = append(out, q.located(k, mapping.GroupFromLDAP(e, st.gmap, st.idAttr, members)))
+	}
+	return out, nil
+}
+
+// located sets meta.location.
+func (q *request) located(k *kind, res map[string]any) map[string]any {
+	if id, _ := res["id"].(string); id != "" {
+		if m, ok := res["meta"].(map[string]any); ok {
+			m["location"] = q.location(k, id)
+		}
+	}
+	return res
+}
+
+func (q *request) location(k *kind, id string) string {
+	return q.baseURL + "/" + k.endpoint + "/" + url.PathEscape(id)
+}
+
+func version(res map[string]any) string {
+	if m, ok := res["meta"].(map[string]any); ok {
+		v, _ := m["version"].(string)
+		return v
+	}
+	return ""
+}
+
+// projection reads attributes and excludedAttributes from the query string (comma-separated).
+func projection(v url.Values) (attrs, excluded []string) {
+	split := func(s string) []string {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	for _, a := range v["attributes"] {
+		attrs = append(attrs, split(a)...)
+	}
+	for _, a := range v["excludedAttributes"] {
+		excluded = append(excluded, split(a)...)
+	}
+	return attrs, excluded
+}
+
+// get answers GET /Users/{id} and /Groups/{id}, with If-None-Match.
+func (q *request) get(k *kind, id string) {
+	attrs, excluded := projection(q.r.URL.Query())
+	withMembers := !k.isUser() && mapping.Requested(attrs, excluded, "members")
+	e, err := q.s.findByID(q.ctx(), q.st, k, id, q.st.readAttrs(k, withMembers))
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	res, err := q.toResources(k, []mapping.Entry{e}, withMembers)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	etag := version(res[0])
+	if inm := q.r.Header.Get("If-None-Match"); inm != "" && etagMatches(inm, etag) {
+		q.w.Header().Set("ETag", etag)
+		q.w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	q.writeJSON(http.StatusOK, project(res[0], attrs, excluded), etag, "")
+}
+
+// respond answers a successful write with the resource read back (200/201), projected by the
+// query's attributes and excludedAttributes.
+func (q *request) respond(k *kind, status int, dn string, withMembers bool) {
+	e, err := q.s.dir.Get(q.ctx(), dn, q.st.readAttrs(k, withMembers))
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	res, err := q.toResources(k, []mapping.Entry{e}, withMembers)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	loc := ""
+	if status == http.StatusCreated {
+		id, _ := res[0]["id"].(string)
+		loc = q.location(k, id)
+	}
+	attrs, excluded := projection(q.r.URL.Query())
+	q.writeJSON(status, project(res[0], attrs, excluded), version(res[0]), loc)
+}
+
+// idResolver turns an id into the DN of an entry of the given kinds; ("", nil) when unknown.
+func (q *request) idResolver(known map[string]resolved, kinds ...*kind) func(string) (string, error) {
+	return func(id string) (string, error) {
+		if r, ok := known[id]; ok {
+			return r.dn, nil
+		}
+		m, err := q.s.resolveIDs(q.ctx(), q.st, []string{id}, kinds...)
+		if err != nil {
+			return "", err
+		}
+		return m[id].dn, nil
+	}
+}
+
+// create answers POST /Users and /Groups.
+func (q *request) create(k *kind) {
+	body, err := q.readJSON()
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	var id string
+	if k.isUser() {
+		id, err = q.createUser(k, body)
+	} else {
+		id, err = q.createGroup(k, body)
+	}
+	q.audit(k, "create", id, err)
+	if err != nil {
+		q.fail(err)
+	}
+}
+
+func (q *request) createUser(k *kind, body map[string]any) (string, error) {
+	st := q.st
+	w, err := mapping.UserToLDAP(body, st.umap, st.marker, q.idResolver(nil, st.users))
+	if err != nil {
+		return "", err
+	}
+	q.s.logIgnored(k.name, w.Ignored)
+	if !w.Active && st.cfg.Disable == DisableDelete {
+		return "", badRequest(mapping.ScimTypeInvalidValue, `this server deletes disabled users (inbound.disable = "delete"): a user cannot be created inactive`)
+	}
+	parent := k.base
+	if !w.Active && st.cfg.Disable == DisableMove {
+		parent = st.cfg.DisabledBaseDN
+	}
+	return q.addEntry(k, w.Attrs, w.Password, parent, "userName")
+}
+
+// addEntry adds a new entry of kind k named by its RDN attribute below parent, after checking
+// that its name (userName, displayName) is free; sets the password (undoing the add when that
+// fails) and answers 201.
+func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string) (string, error) {
+	ctx := q.ctx()
+	name := first(attrs, k.nameAttr)
+	if name == "" {
+		return "", badRequest(mapping.ScimTypeInvalidValue, nameField+" is required")
+	}
+	rdnVal := first(attrs, k.rdnAttr)
+	if rdnVal == "" {
+		return "", badRequest(mapping.ScimTypeInvalidValue, "the attribute that names new entries in the directory has no value")
+	}
+	taken, err := q.s.nameTaken(ctx, k, name, "")
+	if err != nil {
+		return "", err
+	}
+	if taken {
+		return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: nameField + " is already in use"}
+	}
+	dn := ldapstore.RDN(k.rdnAttr, rdnVal) + "," + parent
+	full := make(map[string][]string, len(attrs)+1)
+	for a, v := range attrs {
+		full[a] = v
+	}
+	full["objectClass"] = k.objectClasses
+	if err := q.s.dir.Add(ctx, dn, full); err != nil {
+		if errors.Is(err, ldapstore.ErrAlreadyExists) {
+			return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: nameField + " is already in use", cause: err}
+		}
+		return "", err
+	}
+	q.s.invalidate()
+	if password != "" {
+		if err := q.s.dir.SetPassword(ctx, dn, password); err != nil {
+			if derr := q.s.dir.Delete(context.WithoutCancel(ctx), dn); derr != nil {
+				q.s.logger.Error().Err(derr).Str("dn", dn).Msg("could not remove a user whose password was refused")
+			}
+			return "", err
+		}
+	}
+	e, err := q.s.dir.Get(ctx, dn, q.st.readAttrs(k, true))
+	if err != nil {
+		return "", err
+	}
+	res, err := q.toResources(k, []mapping.Entry{e}, true)
+	if err != nil {
+		return "", err
+	}
+	id, _ := res[0]["id"].(string)
+	attrsQ, excluded := projection(q.r.URL.Query())
+	q.writeJSON(http.StatusCreated, project(res[0], attrsQ, excluded), version(res[0]), q.location(k, id))
+	return id, nil
+}
+
+// replace answers PUT /Users/{id} and /Groups/{id}.
+func (q *request) replace(k *kind, id string) {
+	body, err := q.readJSON()
+	if err != nil {
+		q.audit(k, "replace", id, err)
+		q.fail(err)
+		return
+	}
+	err = q.update(k, id, "replace", func(mapping.Entry) (map[string]any, error) { return body, nil }, true)
+	q.audit(k, "replace", id, err)
+	if err != nil {
+		q.fail(err)
+	}
+}
+
+// patch answers PATCH /Users/{id} and /Groups/{id}.
+func (q *request) patch(k *kind, id string) {
+	ops, err := q.readPatch()
+	if err != nil {
+		q.audit(k, "patch", id, err)
+		q.fail(err)
+		return
+	}
+	if !k.isUser() {
+		err = q.patchGroup(k, id, ops)
+	} else {
+		err = q.update(k, id, "patch", func(e mapping.Entry) (map[string]any, error) {
+			cur, err := q.toResources(k, []mapping.Entry{e}, true)
+			if err != nil {
+				return nil, err
+			}
+			return mapping.ApplyPatch(cur[0], ops, q.st.umap.Schema())
+		}, false)
+	}
+	q.audit(k, "patch", id, err)
+	if err != nil {
+		q.fail(err)
+	}
+}
+
+// readPatch parses a PATCH body (RFC 7644 §3.5.2): the PatchOp message with its Operations,
+// each path parsed with filter-parser. Op names and values are checked by mapping.
+func (q *request) readPatch() ([]mapping.PatchOperation, error) {
+	body, err := q.readJSON()
+	if err != nil {
+		return nil, err
+	}
+	var rawOps any
+	for k, v := range body {
+		switch strings.ToLower(k) {
+		case "operations":
+			rawOps = v
+		case "schemas":
+			list, ok := v.([]any)
+			if !ok || !containsFold(list, "urn:ietf:params:scim:api:messages:2.0:PatchOp") {
+				return nil, badRequest(mapping.ScimTypeInvalidSyntax, "schemas must be [\"urn:ietf:params:scim:api:messages:2.0:PatchOp\"]")
+			}
+		}
+	}
+	list, ok := rawOps.([]any)
+	if !ok || len(list) == 0 {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "Operations must be a non-empty list")
+	}
+	if len(list) > maxPatchOps {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "too many Operations in one PATCH")
+	}
+	ops := make([]mapping.PatchOperation, 0, len(list))
+	for i, raw := range list {
+		m, ok := raw.(map[string]any)
+		if !ok {
+			return nil, badRequest(mapping.ScimTypeInvalidSyntax, "each operation must be an object")
+		}
+		var op mapping.PatchOperation
+		for k, v := range m {
+			switch strings.ToLower(k) {
+			case "op":
+				s, ok := v.(string)
+				if !ok {
+					return nil, badRequest(mapping.ScimTypeInvalidSyntax, "op must be a string")
+				}
+				op.Op = s
+			case "path":
+				s, ok := v.(string)
+				if !ok {
+					return nil, badRequest(mapping.ScimTypeInvalidPath, "path must be a string")
+				}
+				if strings.TrimSpace(s) == "" {
+					continue
+				}
+				if len(s) > maxFilterLength {
+					return nil, badRequest(mapping.ScimTypeInvalidPath, "path is too long")
+				}
+				p, err := filter.ParsePath([]byte(s))
+				if err != nil {
+					return nil, badRequest(mapping.ScimTypeInvalidPath, "path of operation "+strconv.Itoa(i)+" is not a valid SCIM path")
+				}
+				op.Path = &p
+			case "value":
+				op.Value = v
+			}
+		}
+		if op.Op == "" {
+			return nil, badRequest(mapping.ScimTypeInvalidSyntax, "operation "+strconv.Itoa(i)+" has no op")
+		}
+		ops = append(ops, op)
+	}
+	return ops, nil
+}
+
+// maxPatchOps bounds the operations of one PATCH.
+const maxPatchOps = 1000
+
+func containsFold(list []any, want string) bool {
+	for _, x := range list {
+		if s, ok := x.(string); ok && strings.EqualFold(s, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// update is the read → change → asserted write cycle of PUT and PATCH. build returns the new
+// resource from the entry as read. When the entry changes between the read and the write, the
+// Assertion control makes the write fail: with If-Match that is a 412, without it the cycle
+// runs again on the new version, so a concurrent change is never overwritten unseen.
+func (q *request) update(k *kind, id, op string, build func(mapping.Entry) (map[string]any, error), withMembers bool) error {
+	ctx, st := q.ctx(), q.st
+	if !k.isUser() {
+		withMembers = true
+	}
+	for attempt := 1; ; attempt++ {
+		e, err := q.s.findByID(ctx, st, k, id, st.readAttrs(k, withMembers))
+		if err != nil {
+			return err
+		}
+		if err := ifMatch(q.r, mapping.VersionOf(e)); err != nil {
+			return err
+		}
+		res, err := build(e)
+		if err != nil {
+			return err
+		}
+		var (
+			dn      string
+			deleted bool
+		)
+		if k.isUser() {
+			dn, deleted, err = q.writeUser(k, e, res)
+		} else {
+			dn, err = q.writeGroup(k, e, res)
+		}
+		if errors.Is(err, ldapstore.ErrAssertionFailed) {
+			if q.r.Header.Get("If-Match") != "" {
+				return errStale
+			}
+			if attempt < maxWriteAttempts {
+				continue
+			}
+			return &apiError{status: http.StatusConflict, detail: "the resource is being changed concurrently; retry", cause: err}
+		}
+		if err != nil {
+			return err
+		}
+		if deleted {
+			q.w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		q.respond(k, http.StatusOK, dn, withMembers)
+		return nil
+	}
+}
+
+// writeUser writes the user resource res over entry e. deleted is true when res disabled the
+// user and the server deletes disabled users.
+func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (string, bool, error) {
+	ctx, st := q.ctx(), q.st
+	w, err := mapping.UserToLDAP(res, st.umap, st.marker, q.idResolver(nil, st.users))
+	if err != nil {
+		return "", false, err
+	}
+	q.s.logIgnored(k.name, w.Ignored)
+	if !w.Active && st.cfg.Disable == DisableDelete {
+		if err := q.deleteEntry(k, e); err != nil {
+			return "", false, err
+		}
+		return "", true, nil
+	}
+	name := first(w.Attrs, k.nameAttr)
+	if name == "" {
+		return "", false, badRequest(mapping.ScimTypeInvalidValue, "userName is required")
+	}
+	if cur := e.First(k.nameAttr); !strings.EqualFold(cur, name) {
+		taken, err := q.s.nameTaken(ctx, k, name, e.DN)
+		if err != nil {
+			return "", false, err
+		}
+		if taken {
+			return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use"}
+		}
+	}
+	mid, err := q.s.managerIDs(ctx, st, []mapping.Entry{e})
+	if err != nil {
+		return "", false, err
+	}
+	changes := mapping.UserChanges(e, w, st.umap, st.marker, mid)
+	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(e)}
+	parent := ""
+	if st.cfg.Disable == DisableMove {
+		inDisabled := ldapstore.InScope(e.DN, st.cfg.DisabledBaseDN)
+		switch {
+		case !w.Active && !inDisabled:
+			parent = st.cfg.DisabledBaseDN
+		case w.Active && inDisabled:
+			parent = k.base
+		}
+	}
+	if err := planRename(p, k, changes, parent); err != nil {
+		return "", false, err
+	}
+	p.changes = changeList(changes)
+	dn, err := q.s.apply(ctx, st, p)
+	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
+		return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use", cause: err}
+	}
+	return dn, false, err
+}
+
+// delete answers DELETE /Users/{id} and /Groups/{id}.
+func (q *request) delete(k *kind, id string) {
+	err := q.deleteByID(k, id)
+	q.audit(k, "delete", id, err)
+	if err != nil {
+		q.fail(err)
+		return
+	}
+	q.w.WriteHeader(http.StatusNoContent)
+}
+
+func (q *request) deleteByID(k *kind, id string) error {
+	e, err := q.s.findByID(q.ctx(), q.st, k, id, q.st.readAttrs(k, false))
+	if err != nil {
+		return err
+	}
+	// Checked before the delete, not atomically with it: ldapstore's Delete takes no controls.
+	if err := ifMatch(q.r, mapping.VersionOf(e)); err != nil {
+		return err
+	}
+	return q.deleteEntry(k, e)
+}
+
+// deleteEntry deletes e and the references to it (group members, managers).
+func (q *request) deleteEntry(_ *kind, e mapping.Entry) error {
+	if err := q.s.dir.Delete(q.ctx(), e.DN); err != nil {
+		return err
+	}
+	q.s.invalidate()
+	q.s.rewriteReferences(q.ctx(), q.st, e.DN, "")
+	return nil
+}
+
+// memberLookup is the memberID function of GroupFromLDAP and GroupChanges over resolved DNs.
+func memberLookup(ids map[string]resolved) func(dn string) (string, string, bool) {
+	return func(dn string) (string, string, bool) {
+		r, ok := ids[ldapstore.NormalizeDN(dn)]
+		if !ok || r.id == "" {
+			return "", "", false
+		}
+		return r.id, r.kind.name, true
+	}
+}
+
+// project applies attributes and excludedAttributes; without either the resource is returned
+// as it is (mapping.Project would copy it).
+func project(res map[string]any, attrs, excluded []string) map[string]any {
+	if len(attrs) == 0 && len(excluded) == 0 {
+		return res
+	}
+	return mapping.Project(res, attrs, excluded)
+}

@@ -1,0 +1,545 @@
+package inbound
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+const contentType = "application/scim+json"
+
+// Disable modes: what active=false does to a user.
+const (
+	// DisableAttribute sets the active marker (and the ppolicy lock when the directory has
+	// ppolicy); the entry stays where it is.
+	DisableAttribute = "attribute"
+	// DisableMove sets the marker and moves the entry below Config.DisabledBaseDN;
+	// active=true moves it back.
+	DisableMove = "move"
+	// DisableDelete deletes the entry.
+	DisableDelete = "delete"
+)
+
+// Config is what the inbound server serves and where. The bridge translates its TOML
+// [inbound] and [ldap.users]/[ldap.groups] sections into it.
+type Config struct {
+	// BasePath is the URL path the SCIM endpoints live under, e.g. "/scim/v2".
+	BasePath string
+	// MaxBodyBytes bounds a request body; a larger one is a 413.
+	MaxBodyBytes int64
+	// Tokens are the accepted bearer tokens.
+	Tokens []Token
+	Users  Users
+	Groups Groups
+	// UserAttributes and GroupAttributes override the default SCIM path → LDAP attribute maps
+	// ("" unmaps).
+	UserAttributes  map[string]string
+	GroupAttributes map[string]string
+	// Extensions are custom user extension schemas.
+	Extensions []mapping.ExtensionSchema
+	// Disable is DisableAttribute, DisableMove or DisableDelete; "" means DisableAttribute.
+	Disable string
+	// DisabledBaseDN receives disabled users with DisableMove.
+	DisabledBaseDN string
+	// MaxResults caps count in list requests. Defaults to 1000.
+	MaxResults int
+	// DefaultCount is the page size of a list request without count. Defaults to 100.
+	DefaultCount int
+}
+
+// Users says where users live and what a new one looks like.
+type Users struct {
+	BaseDN        string
+	ObjectClasses []string
+	RDNAttribute  string
+	// Filter selects users below BaseDN; every search is ANDed with it.
+	Filter string
+	// IDAttribute is the stable id; "" uses the dialect's (entryUUID, nsUniqueId, objectGUID).
+	IDAttribute string
+}
+
+// Groups says where groups live and what a new one looks like.
+type Groups struct {
+	BaseDN          string
+	ObjectClasses   []string
+	RDNAttribute    string
+	Filter          string
+	MemberAttribute string
+}
+
+// Directory is what the inbound server needs from the directory; *ldapstore.Store is one.
+// Every method honours ctx while waiting for a connection; a request in flight is bounded by
+// the store's request timeout.
+type Directory interface {
+	Walk(ctx context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error
+	Get(ctx context.Context, dn string, attrs []string) (mapping.Entry, error)
+	Add(ctx context.Context, dn string, attrs map[string][]string) error
+	Modify(ctx context.Context, dn string, changes []ldapstore.Change, opts ldapstore.ModifyOptions) error
+	ModifyDN(ctx context.Context, dn, newRDN string, deleteOldRDN bool, newSuperior string) error
+	Delete(ctx context.Context, dn string) error
+	SetPassword(ctx context.Context, dn, password string) error
+	RootDSE(ctx context.Context) (*ldapstore.RootDSE, error)
+	HasAttributeType(ctx context.Context, name string) (bool, error)
+	SupportsVLV(ctx context.Context) (bool, error)
+	NewPager(o ldapstore.PagerOptions) *ldapstore.Pager
+}
+
+var _ Directory = (*ldapstore.Store)(nil)
+
+// Options are a Server's dependencies.
+type Options struct {
+	Config    Config
+	Directory Directory
+	Logger    zerolog.Logger
+	// Registry receives the inbound metrics; nil registers nothing.
+	Registry prometheus.Registerer
+	// Pager tunes the VLV pager; the zero value is sensible.
+	Pager ldapstore.PagerOptions
+	// AuthLimits tune the slowing down of failed authentications; the zero value is sensible.
+	AuthLimits AuthLimits
+}
+
+// Server is the SCIM 2.0 HTTP handler. It is safe for concurrent use; Reload swaps its
+// configuration between requests.
+type Server struct {
+	dir     Directory
+	logger  zerolog.Logger
+	metrics *metrics
+	limiter *failureLimiter
+	caps    capabilities
+	pager   *ldapstore.Pager // nil without VLV: lists use snapshots
+	snaps   *snapshotCache
+	state   atomic.Pointer[state]
+	ignored sync.Map // SCIM attribute paths already logged as unmapped
+}
+
+// capabilities are what the directory offers, read once at start.
+type capabilities struct {
+	dialect   ldapstore.Dialect
+	assertion bool
+	vlv       bool
+	ppolicy   bool
+}
+
+// New reads what the directory supports (dialect, Assertion control, VLV, ppolicy in the
+// subschema), builds the attribute maps and returns the server. A bad mapping or base is an
+// error naming the configuration key.
+func New(ctx context.Context, o Options) (*Server, error) {
+	if o.Directory == nil {
+		return nil, errors.New("inbound: Options.Directory is required")
+	}
+	dse, err := o.Directory.RootDSE(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("inbound: reading the root DSE: %w", err)
+	}
+	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion)}
+	if caps.vlv, err = o.Directory.SupportsVLV(ctx); err != nil {
+		return nil, fmt.Errorf("inbound: %w", err)
+	}
+	if caps.ppolicy, err = o.Directory.HasAttributeType(ctx, "pwdAccountLockedTime"); err != nil {
+		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
+	}
+	s := &Server{
+		dir:     o.Directory,
+		logger:  o.Logger,
+		metrics: newMetrics(o.Registry),
+		limiter: newFailureLimiter(o.AuthLimits),
+		caps:    caps,
+		snaps:   newSnapshotCache(),
+	}
+	st, err := s.newState(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	s.state.Store(st)
+	if caps.vlv {
+		s.pager = o.Directory.NewPager(o.Pager)
+	}
+	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
+	if st.marker.LockAttr != "" {
+		ev = ev.Str("lock_attribute", st.marker.LockAttr)
+	}
+	ev.Msg("inbound scim server configured")
+	if !caps.assertion {
+		o.Logger.Warn().Msg("the directory does not support the assertion control: If-Match is checked before writing, not atomically")
+	}
+	return s, nil
+}
+
+// Reload applies a new configuration to the requests that follow: tokens, limits, bases and
+// attribute maps. On error the old configuration stays.
+func (s *Server) Reload(cfg Config) error {
+	st, err := s.newState(cfg)
+	if err != nil {
+		return err
+	}
+	s.state.Store(st)
+	if s.pager != nil {
+		s.pager.Invalidate()
+	}
+	s.snaps.clear()
+	return nil
+}
+
+// Close releases the VLV pager's connections.
+func (s *Server) Close() {
+	if s.pager != nil {
+		s.pager.Close()
+	}
+}
+
+// ServeHTTP answers one SCIM request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := s.state.Load()
+	rec := &statusRecorder{ResponseWriter: w}
+	rel, ok := st.relPath(r.URL.Path)
+	endpoint := "other"
+	if ok {
+		endpoint = endpointLabel(rel)
+	}
+	defer func() {
+		status := rec.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		s.metrics.observe(endpoint, r.Method, status, time.Since(start))
+	}()
+	if !ok {
+		writeError(rec, notFound("endpoint"))
+		return
+	}
+	actor := authenticate(st.tokens, r)
+	if actor == "" {
+		s.refuse(rec, r)
+		return
+	}
+	if r.ContentLength > st.cfg.MaxBodyBytes {
+		writeError(rec, tooLarge(st.cfg.MaxBodyBytes))
+		return
+	}
+	if r.Body != nil {
+		r.Body = http.MaxBytesReader(rec, r.Body, st.cfg.MaxBodyBytes)
+	}
+	// The answer is buffered and sent once the handler is done, so that the audit event of a
+	// write is logged before the client can see the result.
+	buf := &bufferedWriter{header: http.Header{}}
+	q := &request{s: s, st: st, w: buf, r: r, actor: actor, rel: rel, baseURL: baseURL(r, st.cfg.BasePath)}
+	q.route()
+	buf.flushTo(rec)
+}
+
+// bufferedWriter holds a response until the handler has finished.
+type bufferedWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) Header() http.Header { return b.header }
+
+func (b *bufferedWriter) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range b.header {
+		h[k] = v
+	}
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	w.WriteHeader(b.status)
+	_, _ = w.Write(b.body.Bytes())
+}
+
+// refuse answers a request without a valid token: 401 with a SCIM error, slowed down when
+// failures come in bursts.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request) {
+	d, ok := s.limiter.delay(r.RemoteAddr, time.Now())
+	if ok {
+		ok = s.limiter.wait(r.Context(), d)
+	}
+	if !ok {
+		s.logger.Warn().Str("remote", r.RemoteAddr).Msg("authentication failures: too many; answering 429")
+		writeError(w, &apiError{status: http.StatusTooManyRequests, detail: "too many failed authentications; retry later", retryAfter: 2})
+		return
+	}
+	s.logger.Info().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("authentication failed")
+	w.Header().Set("WWW-Authenticate", `Bearer realm="scim"`)
+	writeError(w, &apiError{status: http.StatusUnauthorized, detail: "a valid bearer token is required"})
+}
+
+func tooLarge(limit int64) *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("the request body exceeds %d bytes", limit)}
+}
+
+// baseURL is the absolute URL of the SCIM base path as the client reached it, for
+// meta.location and Location. Behind a TLS-terminating proxy, X-Forwarded-Proto says https.
+func baseURL(r *http.Request, basePath string) string {
+	scheme := "http"
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	host := r.Host
+	if host == "" {
+		host = "localhost"
+	}
+	return scheme + "://" + host + strings.TrimRight(basePath, "/")
+}
+
+// request is one SCIM request being answered.
+type request struct {
+	s       *Server
+	st      *state
+	w       http.ResponseWriter
+	r       *http.Request
+	actor   string
+	rel     string
+	baseURL string
+}
+
+func (q *request) ctx() context.Context { return q.r.Context() }
+
+// route dispatches on the path below the base path.
+func (q *request) route() {
+	first, rest, _ := strings.Cut(strings.TrimPrefix(q.rel, "/"), "/")
+	var k *kind
+	switch first {
+	case "Users":
+		k = q.st.users
+	case "Groups":
+		k = q.st.groups
+	case "ServiceProviderConfig":
+		if q.r.Method != http.MethodGet {
+			q.fail(methodNotAllowed())
+			return
+		}
+		q.serviceProviderConfig()
+		return
+	case "Schemas", "ResourceTypes":
+		if q.r.Method != http.MethodGet {
+			q.fail(methodNotAllowed())
+			return
+		}
+		q.discovery()
+		return
+	case "", ".search", "Bulk", "Me":
+		q.fail(&apiError{status: http.StatusNotImplemented, detail: "not supported: use the /Users and /Groups endpoints"})
+		return
+	default:
+		q.fail(notFound("endpoint"))
+		return
+	}
+	switch {
+	case rest == "":
+		switch q.r.Method {
+		case http.MethodGet:
+			q.list(k, queryFromURL(q.r.URL.Query()))
+		case http.MethodPost:
+			q.create(k)
+		default:
+			q.fail(methodNotAllowed())
+		}
+	case rest == ".search":
+		if q.r.Method != http.MethodPost {
+			q.fail(methodNotAllowed())
+			return
+		}
+		q.search(k)
+	case strings.Contains(rest, "/"):
+		q.fail(notFound("endpoint"))
+	default:
+		id, err := url.PathUnescape(rest)
+		if err != nil {
+			q.fail(notFound(k.name))
+			return
+		}
+		switch q.r.Method {
+		case http.MethodGet:
+			q.get(k, id)
+		case http.MethodPut:
+			q.replace(k, id)
+		case http.MethodPatch:
+			q.patch(k, id)
+		case http.MethodDelete:
+			q.delete(k, id)
+		default:
+			q.fail(methodNotAllowed())
+		}
+	}
+}
+
+func methodNotAllowed() *apiError {
+	return &apiError{status: http.StatusMethodNotAllowed, detail: "method not allowed on this endpoint"}
+}
+
+// fail answers with err as a SCIM error and logs what the client does not see.
+func (q *request) fail(err error) {
+	ae := classify(err)
+	ev := q.s.logger.Debug()
+	switch {
+	case ae.status >= 500:
+		ev = q.s.logger.Error()
+	case ae.status == http.StatusConflict || ae.status == http.StatusPreconditionFailed:
+		ev = q.s.logger.Info()
+	}
+	if ae.cause != nil {
+		ev = ev.Err(ae.cause)
+	}
+	ev.Str("method", q.r.Method).Str("path", q.r.URL.Path).Int("status", ae.status).Str("scim_type", ae.scimType).Msg("scim request failed")
+	writeError(q.w, ae)
+}
+
+// readJSON decodes the request body into an object. Numbers stay json.Number, so that
+// integers keep their precision.
+func (q *request) readJSON() (map[string]any, error) {
+	if q.r.Body == nil {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "the request has no body")
+	}
+	data, err := io.ReadAll(q.r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(mbe.Limit)
+		}
+		return nil, &apiError{status: http.StatusBadRequest, scimType: mapping.ScimTypeInvalidSyntax, detail: "the request body could not be read", cause: err}
+	}
+	if !utf8.Valid(data) {
+		// Go's decoder would replace the bad bytes and silently change a value.
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "the request body is not valid UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "the request body is not valid JSON")
+	}
+	if dec.More() {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "the request body holds more than one JSON value")
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, badRequest(mapping.ScimTypeInvalidSyntax, "the request body must be a JSON object")
+	}
+	if err := checkStrings(obj, 0); err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+// maxJSONDepth bounds the nesting of request bodies.
+const maxJSONDepth = 32
+
+// checkStrings refuses what no directory attribute can hold, strings with NUL characters, and
+// absurd nesting.
+func checkStrings(v any, depth int) error {
+	if depth > maxJSONDepth {
+		return badRequest(mapping.ScimTypeInvalidSyntax, "the request body is nested too deeply")
+	}
+	switch x := v.(type) {
+	case string:
+		if strings.ContainsRune(x, 0) {
+			return badRequest(mapping.ScimTypeInvalidValue, "string values must not contain NUL characters")
+		}
+	case map[string]any:
+		for k, e := range x {
+			if err := checkStrings(k, depth+1); err != nil {
+				return err
+			}
+			if err := checkStrings(e, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if err := checkStrings(e, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeJSON answers with a SCIM JSON body.
+func (q *request) writeJSON(status int, v any, etag, location string) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		q.fail(fmt.Errorf("inbound: encoding the response: %w", err))
+		return
+	}
+	h := q.w.Header()
+	h.Set("Content-Type", contentType)
+	if etag != "" {
+		h.Set("ETag", etag)
+	}
+	if location != "" {
+		h.Set("Location", location)
+	}
+	q.w.WriteHeader(status)
+	_, _ = q.w.Write(body)
+}
+
+// audit logs one write: who did what to which resource and how it ended.
+func (q *request) audit(k *kind, op, id string, err error) {
+	ev := q.s.logger.Info()
+	result := "success"
+	if err != nil {
+		ae := classify(err)
+		result = "failure"
+		ev = ev.Int("status", ae.status)
+		if ae.scimType != "" {
+			ev = ev.Str("scim_type", ae.scimType)
+		}
+	}
+	ev.Bool("audit", true).Str("actor", q.actor).Str("resource", k.name).Str("id", id).Str("op", op).Str("result", result).Msg("inbound write")
+}
+
+// logIgnored logs each unmapped SCIM attribute once per process: Entra ID sends many by
+// default and rejecting them would fail every provisioning cycle.
+func (s *Server) logIgnored(kind string, paths []string) {
+	if len(paths) == 0 {
+		return
+	}
+	s.metrics.ignored.Add(float64(len(paths)))
+	for _, p := range paths {
+		if _, seen := s.ignored.LoadOrStore(kind+"\x00"+strings.ToLower(p), true); !seen {
+			s.logger.Info().Str("resource", kind).Str("attribute", p).Msg("scim attribute has no ldap mapping; ignoring it (logged once)")
+		}
+	}
+}
+
+// invalidate tells the list machinery that the directory changed.
+func (s *Server) invalidate() {
+	if s.pager != nil {
+		s.pager.Invalidate()
+	}
+	s.snaps.clear()
+}

@@ -1,0 +1,209 @@
+package inbound
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// state is everything derived from one Config; Reload swaps it whole.
+type state struct {
+	cfg    Config
+	tokens []Token
+	umap   mapping.UserMap
+	gmap   mapping.GroupMap
+	marker mapping.ActiveMarker
+	idAttr string
+	users  *kind
+	groups *kind
+	// userAttrs are read for every user; groupAttrs for groups, with and without members.
+	userAttrs                       []string
+	groupAttrs, groupAttrsNoMembers []string
+	managerAttr                     string
+	disco                           http.Handler
+	spc                             map[string]any
+}
+
+// kind is one resource type and where its entries live.
+type kind struct {
+	name     string // "User" or "Group": meta.resourceType and the audit resource
+	endpoint string // "Users" or "Groups"
+	// base receives new entries; bases are searched (users: and the disabled base when it is
+	// not below base).
+	base          string
+	bases         []string
+	scopes        []ldapstore.DN // bases, parsed
+	filter        string
+	rdnAttr       string
+	objectClasses []string
+	// nameAttr holds userName or displayName: uniqueness checks and sort order.
+	nameAttr string
+	sortKey  ldapstore.SortKey
+}
+
+func (k *kind) isUser() bool { return k.name == "User" }
+
+// inScope reports whether dn is one of k's bases or below one.
+func (k *kind) inScope(dn string) bool {
+	for _, b := range k.scopes {
+		if b.Contains(dn) {
+			return true
+		}
+	}
+	return false
+}
+
+// typeFilter ANDs f (already rendered and escaped) with the kind's filter.
+func (k *kind) typeFilter(f string) string {
+	if f == "" {
+		return k.filter
+	}
+	return "(&" + k.filter + f + ")"
+}
+
+func (s *Server) newState(cfg Config) (*state, error) {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("inbound: "+format, args...)) }
+	cfg.BasePath = "/" + strings.Trim(cfg.BasePath, "/")
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.MaxResults <= 0 {
+		cfg.MaxResults = 1000
+	}
+	if cfg.DefaultCount <= 0 {
+		cfg.DefaultCount = min(100, cfg.MaxResults)
+	}
+	if len(cfg.Tokens) == 0 {
+		add("inbound.token: no token: every request would be refused")
+	}
+	if cfg.Disable == "" {
+		cfg.Disable = DisableAttribute
+	}
+	switch cfg.Disable {
+	case DisableAttribute, DisableDelete:
+	case DisableMove:
+		if _, _, err := ldapstore.SplitDN(cfg.DisabledBaseDN); err != nil {
+			add("inbound.disabled_base_dn: %q is not a DN (required with disable = \"move\")", cfg.DisabledBaseDN)
+		}
+	default:
+		add("inbound.disable: unknown value %q", cfg.Disable)
+	}
+	u, g := cfg.Users, cfg.Groups
+	if _, _, err := ldapstore.SplitDN(u.BaseDN); err != nil {
+		add("ldap.users.base_dn: %q is not a DN", u.BaseDN)
+	}
+	if _, _, err := ldapstore.SplitDN(g.BaseDN); err != nil {
+		add("ldap.groups.base_dn: %q is not a DN", g.BaseDN)
+	}
+	if len(u.ObjectClasses) == 0 {
+		u.ObjectClasses = []string{"inetOrgPerson"}
+	}
+	if len(g.ObjectClasses) == 0 {
+		g.ObjectClasses = []string{"groupOfNames"}
+	}
+	if u.RDNAttribute == "" {
+		u.RDNAttribute = "uid"
+	}
+	if g.RDNAttribute == "" {
+		g.RDNAttribute = "cn"
+	}
+	if u.Filter == "" {
+		u.Filter = "(objectClass=" + u.ObjectClasses[len(u.ObjectClasses)-1] + ")"
+	}
+	if g.Filter == "" {
+		g.Filter = "(objectClass=" + g.ObjectClasses[len(g.ObjectClasses)-1] + ")"
+	}
+	if g.MemberAttribute == "" {
+		g.MemberAttribute = "member"
+	}
+	marker := mapping.DefaultActiveMarker()
+	if s.caps.ppolicy {
+		marker.LockAttr = "pwdAccountLockedTime"
+	}
+	idAttr := u.IDAttribute
+	if idAttr == "" {
+		idAttr = s.caps.dialect.IDAttribute()
+	}
+	umap, err := mapping.NewUserMap(cfg.UserAttributes, cfg.Extensions...)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("inbound: %w", err))
+	}
+	gover := map[string]string{"members": g.MemberAttribute}
+	for k, v := range cfg.GroupAttributes {
+		gover[k] = v
+	}
+	gmap, err := mapping.NewGroupMap(gover)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("inbound: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	ordering := "caseIgnoreOrderingMatch"
+	if s.caps.dialect == ldapstore.DialectAD {
+		ordering = ""
+	}
+	userName := umap.LDAPAttr("userName")
+	if userName == "" {
+		return nil, errors.New("inbound: inbound.user_attributes: userName must be mapped")
+	}
+	displayName := gmap.LDAPAttr("displayName")
+	if displayName == "" {
+		displayName = "cn"
+	}
+	users := &kind{
+		name: "User", endpoint: "Users", base: u.BaseDN, bases: []string{u.BaseDN}, filter: u.Filter,
+		rdnAttr: u.RDNAttribute, objectClasses: u.ObjectClasses, nameAttr: userName,
+		sortKey: ldapstore.SortKey{Attr: userName, OrderingRule: ordering},
+	}
+	if cfg.Disable == DisableMove && !ldapstore.InScope(cfg.DisabledBaseDN, u.BaseDN) {
+		users.bases = append(users.bases, cfg.DisabledBaseDN)
+	}
+	groups := &kind{
+		name: "Group", endpoint: "Groups", base: g.BaseDN, bases: []string{g.BaseDN}, filter: g.Filter,
+		rdnAttr: g.RDNAttribute, objectClasses: g.ObjectClasses, nameAttr: displayName,
+		sortKey: ldapstore.SortKey{Attr: displayName, OrderingRule: ordering},
+	}
+	for _, k := range []*kind{users, groups} {
+		for _, b := range k.bases {
+			d, err := ldapstore.ParseDN(b)
+			if err != nil {
+				return nil, fmt.Errorf("inbound: base %q: %w", b, err)
+			}
+			k.scopes = append(k.scopes, d)
+		}
+	}
+	st := &state{
+		cfg: cfg, tokens: cfg.Tokens, umap: umap, gmap: gmap, marker: marker, idAttr: idAttr,
+		users: users, groups: groups,
+		userAttrs:           umap.SearchAttributes(marker, idAttr),
+		groupAttrs:          gmap.SearchAttributes(idAttr, true),
+		groupAttrsNoMembers: gmap.SearchAttributes(idAttr, false),
+		managerAttr:         umap.LDAPAttr(mapping.EnterpriseSchemaURN + ":manager"),
+	}
+	if st.disco, err = discoveryHandler(st); err != nil {
+		return nil, err
+	}
+	st.spc = serviceProviderConfig(st)
+	return st, nil
+}
+
+// relPath returns the request path below the base path ("/Users/…"); ok is false outside it.
+func (st *state) relPath(path string) (string, bool) {
+	base := st.cfg.BasePath
+	if base == "/" {
+		return path, true
+	}
+	if path == base {
+		return "/", true
+	}
+	if strings.HasPrefix(path, base+"/") {
+		return path[len(base):], true
+	}
+	return "", false
+}
