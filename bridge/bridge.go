@@ -176,7 +176,7 @@ func (b *Bridge) startComponents(ctx context.Context, cfg *config.Config, store 
 }
 
 // componentStarters are called in order by Start.
-var componentStarters = []func(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error{startProvisioning}
+var componentStarters = []func(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error{startInbound, startProvisioning}
 
 func (b *Bridge) serve(srv *http.Server, l net.Listener, name string) {
 	b.mu.Lock()
@@ -286,7 +286,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 }
 
 // componentReloaders apply a new configuration to running components.
-var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadProvisioning}
+var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadInbound, reloadProvisioning}
 
 // ReloadFailed records a reload that failed before reaching Reload (a config that does not
 // load): the old configuration keeps running.
@@ -343,7 +343,7 @@ type DirectoryStatus struct {
 }
 
 // statusProviders add a component's section to Status.
-var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){provisioningStatus}
+var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){inboundStatus, provisioningStatus}
 
 // Status reports the daemon's state; it never includes secrets.
 func (b *Bridge) Status(ctx context.Context) Status {

@@ -1,0 +1,185 @@
+package bridge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/inbound"
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+// maxReadHeaderTimeout bounds the time a client may take to send its request headers, which is
+// what a slowloris attack stretches; the body gets inbound.read_timeout.
+const maxReadHeaderTimeout = 10 * time.Second
+
+// inboundComponent is the running SCIM server of one Bridge.
+type inboundComponent struct {
+	srv  *inbound.Server
+	cert atomic.Pointer[tls.Certificate]
+}
+
+// inboundByBridge finds a Bridge's SCIM server for reloads and status. Entries go when the
+// bridge stops.
+var inboundByBridge sync.Map // *Bridge → *inboundComponent
+
+// InboundConfig translates the configuration's [inbound] and [ldap.users]/[ldap.groups]
+// sections for the inbound server. Token files must have been read (config.LoadSecrets).
+func InboundConfig(cfg *config.Config) (inbound.Config, error) {
+	in, u, g := cfg.Inbound, cfg.LDAP.Users, cfg.LDAP.Groups
+	out := inbound.Config{
+		BasePath: in.BasePath, MaxBodyBytes: in.MaxBodyBytes,
+		Users:           inbound.Users{BaseDN: u.BaseDN, ObjectClasses: u.ObjectClasses, RDNAttribute: u.RDNAttribute, Filter: u.Filter, IDAttribute: u.IDAttribute},
+		Groups:          inbound.Groups{BaseDN: g.BaseDN, ObjectClasses: g.ObjectClasses, RDNAttribute: g.RDNAttribute, Filter: g.Filter, MemberAttribute: g.MemberAttribute},
+		UserAttributes:  in.UserAttributes,
+		GroupAttributes: in.GroupAttributes,
+		Disable:         in.Disable, DisabledBaseDN: in.DisabledBaseDN,
+	}
+	var errs []error
+	for i, t := range in.Tokens {
+		sum, err := hex.DecodeString(t.SHA256)
+		if err != nil || len(sum) != 32 {
+			errs = append(errs, fmt.Errorf("inbound.token[%d] %q: no SHA-256 (is its file readable?)", i, t.Name))
+			continue
+		}
+		tok := inbound.Token{Name: t.Name}
+		copy(tok.SHA256[:], sum)
+		out.Tokens = append(out.Tokens, tok)
+	}
+	for _, e := range in.Extensions {
+		x := mapping.ExtensionSchema{URN: e.URN}
+		for _, a := range e.Attributes {
+			x.Attributes = append(x.Attributes, mapping.ExtAttr{Name: a.Name, Type: a.Type, MultiValued: a.MultiValued, LDAP: a.LDAP})
+		}
+		out.Extensions = append(out.Extensions, x)
+	}
+	return out, errors.Join(errs...)
+}
+
+// startInbound starts the SCIM server on [inbound] listen, with TLS when the certificate and
+// key are set, every HTTP timeout and the header limit from the configuration.
+func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error {
+	if !cfg.Inbound.Enabled {
+		return nil
+	}
+	icfg, err := InboundConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	logger := b.logger.With().Str("component", "inbound").Logger()
+	srv, err := inbound.New(ctx, inbound.Options{Config: icfg, Directory: store, Logger: logger, Registry: b.opts.Registry})
+	if err != nil {
+		return fmt.Errorf("bridge: %w", err)
+	}
+	c := &inboundComponent{srv: srv}
+	in := cfg.Inbound
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: min(in.ReadTimeout.Duration, maxReadHeaderTimeout),
+		ReadTimeout:       in.ReadTimeout.Duration,
+		WriteTimeout:      in.WriteTimeout.Duration,
+		IdleTimeout:       in.IdleTimeout.Duration,
+		MaxHeaderBytes:    in.MaxHeaderBytes,
+		ErrorLog:          log.New(logger, "", 0),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if in.TLSCertFile != "" {
+		if err := c.loadCert(in); err != nil {
+			srv.Close()
+			return err
+		}
+		hs.TLSConfig = &tls.Config{
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
+		}
+	}
+	l, err := net.Listen("tcp", in.Listen)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("bridge: inbound.listen %s: %w", in.Listen, err)
+	}
+	b.inboundAddr = l.Addr().String()
+	useTLS := hs.TLSConfig != nil // read before serving: the server then owns hs
+	b.serve(hs, l, "inbound")
+	inboundByBridge.Store(b, c)
+	go func() {
+		<-ctx.Done()
+		inboundByBridge.Delete(b)
+		srv.Close()
+	}()
+	logger.Info().Str("listen", b.inboundAddr).Str("base_path", icfg.BasePath).Bool("tls", useTLS).Msg("inbound scim server started")
+	return nil
+}
+
+func (c *inboundComponent) loadCert(in config.Inbound) error {
+	cert, err := tls.LoadX509KeyPair(in.TLSCertFile, in.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("bridge: inbound.tls_cert_file, inbound.tls_key_file: %w", err)
+	}
+	c.cert.Store(&cert)
+	return nil
+}
+
+// reloadInbound applies a new configuration to the running SCIM server: tokens, limits, bases
+// and attribute maps at once, and a renewed TLS certificate. A new listen address or a switch
+// between TLS and plain HTTP needs a restart.
+func reloadInbound(b *Bridge, old, cfg *config.Config) error {
+	v, ok := inboundByBridge.Load(b)
+	if !ok {
+		if cfg.Inbound.Enabled && !old.Inbound.Enabled {
+			return errors.New("inbound.enabled: needs a restart")
+		}
+		return nil
+	}
+	c := v.(*inboundComponent)
+	var errs []error
+	if !cfg.Inbound.Enabled {
+		errs = append(errs, errors.New("inbound.enabled: needs a restart"))
+	}
+	if cfg.Inbound.Listen != old.Inbound.Listen {
+		errs = append(errs, errors.New("inbound.listen: needs a restart"))
+	}
+	if (cfg.Inbound.TLSCertFile == "") != (old.Inbound.TLSCertFile == "") {
+		errs = append(errs, errors.New("inbound.tls_cert_file: switching TLS on or off needs a restart"))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	icfg, err := InboundConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if cfg.Inbound.TLSCertFile != "" {
+		if err := c.loadCert(cfg.Inbound); err != nil {
+			return err
+		}
+	}
+	return c.srv.Reload(icfg)
+}
+
+// inboundStatus is the inbound section of /status.
+func inboundStatus(_ context.Context, b *Bridge) (string, any) {
+	if _, ok := inboundByBridge.Load(b); !ok {
+		return "", nil
+	}
+	b.mu.Lock()
+	cfg := b.cfg
+	b.mu.Unlock()
+	names := make([]string, 0, len(cfg.Inbound.Tokens))
+	for _, t := range cfg.Inbound.Tokens {
+		names = append(names, t.Name)
+	}
+	return "inbound", map[string]any{
+		"listen": b.inboundAddr, "base_path": cfg.Inbound.BasePath, "tls": cfg.Inbound.TLSCertFile != "", "tokens": names,
+	}
+}
