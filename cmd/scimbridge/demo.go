@@ -185,6 +185,8 @@ func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *t
 	if scim != "" {
 		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' '%s/Users?filter=userName%%20eq%%20%%22ada%%22'\n", token, scim)
 		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/scim+json' -d '{\"schemas\":[\"urn:ietf:params:scim:schemas:core:2.0:User\"],\"userName\":\"linus\",\"name\":{\"givenName\":\"Linus\",\"familyName\":\"Torvalds\"},\"emails\":[{\"value\":\"linus@example.org\",\"type\":\"work\",\"primary\":true}]}' %s/Users\n", token, scim)
+		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' '%s/Groups?excludedAttributes=members&filter=displayName%%20eq%%20%%22staff%%22'\n", token, scim)
+		fmt.Fprintf(w, "  printf '%%s\\n' '%s' | %s selftest --url %s --token-file -    # Entra ID's provisioning conversation\n", token, os.Args[0], scim)
 	}
 	fmt.Fprintf(w, "  ldapsearch -x -H %s -D '%s' -w %s -b ou=people,dc=example,dc=org '(uid=*)' cn mail\n", slapd.URL, slapd.RootDN, slapd.RootPW)
 	fmt.Fprintf(w, "  printf 'dn: uid=ada,ou=people,dc=example,dc=org\\nchangetype: modify\\nreplace: title\\ntitle: Countess\\n' | ldapmodify -x -H %s -D '%s' -w %s\n\n", slapd.URL, slapd.RootDN, slapd.RootPW)
