@@ -35,6 +35,7 @@ type completion struct {
 	logFail  bool
 	attempts int
 	regroup  []pushed
+	success  bool
 }
 
 type pushed struct {
@@ -80,8 +81,22 @@ func (e *Engine) committer() {
 
 func (e *Engine) commitBatch(batch []*completion) {
 	err := e.o.State.Update(func(tx *state.Tx) error {
+		succeeded := map[*Provisioner]bool{}
 		for _, c := range batch {
 			if err := c.p.complete(tx, c); err != nil {
+				return err
+			}
+			if c.success {
+				succeeded[c.p] = true
+			}
+		}
+		now := time.Now().UTC()
+		for p := range succeeded {
+			meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
+			if err != nil {
+				return err
+			}
+			if err := meta.PutJSON([]byte("last_success"), now); err != nil {
 				return err
 			}
 		}
@@ -101,7 +116,7 @@ func (e *Engine) commitBatch(batch []*completion) {
 
 // complete records one delivery inside the completion transaction.
 func (p *Provisioner) complete(tx *state.Tx, c *completion) error {
-	c.keep, c.ready, c.dead, c.logFail, c.regroup = false, time.Time{}, nil, false, nil
+	c.keep, c.ready, c.dead, c.logFail, c.regroup, c.success = false, time.Time{}, nil, false, nil, false
 	for _, fn := range c.out.effects {
 		if err := fn(tx); err != nil {
 			return err
@@ -144,9 +159,7 @@ func (p *Provisioner) complete(tx *state.Tx, c *completion) error {
 				return err
 			}
 		}
-		if err := meta.PutJSON([]byte("last_success"), now); err != nil {
-			return err
-		}
+		c.success = true
 	case p.e.deliverStopped(err):
 		// Shutdown: deliver again after the restart.
 		c.keep, c.ready = true, now

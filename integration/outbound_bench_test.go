@@ -1,0 +1,297 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-ldap/ldap/v3"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/mapping"
+	"github.com/scimbridge/scimbridge/targets/scim"
+)
+
+// benchUsers is the size of the initial sync: 100,000 by default (make bench), or
+// SCIMBRIDGE_BENCH_USERS.
+func benchUsers() int {
+	if v, err := strconv.Atoi(os.Getenv("SCIMBRIDGE_BENCH_USERS")); err == nil && v > 0 {
+		return v
+	}
+	return 100_000
+}
+
+// BenchmarkOutbound measures, with the real binary, a real slapd and an in-memory SCIM target
+// on loopback, all on the same machine:
+//
+//   - the target's raw accept rate: the SCIM client creating the same number of users with
+//     the same concurrency, nothing else running;
+//   - the initial sync rate of a new provisioner over a directory of that many users, from
+//     the daemon's start to the last account created, and its ratio to the raw rate (goal
+//     ≥ 0.8);
+//   - the daemon's peak RSS;
+//   - LDAP write → target received latency (p50, p99) with the default poll_interval (1s).
+//
+// It runs two targets: one that answers at once (the ratio then compares the bridge's CPU
+// with a bare HTTP client's on the same two cores) and one with a SaaS-like 20 ms service
+// time, where the question is whether the bridge keeps the target busy.
+func BenchmarkOutbound(b *testing.B) {
+	n := benchUsers()
+	var seed strings.Builder
+	for i := range n {
+		fmt.Fprintf(&seed, "dn: uid=b%06d,ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: b%06d\ncn: Bench %d\ngivenName: Bench\nsn: User%d\nmail: b%06d@example.org\ntitle: Engineer\n\n", i, i, i, i, i)
+	}
+	seedStart := time.Now()
+	s := ldaptest.Private(b, ldaptest.Options{Seed: seed.String()})
+	b.Logf("slapd seeded with %d users in %s", n, time.Since(seedStart).Round(time.Millisecond))
+	fmt.Printf("outbound benchmark, %d users:\n", n)
+	for _, sc := range []struct {
+		name        string
+		latency     time.Duration
+		concurrency int
+		measureLag  bool
+	}{
+		{"instant target", 0, 8, true},
+		{"20ms target", 20 * time.Millisecond, 16, false},
+	} {
+		r := runOutboundScenario(b, s, n, sc.latency, sc.concurrency, sc.measureLag)
+		ratio := r.syncRate / r.rawRate
+		fmt.Printf("  %s, concurrency %d:\n", sc.name, sc.concurrency)
+		fmt.Printf("    target raw accept rate     %8.0f creates/s\n", r.rawRate)
+		fmt.Printf("    initial sync (bridge)      %8.0f users/s  (%s from daemon start to the last create)\n", r.syncRate, r.syncTime.Round(time.Millisecond))
+		fmt.Printf("    ratio sync/raw             %8.2f  (goal >= 0.8)\n", ratio)
+		fmt.Printf("    daemon peak RSS            %8.1f MiB\n", float64(r.rss)/(1<<20))
+		if sc.measureLag {
+			fmt.Printf("    LDAP write -> target       p50 %s  p99 %s  (%d single writes, poll_interval 1s)\n", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.writes)
+			b.ReportMetric(float64(r.p50.Milliseconds()), "p50_ms")
+			b.ReportMetric(float64(r.p99.Milliseconds()), "p99_ms")
+			b.ReportMetric(ratio, "sync/raw_instant")
+		} else {
+			b.ReportMetric(ratio, "sync/raw_20ms")
+		}
+		b.ReportMetric(float64(r.rss)/(1<<20), "peak_rss_MiB")
+	}
+}
+
+type scenarioResult struct {
+	rawRate, syncRate float64
+	syncTime          time.Duration
+	rss               int64
+	p50, p99          time.Duration
+	writes            int
+}
+
+func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.Duration, concurrency int, measureLag bool) scenarioResult {
+	ctx := context.Background()
+	var res scenarioResult
+
+	// 1. Raw accept rate.
+	raw, err := newFastTarget(latency)
+	require.NoError(b, err)
+	defer raw.Close()
+	cfg := scim.DefaultConfig()
+	cfg.URL, cfg.Auth = raw.URL, scim.AuthNone
+	client, err := scim.New(cfg, "raw", zerolog.Nop())
+	require.NoError(b, err)
+	defer client.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	rawStart := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				uid := fmt.Sprintf("b%06d", i)
+				_, err := client.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, Resource: map[string]any{
+					"userName": uid, "name": map[string]any{"givenName": "Bench", "familyName": "User"},
+					"displayName": "Bench " + uid, "title": "Engineer", "active": true,
+					"emails": []any{map[string]any{"type": "work", "value": uid + "@example.org", "primary": true}},
+				}})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	res.rawRate = float64(n) / time.Since(rawStart).Seconds()
+	raw.Close()
+
+	// 2. Initial sync through the bridge.
+	target, err := newFastTarget(latency)
+	require.NoError(b, err)
+	defer target.Close()
+	var (
+		latMu    sync.Mutex
+		received = map[string]time.Time{}
+	)
+	target.onPatch = func(body []byte) {
+		if i := strings.Index(string(body), "lat-"); i >= 0 {
+			tag := string(body[i:])
+			tag = tag[:strings.IndexByte(tag, '"')]
+			latMu.Lock()
+			if _, ok := received[tag]; !ok {
+				received[tag] = time.Now()
+			}
+			latMu.Unlock()
+		}
+	}
+	dir := b.TempDir()
+	require.NoError(b, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
+	admin := freePortTB(b)
+	conf := fmt.Sprintf(`[log]
+level = "warn"
+[state]
+dir = %q
+[admin]
+listen = %q
+[ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "ldap-password"
+base_dn = %q
+[inbound]
+enabled = false
+[[provisioner]]
+name = "bench"
+type = "scim"
+url = %q
+auth = "none"
+concurrency = %d
+rate_limit = 1000000
+`, filepath.Join(dir, "state"), admin, s.URL, s.ServiceDN, s.Suffix, target.URL, concurrency)
+	cfgPath := filepath.Join(dir, "scimbridge.toml")
+	require.NoError(b, os.WriteFile(cfgPath, []byte(conf), 0o600))
+	bin := benchBinary(b)
+	cmd := exec.Command(bin, "serve", "--config", cfgPath)
+	var logs syncBuffer
+	cmd.Stderr, cmd.Stdout = &logs, &logs
+	syncStart := time.Now()
+	require.NoError(b, cmd.Start())
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	deadline := time.Now().Add(45 * time.Minute)
+	for target.creates.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	res.syncTime = time.Since(syncStart)
+	res.syncRate = float64(n) / res.syncTime.Seconds()
+	require.Equal(b, n, target.count("Users"))
+	require.EqualValues(b, n, target.creates.Load(), "every user created once")
+
+	// 3. Latency: single writes, one at a time, on the running daemon.
+	if measureLag {
+		conn, err := s.Root()
+		require.NoError(b, err)
+		defer conn.Close()
+		const writes = 300
+		wrote := make(map[string]time.Time, writes)
+		for i := range writes {
+			tag := fmt.Sprintf("lat-%d", i)
+			req := ldap.NewModifyRequest(fmt.Sprintf("uid=b%06d,ou=people,dc=example,dc=org", (i*7919)%n), nil)
+			req.Replace("title", []string{tag})
+			require.NoError(b, conn.Modify(req))
+			wrote[tag] = time.Now()
+			time.Sleep(25 * time.Millisecond)
+		}
+		deadline = time.Now().Add(2 * time.Minute)
+		for {
+			latMu.Lock()
+			got := len(received)
+			latMu.Unlock()
+			if got >= writes {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d latency writes reached the target", got, writes)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		var lat []time.Duration
+		latMu.Lock()
+		for tag, t0 := range wrote {
+			lat = append(lat, received[tag].Sub(t0))
+		}
+		latMu.Unlock()
+		slices.Sort(lat)
+		res.p50, res.p99, res.writes = lat[len(lat)/2], lat[len(lat)*99/100], writes
+	}
+	res.rss = peakRSS(cmd.Process.Pid)
+	require.NoError(b, cmd.Process.Signal(os.Interrupt))
+	_ = cmd.Wait()
+	return res
+}
+
+func freePortTB(tb testing.TB) string {
+	tb.Helper()
+	l, err := netListen()
+	require.NoError(tb, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var (
+	benchBinOnce sync.Once
+	benchBinPath string
+	benchBinErr  error
+)
+
+// benchBinary builds the binary as it ships (no race detector).
+func benchBinary(tb testing.TB) string {
+	tb.Helper()
+	benchBinOnce.Do(func() {
+		d, err := os.MkdirTemp("", "scimbridge-bench-")
+		if err != nil {
+			benchBinErr = err
+			return
+		}
+		benchBinPath = filepath.Join(d, "scimbridge")
+		out, err := exec.Command("go", "build", "-o", benchBinPath, "github.com/scimbridge/scimbridge/cmd/scimbridge").CombinedOutput()
+		if err != nil {
+			benchBinErr = fmt.Errorf("go build: %w: %s", err, out)
+		}
+	})
+	require.NoError(tb, benchBinErr)
+	return benchBinPath
+}
+
+// peakRSS reads a process's high-water resident set size in bytes.
+func peakRSS(pid int) int64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				kb, _ := strconv.ParseInt(f[0], 10, 64)
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
