@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +189,58 @@ func TestOutboundScimmy(t *testing.T) {
 	o.ldif("dn: " + o.userDN("robert") + "\nchangetype: delete\n")
 	waitFor(t, "robert deleted", func() bool { _, ok := target.userByID(bobID); return !ok })
 	require.Equal(t, 3, target.state().Creates["User"], "every account was created once")
+	require.Equal(t, 0, o.d.stop())
+}
+
+// TestOutboundFromInbound: users that Entra ID (or any SCIM client) provisions into the
+// directory through the inbound server reach the outbound target too — created, changed,
+// disabled and deleted.
+func TestOutboundFromInbound(t *testing.T) {
+	o := newOutEnv(t, "inout")
+	target := strictTarget(t)
+	cfg, admin, inboundAddr := baseConfig(t, o.s, o.dir, "")
+	const token = "integration-token-0123456789abcdef"
+	cfg += inboundTOML(o.ou, inboundAddr, token, "") + o.provisioner("app", target.URL)
+	o.cfg, o.admin = cfg, admin
+	o.d = startDaemon(t, o.dir, cfg, admin, inboundAddr)
+	base := "http://" + inboundAddr + "/scim/v2"
+	call := func(method, path, body string) (int, map[string]any) {
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/scim+json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	code, created := call("POST", "/Users", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"linus",
+		"name":{"givenName":"Linus","familyName":"Torvalds"},"title":"Kernel","emails":[{"value":"linus@example.org","type":"work","primary":true}],"active":true}`)
+	require.Equal(t, http.StatusCreated, code, "%v", created)
+	id := created["id"].(string)
+
+	waitFor(t, "linus on the target", func() bool { _, ok := target.UserByName("linus"); return ok })
+	u, _ := target.UserByName("linus")
+	require.Equal(t, "Kernel", u["title"])
+	require.Equal(t, id, u["externalId"], "the target's externalId is the directory's stable id")
+	tid := u["id"].(string)
+
+	code, _ = call("PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"title","value":"Maintainer"}]}`)
+	require.Equal(t, http.StatusOK, code)
+	waitFor(t, "the new title on the target", func() bool { u, _ := target.User(tid); return u["title"] == "Maintainer" })
+
+	code, _ = call("PATCH", "/Users/"+id, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"active","value":"False"}]}`)
+	require.Equal(t, http.StatusOK, code)
+	waitFor(t, "linus disabled on the target", func() bool { u, _ := target.User(tid); return !active(u) })
+
+	code, _ = call("DELETE", "/Users/"+id, "")
+	require.Equal(t, http.StatusNoContent, code)
+	time.Sleep(2 * time.Second)
+	u, ok := target.User(tid)
+	require.True(t, ok, "deprovision = disable keeps the account")
+	require.False(t, active(u))
+	require.EqualValues(t, 1, target.Creates())
 	require.Equal(t, 0, o.d.stop())
 }
