@@ -102,7 +102,9 @@ func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, cha
 func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) error {
 	add, remove, replaceAll, other, err := mapping.MemberDelta(ops)
 	switch {
-	case errors.Is(err, mapping.ErrNoMemberDelta):
+	case errors.Is(err, mapping.ErrNoMemberDelta), err == nil && replaceAll != nil:
+		// Replacing the whole membership must keep the members the SCIM side cannot see
+		// (DNs outside the bases), which only a read of the member list tells.
 		return q.update(k, id, "patch", func(e mapping.Entry) (map[string]any, error) {
 			cur, err := q.toResources(k, []mapping.Entry{e}, true)
 			if err != nil {
@@ -114,7 +116,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 		return err
 	}
 	ctx, st := q.ctx(), q.st
-	known, err := q.s.resolveIDs(ctx, st, append(append(append([]string(nil), add...), remove...), replaceAll...), st.users, st.groups)
+	known, err := q.s.resolveIDs(ctx, st, append(append([]string(nil), add...), remove...), st.users, st.groups)
 	if err != nil {
 		return err
 	}
@@ -137,12 +139,6 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 		return err
 	}
 	removeDNs, _ := dnsOf(remove, false)
-	var allDNs []string
-	if replaceAll != nil {
-		if allDNs, err = dnsOf(replaceAll, true); err != nil {
-			return err
-		}
-	}
 	for attempt := 1; ; attempt++ {
 		e, err := q.s.findByID(ctx, st, k, id, st.groupAttrsNoMembers)
 		if err != nil {
@@ -151,7 +147,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 		if err := ifMatch(q.r, mapping.VersionOf(e)); err != nil {
 			return err
 		}
-		dn, err := q.patchGroupOnce(k, e, other, addDNs, removeDNs, allDNs, replaceAll != nil)
+		dn, err := q.patchGroupOnce(k, e, other, addDNs, removeDNs)
 		if errors.Is(err, ldapstore.ErrAssertionFailed) {
 			if q.r.Header.Get("If-Match") != "" {
 				return errStale
@@ -179,7 +175,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 }
 
 // patchGroupOnce writes one attempt of a fast-path group PATCH on e (read without members).
-func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.PatchOperation, addDNs, removeDNs, allDNs []string, replace bool) (string, error) {
+func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.PatchOperation, addDNs, removeDNs []string) (string, error) {
 	st := q.st
 	member := st.gmap.MemberAttr()
 	changes := map[string][]string{}
@@ -200,21 +196,16 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 			delete(changes, key)
 		}
 	}
-	var memberChanges []ldapstore.Change
-	if replace {
-		memberChanges = []ldapstore.Change{{Op: ldapstore.ModReplace, Attr: member, Values: st.gmap.MemberValues(allDNs)}}
-	} else {
-		var err error
-		if memberChanges, err = q.memberDelta(e.DN, member, addDNs, removeDNs, false); err != nil {
-			return "", err
-		}
+	memberChanges, err := q.memberDelta(e.DN, member, addDNs, removeDNs, false)
+	if err != nil {
+		return "", err
 	}
 	if len(changes) == 0 && len(memberChanges) == 0 {
 		return e.DN, nil
 	}
 	dn, err := q.applyGroup(k, e, w, changes, memberChanges)
-	if err == nil || replace {
-		return dn, err
+	if err == nil {
+		return dn, nil
 	}
 	switch {
 	case errors.Is(err, ldapstore.ErrValueExists), errors.Is(err, ldapstore.ErrNoSuchAttribute):

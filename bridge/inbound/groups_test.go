@@ -62,11 +62,16 @@ func TestGroupMemberFastPath(t *testing.T) {
 	r = e.do("PATCH", "/Groups/"+gid, patchOps(op("Remove", "members", []any{map[string]any{"value": oldID}})), "If-Match", etag)
 	e.requireStatus(r, http.StatusPreconditionFailed)
 
-	// Replace the whole membership, then empty the group.
+	// Replace the whole membership (which reads the group: members the SCIM side cannot see,
+	// here the bridge's own service account, stay), then empty the group.
+	e.ldif("dn: cn=big," + e.groups + "\nchangetype: modify\nadd: member\nmember: " + e.slapd.ServiceDN + "\n")
 	r = e.do("PATCH", "/Groups/"+gid, patchOps(op("Replace", "members", []any{map[string]any{"value": newID}})))
-	e.requireStatus(r, http.StatusNoContent)
+	e.requireStatus(r, http.StatusOK)
+	require.Equal(t, []string{newID}, memberIDs(r.body))
 	g, _ = e.entry("cn=big," + e.groups)
-	require.Len(t, g.Get("member"), 1)
+	require.Len(t, g.Get("member"), 2)
+	require.True(t, containsDN(g.Get("member"), e.slapd.ServiceDN), "an invisible member is kept")
+	e.ldif("dn: cn=big," + e.groups + "\nchangetype: modify\ndelete: member\nmember: " + e.slapd.ServiceDN + "\n")
 	r = e.do("PATCH", "/Groups/"+gid, patchOps(op("Remove", "members", []any{map[string]any{"value": newID}})))
 	e.requireStatus(r, http.StatusNoContent)
 	g, _ = e.entry("cn=big," + e.groups)

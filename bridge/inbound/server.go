@@ -118,16 +118,20 @@ type Options struct {
 // Server is the SCIM 2.0 HTTP handler. It is safe for concurrent use; Reload swaps its
 // configuration between requests.
 type Server struct {
-	dir     Directory
-	logger  zerolog.Logger
-	metrics *metrics
-	limiter *failureLimiter
-	caps    capabilities
-	pager   *ldapstore.Pager // nil without VLV: lists use snapshots
-	snaps   *snapshotCache
-	state   atomic.Pointer[state]
-	ignored sync.Map // SCIM attribute paths already logged as unmapped
+	dir          Directory
+	logger       zerolog.Logger
+	metrics      *metrics
+	limiter      *failureLimiter
+	caps         capabilities
+	pager        *ldapstore.Pager // nil without VLV: lists use snapshots
+	snaps        *snapshotCache
+	state        atomic.Pointer[state]
+	ignored      sync.Map // SCIM attribute paths already logged as unmapped
+	ignoredCount atomic.Int64
 }
+
+// maxIgnoredLogged bounds the unmapped attribute paths remembered (and logged).
+const maxIgnoredLogged = 1000
 
 // capabilities are what the directory offers, read once at start.
 type capabilities struct {
@@ -530,7 +534,16 @@ func (s *Server) logIgnored(kind string, paths []string) {
 	}
 	s.metrics.ignored.Add(float64(len(paths)))
 	for _, p := range paths {
-		if _, seen := s.ignored.LoadOrStore(kind+"\x00"+strings.ToLower(p), true); !seen {
+		key := kind + "\x00" + strings.ToLower(p)
+		if _, seen := s.ignored.Load(key); seen {
+			continue
+		}
+		// Bounded: paths can carry client-chosen types (phoneNumbers[type eq "…"]).
+		if s.ignoredCount.Load() >= maxIgnoredLogged {
+			return
+		}
+		if _, seen := s.ignored.LoadOrStore(key, true); !seen {
+			s.ignoredCount.Add(1)
 			s.logger.Info().Str("resource", kind).Str("attribute", p).Msg("scim attribute has no ldap mapping; ignoring it (logged once)")
 		}
 	}
