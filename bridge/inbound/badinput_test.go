@@ -170,3 +170,25 @@ func TestAuthentication(t *testing.T) {
 	e.requireStatus(r, http.StatusOK)
 	require.Less(t, time.Since(t0), 500*time.Millisecond, "a valid token is never slowed down")
 }
+
+// TestInjectionInValuesIsLiteral: filter metacharacters in values are data. A userName of "*"
+// or "*)(uid=*" is not a wildcard in the uniqueness check (it collides with nobody), is stored
+// as sent, and is found only by itself.
+func TestInjectionInValuesIsLiteral(t *testing.T) {
+	e := newEnv(t)
+	e.createUser("alice", nil)
+	e.createUser("bob", nil)
+	for _, name := range []string{"*", "*)(uid=*", `back\slash`, "paren(s)"} {
+		r := e.do("POST", "/Users", user(name, map[string]any{"title": "*)(objectClass=*"}))
+		e.requireStatus(r, http.StatusCreated)
+		id := r.body["id"].(string)
+		r = e.do("GET", "/Users?filter="+q(`userName eq "`+strings.ReplaceAll(name, `\`, `\\`)+`"`), nil)
+		e.requireStatus(r, http.StatusOK)
+		require.Equal(t, []string{name}, userNames(r), "found only by itself")
+		require.Equal(t, id, resources(r)[0]["id"])
+		r = e.do("GET", "/Users?filter="+q(`title eq "*)(objectClass=*"`), nil)
+		require.NotContains(t, userNames(r), "alice")
+	}
+	r := e.do("GET", "/Users?count=0", nil)
+	require.EqualValues(t, 6, r.body["totalResults"])
+}
