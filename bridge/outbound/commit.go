@@ -36,6 +36,8 @@ type completion struct {
 	attempts int
 	regroup  []pushed
 	success  bool
+	// barrier, when set, marks a flush: closed once everything before it is committed.
+	barrier chan struct{}
 }
 
 type pushed struct {
@@ -62,12 +64,21 @@ func (e *Engine) commit(c *completion) {
 // disk, the next completions gather, so one fsync covers many deliveries (group commit).
 func (e *Engine) committer() {
 	for c := range e.commits {
+		if c.barrier != nil {
+			close(c.barrier)
+			continue
+		}
 		batch := []*completion{c}
+		var barriers []chan struct{}
 	fill:
 		for len(batch) < 512 {
 			select {
 			case c, ok := <-e.commits:
 				if !ok {
+					break fill
+				}
+				if c.barrier != nil {
+					barriers = append(barriers, c.barrier)
 					break fill
 				}
 				batch = append(batch, c)
@@ -76,6 +87,9 @@ func (e *Engine) committer() {
 			}
 		}
 		e.commitBatch(batch)
+		for _, b := range barriers {
+			close(b)
+		}
 	}
 }
 

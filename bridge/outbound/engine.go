@@ -219,10 +219,6 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		if err := p.load(); err != nil {
-			errs = append(errs, fmt.Errorf("outbound: provisioner %q: %w", s.Name, err))
-			continue
-		}
 		next = append(next, p)
 		fresh = append(fresh, p)
 		changed = append(changed, s.Name)
@@ -244,12 +240,40 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 		p.stop()
 		e.m.forget(p.spec.Name)
 	}
-	e.mu.Lock()
-	e.provs = next
-	runCtx, deliverCtx := e.runCtx, e.deliver
-	e.mu.Unlock()
+	if len(retired) > 0 {
+		// What the retired workers delivered must be in the file before their successors
+		// read it.
+		e.flush()
+	}
+	// Load and swap inside one write transaction: no change batch commits in between, so
+	// every item the Sink wrote is either in the file the newcomers load or written by a
+	// Sink that already sees them.
+	var runCtx, deliverCtx context.Context
+	err := e.o.State.Update(func(tx *state.Tx) error {
+		for _, p := range fresh {
+			if err := p.loadTx(tx); err != nil {
+				errs = append(errs, fmt.Errorf("outbound: provisioner %q: %w", p.spec.Name, err))
+			}
+		}
+		if len(errs) > 0 {
+			// The old ones are stopped already: run what loaded.
+			next = slices.DeleteFunc(next, func(p *Provisioner) bool {
+				return slices.Contains(fresh, p) && !p.loaded
+			})
+			fresh = slices.DeleteFunc(fresh, func(p *Provisioner) bool { return !p.loaded })
+		}
+		e.mu.Lock()
+		e.provs = next
+		runCtx, deliverCtx = e.runCtx, e.deliver
+		e.mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
 	for _, p := range fresh {
 		e.m.breaker.WithLabelValues(p.spec.Name, "deletes").Set(b2f(p.breaker.Tripped))
+		e.refreshDeadGauge(p)
 		if p.breaker.Tripped {
 			p.log.Error().Str("reason", p.breaker.Reason).Msg("deletion breaker is tripped: provisioner stopped until an admin runs scimbridge sync --allow-deletes")
 		}
@@ -258,7 +282,20 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 		}
 	}
 	e.refreshGauges()
-	return changed, nil
+	return changed, errors.Join(errs...)
+}
+
+// flush waits until every completion handed to the committer so far is committed.
+func (e *Engine) flush() {
+	e.mu.RLock()
+	running := e.runCtx != nil && !e.stopped
+	e.mu.RUnlock()
+	if !running {
+		return
+	}
+	done := make(chan struct{})
+	e.commits <- &completion{barrier: done}
+	<-done
 }
 
 // Start runs the workers and the committer until ctx ends. Deliveries in flight then get

@@ -78,6 +78,7 @@ type Provisioner struct {
 	lastOK   time.Time
 	listing  *listing
 	lastRec  time.Time
+	loaded   bool
 
 	delivered, failed, dead atomic.Uint64
 
@@ -194,7 +195,11 @@ func (p *Provisioner) Name() string { return p.spec.Name }
 
 // load fills the in-memory mirrors and the queue from the state file.
 func (p *Provisioner) load() error {
-	return p.e.o.State.View(func(tx *state.Tx) error {
+	return p.e.o.State.View(p.loadTx)
+}
+
+func (p *Provisioner) loadTx(tx *state.Tx) error {
+	{
 		ids, err := tx.IDMap(idmapName(p.spec.Name))
 		if err != nil {
 			return err
@@ -240,8 +245,9 @@ func (p *Provisioner) load() error {
 		}
 		_, _ = meta.GetJSON([]byte("last_success"), &p.lastOK)
 		_, _ = meta.GetJSON([]byte("last_reconcile"), &p.lastRec)
+		p.loaded = true
 		return nil
-	})
+	}
 }
 
 type lastError struct {
