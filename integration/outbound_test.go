@@ -3,7 +3,9 @@ package integration
 import (
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,4 +245,44 @@ func TestOutboundFromInbound(t *testing.T) {
 	require.False(t, active(u))
 	require.EqualValues(t, 1, target.Creates())
 	require.Equal(t, 0, o.d.stop())
+}
+
+// TestOutboundReloadAndOfflineSync adds a second provisioner with SIGHUP (it gets a full
+// sync of its own, the first one is left alone), then, with the daemon stopped, runs
+// `scimbridge sync` in-process on the state file.
+func TestOutboundReloadAndOfflineSync(t *testing.T) {
+	o := newOutEnv(t, "reload")
+	first, second := strictTarget(t), strictTarget(t)
+	o.addUser("ada", "Ada", "Lovelace")
+	o.addUser("bob", "Bob", "Builder")
+	o.start(o.provisioner("first", first.URL))
+	waitFor(t, "two users on the first target", func() bool { return len(first.Users()) == 2 })
+
+	both := o.provisioner("first", first.URL) + o.provisioner("second", second.URL, `min_retry_delay = "200ms"`)
+	cfg, _ := o.config(both)
+	cfg = replaceAdmin(cfg, o.admin)
+	require.NoError(t, os.WriteFile(o.d.cfgPath, []byte(cfg), 0o600))
+	o.d.signal(syscall.SIGHUP)
+	waitFor(t, "two users on the second target", func() bool { return len(second.Users()) == 2 })
+	require.EqualValues(t, 2, first.Creates(), "the unchanged provisioner is left alone")
+	require.Equal(t, 0, o.d.stop())
+
+	// No daemon: sync runs the engine in this process, on the state file.
+	o.addUser("carol", "Carol", "Shannon")
+	out, errOut, code := o.cli("sync")
+	require.Equal(t, 0, code, out+errOut)
+	require.Contains(t, out, `provisioner "second": 1 delivered`)
+	_, ok1 := first.UserByName("carol")
+	_, ok2 := second.UserByName("carol")
+	require.True(t, ok1 && ok2)
+	out, errOut, code = o.cli("sync", "--full", "--provisioner", "first")
+	require.Equal(t, 0, code, out+errOut)
+	require.Contains(t, out, `provisioner "first": 0 delivered`, "a full pass finds nothing to do")
+	require.EqualValues(t, 3, first.Creates())
+	out, errOut, code = o.cli("deadletter", "list", "--provisioner", "second")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "no dead letters")
+	out, errOut, code = o.cli("plan", "--provisioner", "second")
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, `provisioner "second": 0 creates, 0 updates, 0 disables, 0 deletes, 3 unchanged`)
 }
