@@ -49,16 +49,30 @@ func (e *directoryError) Unwrap() error { return e.err }
 // process delivers the pending item of key and hands the result to the committer.
 func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 	var (
-		it    state.Item
-		found bool
+		it     state.Item
+		found  bool
+		rec    record
+		hasRec bool
 	)
+	// One read transaction for the item and what was pushed for its entry.
 	err := p.e.o.State.View(func(tx *state.Tx) error {
 		ob, err := tx.Outbox(p.spec.Name)
 		if err != nil {
 			return err
 		}
-		it, found, err = ob.Get(key)
-		return err
+		if it, found, err = ob.Get(key); err != nil || !found {
+			return err
+		}
+		ids, err := tx.IDMap(idmapName(p.spec.Name))
+		if err != nil {
+			return err
+		}
+		e, ok, err := ids.Get(key)
+		if err != nil || !ok {
+			return err
+		}
+		rec, hasRec = recordFrom(e), true
+		return nil
 	})
 	if err != nil || !found {
 		if err != nil {
@@ -76,7 +90,7 @@ func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 	if err != nil {
 		out.err = &targets.PermanentError{Err: fmt.Errorf("outbound: unreadable outbox item: %w", err)}
 	} else {
-		out = p.deliver(ctx, key, w, it)
+		out = p.deliver(ctx, key, w, it, rec, hasRec)
 	}
 	c := &completion{p: p, key: key, it: it, w: w, out: out, probe: probe, started: start}
 	c.counted = true
@@ -101,35 +115,14 @@ func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 	p.e.commit(c)
 }
 
-func (p *Provisioner) deliver(ctx context.Context, key string, w work, it state.Item) outcome {
+func (p *Provisioner) deliver(ctx context.Context, key string, w work, it state.Item, rec record, hasRec bool) outcome {
 	if err := p.limiter.Wait(ctx); err != nil {
 		return outcome{err: fmt.Errorf("outbound: %w", err)}
 	}
 	if w.Kind == mapping.KindGroup {
-		return p.deliverGroup(ctx, key)
+		return p.deliverGroup(ctx, key, rec, hasRec)
 	}
-	return p.deliverUser(ctx, key, w, it)
-}
-
-// readRecord returns what was pushed for key.
-func (p *Provisioner) readRecord(key string) (record, bool, error) {
-	var (
-		r  record
-		ok bool
-	)
-	err := p.e.o.State.View(func(tx *state.Tx) error {
-		ids, err := tx.IDMap(idmapName(p.spec.Name))
-		if err != nil {
-			return err
-		}
-		e, found, err := ids.Get(key)
-		if err != nil || !found {
-			return err
-		}
-		r, ok = recordFrom(e), true
-		return nil
-	})
-	return r, ok, err
+	return p.deliverUser(ctx, key, w, it, rec, hasRec)
 }
 
 // readUser reads user id from the directory now: nil when it is gone, and whether it matches
@@ -205,13 +198,10 @@ func getFold(m map[string]string, k string) string {
 	return ""
 }
 
-func (p *Provisioner) deliverUser(ctx context.Context, key string, w work, it state.Item) outcome {
-	var out outcome
-	rec, hasRec, err := p.readRecord(key)
-	if err != nil {
-		return outcome{err: err}
-	}
+func (p *Provisioner) deliverUser(ctx context.Context, key string, w work, it state.Item, rec record, hasRec bool) outcome {
 	var (
+		out      outcome
+		err      error
 		entry    *mapping.Entry
 		inFilter = true
 		hash     = w.Hash
@@ -546,12 +536,8 @@ func (p *Provisioner) renderGroup(g groupInfo) (map[string]any, map[string]strin
 	return res, mapping.Flatten(res), nil
 }
 
-func (p *Provisioner) deliverGroup(ctx context.Context, key string) outcome {
+func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, hasRec bool) outcome {
 	var out outcome
-	rec, hasRec, err := p.readRecord(key)
-	if err != nil {
-		return outcome{err: err}
-	}
 	g, exists := p.e.idx.group(key)
 	if !exists || !p.pushedGroups()[key] {
 		if !hasRec || rec.TargetID == "" {
