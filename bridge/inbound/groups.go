@@ -105,7 +105,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 	case errors.Is(err, mapping.ErrNoMemberDelta), err == nil && replaceAll != nil:
 		// Replacing the whole membership must keep the members the SCIM side cannot see
 		// (DNs outside the bases), which only a read of the member list tells.
-		return q.update(k, id, "patch", func(e mapping.Entry) (map[string]any, error) {
+		return q.update(k, id, func(e mapping.Entry) (map[string]any, error) {
 			cur, err := q.toResources(k, []mapping.Entry{e}, true)
 			if err != nil {
 				return nil, err

@@ -262,7 +262,7 @@ func (q *request) replace(k *kind, id string) {
 		q.fail(err)
 		return
 	}
-	err = q.update(k, id, "replace", func(mapping.Entry) (map[string]any, error) { return body, nil }, true)
+	err = q.update(k, id, func(mapping.Entry) (map[string]any, error) { return body, nil }, true)
 	q.audit(k, "replace", id, err)
 	if err != nil {
 		q.fail(err)
@@ -280,7 +280,7 @@ func (q *request) patch(k *kind, id string) {
 	if !k.isUser() {
 		err = q.patchGroup(k, id, ops)
 	} else {
-		err = q.update(k, id, "patch", func(e mapping.Entry) (map[string]any, error) {
+		err = q.update(k, id, func(e mapping.Entry) (map[string]any, error) {
 			cur, err := q.toResources(k, []mapping.Entry{e}, true)
 			if err != nil {
 				return nil, err
@@ -379,7 +379,7 @@ func containsFold(list []any, want string) bool {
 // resource from the entry as read. When the entry changes between the read and the write, the
 // Assertion control makes the write fail: with If-Match that is a 412, without it the cycle
 // runs again on the new version, so a concurrent change is never overwritten unseen.
-func (q *request) update(k *kind, id, op string, build func(mapping.Entry) (map[string]any, error), withMembers bool) error {
+func (q *request) update(k *kind, id string, build func(mapping.Entry) (map[string]any, error), withMembers bool) error {
 	ctx, st := q.ctx(), q.st
 	if !k.isUser() {
 		withMembers = true

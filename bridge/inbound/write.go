@@ -144,10 +144,10 @@ func planRename(p *plan, k *kind, changes map[string][]string, parent string) er
 		if len(vals) == 0 {
 			return badRequest(mapping.ScimTypeInvalidValue, "the attribute that names the entry in the directory cannot be removed")
 		}
-		newRDN := ldapstore.RDN(k.rdnAttr, vals[0])
-		oldRDN, _, _ := ldapstore.SplitDN(p.entry.DN)
-		if !ldapstore.SameDN(newRDN+",dc=x", oldRDN+",dc=x") {
-			p.newRDN = newRDN
+		// The RDN attributes scimbridge names entries by (uid, cn) compare case-insensitively:
+		// a change of case only is no rename.
+		if !strings.EqualFold(vals[0], oldVal) {
+			p.newRDN = ldapstore.RDN(k.rdnAttr, vals[0])
 			keep := true
 			for _, v := range vals {
 				if strings.EqualFold(v, oldVal) {

@@ -323,3 +323,17 @@ func TestPPolicyLock(t *testing.T) {
 	require.Empty(t, en.Get("pwdAccountLockedTime"))
 	require.NoError(t, bind())
 }
+
+// TestUserNameCaseChange: a change of case only is no rename (uid compares case-insensitively)
+// but the new spelling is stored and returned.
+func TestUserNameCaseChange(t *testing.T) {
+	e := newEnv(t)
+	id := e.createUser("ada.lovelace", nil)
+	r := e.do("PATCH", "/Users/"+id, patchOps(op("replace", "userName", "Ada.Lovelace")))
+	e.requireStatus(r, http.StatusOK)
+	require.Equal(t, "Ada.Lovelace", r.body["userName"])
+	require.Equal(t, id, r.body["id"])
+	en, ok := e.entry("uid=ada.lovelace," + e.people)
+	require.True(t, ok)
+	require.Equal(t, []string{"Ada.Lovelace"}, en.Get("uid"))
+}
