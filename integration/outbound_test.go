@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/bridge/state"
 )
 
 // TestOutboundLifecycle drives the real binary against slapd and the strict in-repo SCIM
@@ -285,4 +288,17 @@ func TestOutboundReloadAndOfflineSync(t *testing.T) {
 	out, errOut, code = o.cli("plan", "--provisioner", "second")
 	require.Equal(t, 0, code, errOut)
 	require.Contains(t, out, `provisioner "second": 0 creates, 0 updates, 0 disables, 0 deletes, 3 unchanged`)
+	backupDir := t.TempDir()
+	out, errOut, code = o.cli("state", "backup", filepath.Join(backupDir, "state.db"))
+	require.Equal(t, 0, code, errOut)
+	require.Contains(t, out, "no daemon running")
+	copyDB, err := state.OpenWith(backupDir, state.Options{ReadOnly: true})
+	require.NoError(t, err, "the backup is a state file")
+	require.NoError(t, copyDB.View(func(tx *state.Tx) error {
+		ids, err := tx.IDMap("provisioner/second")
+		require.NoError(t, err)
+		require.Equal(t, 3, ids.Len())
+		return nil
+	}))
+	require.NoError(t, copyDB.Close())
 }
