@@ -599,3 +599,49 @@ func TestNormDN(t *testing.T) {
 	require.Equal(t, "uid=a,dc=x", memberDN("uid=a,dc=x#'0101'B"))
 	require.Equal(t, normDN(`cn=Smith\, John,ou=people`), normDN(`CN=smith\2c john,OU=People`))
 }
+
+func TestIndexNestedScopeAndRename(t *testing.T) {
+	x := newIndex("member")
+	outer := mapping.Entry{DN: "cn=outer," + groups, Attrs: map[string][]string{"member": {"cn=inner," + groups, "uid=a," + people}}}
+	inner := mapping.Entry{DN: "CN=Inner, " + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}}
+	x.putGroup("g-outer", outer)
+	x.putGroup("g-inner", inner)
+	x.putUser("u-a", "uid=a,"+people)
+	x.putUser("u-b", "uid=b,"+people)
+	scope := map[string]bool{"g-outer": true}
+	require.True(t, x.memberOfAny("uid=a,"+people, scope, false))
+	require.False(t, x.memberOfAny("uid=b,"+people, scope, false), "b is only in the nested group")
+	require.True(t, x.memberOfAny("UID=B,"+people, scope, true))
+	require.Equal(t, map[string]string{"u-a": "uid=a," + people, "u-b": "uid=b," + people}, x.usersIn([]string{"g-outer"}, true))
+	require.ElementsMatch(t, []string{"g-inner", "g-outer"}, x.groupsContaining("u-b", true))
+
+	// A rename keeps memberships (as refint would rewrite the member values).
+	x.putUser("u-b", "uid=robert,"+people)
+	require.True(t, x.memberOfAny("uid=robert,"+people, scope, true))
+	require.False(t, x.memberOfAny("uid=b,"+people, scope, true))
+	// A cycle does not loop.
+	x.putGroup("g-inner", mapping.Entry{DN: "cn=inner," + groups, Attrs: map[string][]string{"member": {"cn=outer," + groups}}})
+	require.False(t, x.memberOfAny("uid=robert,"+people, scope, true), "the group was re-read without robert")
+	require.True(t, x.memberOfAny("uid=a,"+people, map[string]bool{"g-inner": true}, true))
+}
+
+func TestEngineNestedGroupsAndFilter(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=outer," + groups}, NestedGroups: true, Filter: "(employeeType=staff)", MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	inner := group("inner", "b", "c")
+	outer := group("outer", "a")
+	outer.Attrs["member"] = append(outer.Attrs["member"], inner.DN)
+	h.change(user("a", "employeeType", "staff"), user("b", "employeeType", "staff"), user("c", "employeeType", "contractor"), inner, outer)
+	h.waitIdle()
+	var names []string
+	for _, r := range h.target.Resources(mapping.KindUser) {
+		names = append(names, fmt.Sprint(r.Attrs["userName"]))
+	}
+	require.ElementsMatch(t, []string{"a", "b"}, names, "c fails the filter")
+	// c becomes staff: in scope now.
+	h.change(user("c", "employeeType", "staff"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 3)
+}
