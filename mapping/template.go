@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"text/template"
 	"text/template/parse"
 	"unicode"
@@ -47,6 +48,32 @@ type TemplateMapping struct {
 	names []string
 	// attrs are the LDAP attributes the templates read, one spelling each.
 	attrs []string
+	// bound holds *boundSet values: clones of every field's template whose entry functions
+	// (attr, values, dn) read the entry through the set's holder. Cloning once per set
+	// instead of once per field and render keeps a 100k-user sync off text/template.Clone.
+	bound sync.Pool
+}
+
+// boundSet is one goroutine's copy of a mapping's templates, bound to a mutable entry.
+type boundSet struct {
+	entry *Entry
+	tmpls []*template.Template
+}
+
+func (tm *TemplateMapping) bind() (*boundSet, error) {
+	if v, ok := tm.bound.Get().(*boundSet); ok {
+		return v, nil
+	}
+	set := &boundSet{entry: &Entry{}, tmpls: make([]*template.Template, len(tm.fields))}
+	funcs := entryFuncs(set.entry)
+	for i, f := range tm.fields {
+		t, err := f.tmpl.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("%s.%s: %w", tm.table, f.key, err)
+		}
+		set.tmpls[i] = t.Funcs(funcs)
+	}
+	return set, nil
 }
 
 type templateField struct {
@@ -120,9 +147,11 @@ func templateFuncs() template.FuncMap {
 	}
 }
 
-func entryFuncs(e Entry) template.FuncMap {
+// entryFuncs are the entry functions of one bound template set; they read the entry e points
+// to at execution time.
+func entryFuncs(e *Entry) template.FuncMap {
 	return template.FuncMap{
-		"attr":   e.First,
+		"attr":   func(name string) string { return e.First(name) },
 		"values": func(name string) []string { return append([]string(nil), e.Get(name)...) },
 		"dn":     func() string { return e.DN },
 	}
@@ -368,17 +397,20 @@ func (tm *TemplateMapping) Render(e Entry) (map[string]any, error) {
 	for _, name := range tm.names {
 		data[name] = e.First(name)
 	}
-	funcs := entryFuncs(e)
+	set, err := tm.bind()
+	if err != nil {
+		return nil, fmt.Errorf("mapping: render %q: %w", e.DN, err)
+	}
+	*set.entry = e
+	defer func() {
+		*set.entry = Entry{} // keep no entry alive in the pool
+		tm.bound.Put(set)
+	}()
 	res := map[string]any{}
 	var errs []error
-	for _, f := range tm.fields {
-		t, err := f.tmpl.Clone()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s.%s: %w", tm.table, f.key, err))
-			continue
-		}
+	for i, f := range tm.fields {
 		var b strings.Builder
-		if err := t.Funcs(funcs).Execute(&b, data); err != nil {
+		if err := set.tmpls[i].Execute(&b, data); err != nil {
 			errs = append(errs, fmt.Errorf("%s.%s: %w", tm.table, f.key, err))
 			continue
 		}

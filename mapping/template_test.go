@@ -1,6 +1,7 @@
 package mapping_test
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"sync"
@@ -388,5 +389,58 @@ func TestDiffPatch(t *testing.T) {
 				t.Errorf("DiffPatch mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestRenderConcurrentEntriesStayApart: bound template sets are reused across renders and
+// goroutines; each render must see only its own entry.
+func TestRenderConcurrentEntriesStayApart(t *testing.T) {
+	tm, err := mapping.CompileUserMapping(map[string]string{
+		"userName":    `{{ attr "uid" }}`,
+		"displayName": `{{ .cn }} ({{ dn }})`,
+		"title":       `{{ join "," (values "title") }}`,
+	})
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				uid := fmt.Sprintf("u%d-%d", g, i)
+				e := mapping.Entry{DN: "uid=" + uid + ",ou=people", Attrs: map[string][]string{
+					"uid": {uid}, "cn": {"CN " + uid}, "title": {"a" + uid, "b" + uid},
+				}}
+				res, err := tm.Render(e)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res["userName"] != uid || res["displayName"] != "CN "+uid+" (uid="+uid+",ou=people)" || res["title"] != "a"+uid+",b"+uid {
+					t.Errorf("render of %s mixed entries: %v", uid, res)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func BenchmarkRenderDefaultUserMapping(b *testing.B) {
+	tm, err := mapping.CompileUserMapping(map[string]string{
+		"userName": "{{ .uid }}", "name.givenName": "{{ .givenName }}", "name.familyName": "{{ .sn }}",
+		"displayName": "{{ .displayName | default .cn }}", `emails[type eq "work"].value`: "{{ .mail | lower }}",
+		"title": "{{ .title }}", "externalId": "{{ .entryUUID }}",
+	})
+	require.NoError(b, err)
+	e := mapping.Entry{DN: "uid=ada,ou=people,dc=example,dc=org", Attrs: map[string][]string{
+		"uid": {"ada"}, "givenName": {"Ada"}, "sn": {"Lovelace"}, "cn": {"Ada Lovelace"},
+		"mail": {"Ada@Example.org"}, "title": {"Analyst"}, "entryUUID": {"0f8fad5b-d9cb-469f-a165-70867728950e"},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := tm.Render(e); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
