@@ -16,7 +16,6 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/bridge/inbound"
 	"github.com/scimbridge/scimbridge/ldapstore"
-	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // maxReadHeaderTimeout bounds the time a client may take to send its request headers, which is
@@ -56,13 +55,7 @@ func InboundConfig(cfg *config.Config) (inbound.Config, error) {
 		copy(tok.SHA256[:], sum)
 		out.Tokens = append(out.Tokens, tok)
 	}
-	for _, e := range in.Extensions {
-		x := mapping.ExtensionSchema{URN: e.URN}
-		for _, a := range e.Attributes {
-			x.Attributes = append(x.Attributes, mapping.ExtAttr{Name: a.Name, Type: a.Type, MultiValued: a.MultiValued, LDAP: a.LDAP})
-		}
-		out.Extensions = append(out.Extensions, x)
-	}
+	out.Extensions = in.MappingExtensions()
 	return out, errors.Join(errs...)
 }
 

@@ -8,16 +8,24 @@ import (
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
-// groupMappingKeys are the group attributes a group_mapping may set: members are pushed as
-// deltas by the engine, never rendered.
-var groupMappingKeys = []string{"displayName", "externalId"}
-
 // validateMappings checks the attribute maps and templates of the provisioners, so that
 // check-config catches them: each key must be a SCIM attribute path the target can take and
 // each template must compile. Every problem is reported, naming provisioner and key:
 // `provisioner "okta": user_mapping.userName: template: …`.
 func validateMappings(c *Config) []error {
 	var errs []error
+	// The inbound attribute maps, with the declared extensions, as serve will build them.
+	exts := c.Inbound.MappingExtensions()
+	if _, err := mapping.NewUserMap(c.Inbound.UserAttributes, exts...); err != nil {
+		for _, e := range mappingErrors(err) {
+			errs = append(errs, fmt.Errorf("inbound.user_attributes: %s", e))
+		}
+	}
+	if _, err := mapping.NewGroupMap(c.Inbound.GroupAttributes); err != nil {
+		for _, e := range mappingErrors(err) {
+			errs = append(errs, fmt.Errorf("inbound.group_attributes: %s", e))
+		}
+	}
 	for i, p := range c.Provisioners {
 		label := fmt.Sprintf("provisioner[%d]", i)
 		if p.Name != "" {
@@ -30,17 +38,10 @@ func validateMappings(c *Config) []error {
 				}
 			}
 		}
-		gm := nonEmpty(p.GroupMapping)
-		for k := range gm {
-			if !strings.HasPrefix(strings.ToLower(k), "urn:") && !containsFold(groupMappingKeys, k) {
-				errs = append(errs, fmt.Errorf("%s: group_mapping.%s: not a group attribute the bridge pushes (want %s, or an extension urn:…)", label, k, quoteList(groupMappingKeys)))
-				delete(gm, k)
-			}
-		}
-		if len(gm) > 0 {
-			if _, err := mapping.CompileUserMapping(gm); err != nil {
+		if gm := nonEmpty(p.GroupMapping); len(gm) > 0 {
+			if _, err := mapping.CompileGroupMapping(gm); err != nil {
 				for _, e := range mappingErrors(err) {
-					errs = append(errs, fmt.Errorf("%s: %s", label, strings.Replace(e, "user_mapping.", "group_mapping.", 1)))
+					errs = append(errs, fmt.Errorf("%s: %s", label, e))
 				}
 			}
 		}
@@ -76,11 +77,15 @@ func mappingErrors(err error) []string {
 	return out
 }
 
-func containsFold(list []string, s string) bool {
-	for _, v := range list {
-		if strings.EqualFold(v, s) {
-			return true
+// MappingExtensions converts the declared [[inbound.extension]] schemas for the mapping package.
+func (in Inbound) MappingExtensions() []mapping.ExtensionSchema {
+	var out []mapping.ExtensionSchema
+	for _, e := range in.Extensions {
+		x := mapping.ExtensionSchema{URN: e.URN}
+		for _, a := range e.Attributes {
+			x.Attributes = append(x.Attributes, mapping.ExtAttr{Name: a.Name, Type: a.Type, MultiValued: a.MultiValued, LDAP: a.LDAP})
 		}
+		out = append(out, x)
 	}
-	return false
+	return out
 }

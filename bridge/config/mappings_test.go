@@ -20,7 +20,30 @@ func TestValidateMappings(t *testing.T) {
 	require.ElementsMatch(t, []string{
 		`provisioner "okta": user_mapping.nosuch: "nosuch" is not an attribute of urn:ietf:params:scim:schemas:core:2.0:User`,
 		`provisioner "okta": user_mapping.userName: template: userName:1: unclosed action`,
-		`provisioner "grp": group_mapping.members: not a group attribute the bridge pushes (want "displayName" or "externalId", or an extension urn:…)`,
+		`provisioner "grp": group_mapping.members: members are pushed as deltas of target ids, not rendered`,
 		`provisioner "grp": group_mapping.displayName: template: displayName:1: unclosed action`,
 	}, lines, strings.Join(lines, "\n"))
+}
+
+func TestValidateInboundMaps(t *testing.T) {
+	c := &Config{Inbound: Inbound{
+		UserAttributes:  map[string]string{"title": "title", "nickName": "carLicense", "noSuchAttr": "x", "displayName": "bad attr!"},
+		GroupAttributes: map[string]string{"colour": "x"},
+		Extensions: []Extension{{URN: "urn:example:acme:2.0:User", Attributes: []ExtAttribute{{Name: "badge", Type: "string", LDAP: "carLicense2"}}}},
+	}}
+	msg := errorsText(validateMappings(c))
+	require.Contains(t, msg, "inbound.user_attributes: ")
+	require.Contains(t, msg, "noSuchAttr")
+	require.Contains(t, msg, "bad attr!")
+	require.Contains(t, msg, "inbound.group_attributes: ")
+	require.Contains(t, msg, "colour")
+	require.NotContains(t, msg, "nickName", "a valid override is accepted")
+}
+
+func errorsText(errs []error) string {
+	var lines []string
+	for _, e := range errs {
+		lines = append(lines, e.Error())
+	}
+	return strings.Join(lines, "\n")
 }

@@ -95,15 +95,6 @@ type listing struct {
 	at     time.Time
 }
 
-// defaultGroupMapping returns the default [provisioner.group_mapping].
-func defaultGroupMapping(idAttr string) map[string]string {
-	m := map[string]string{"displayName": `{{ .cn }}`}
-	if idAttr != "" {
-		m["externalId"] = fmt.Sprintf(`{{ attr %q }}`, idAttr)
-	}
-	return m
-}
-
 // MergeMapping overlays overrides on defaults; an override of "" removes the key.
 func MergeMapping(defaults, overrides map[string]string) map[string]string {
 	out := maps.Clone(defaults)
@@ -156,8 +147,8 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provisioner %q: %w", spec.Name, err)
 	}
-	gm := MergeMapping(defaultGroupMapping(idAttr), spec.GroupMapping)
-	groupMap, err := mapping.CompileUserMapping(gm)
+	gm := MergeMapping(mapping.DefaultGroupMapping(idAttr), spec.GroupMapping)
+	groupMap, err := mapping.CompileGroupMapping(gm)
 	if err != nil {
 		return nil, fmt.Errorf("provisioner %q: group_mapping: %w", spec.Name, err)
 	}
