@@ -52,6 +52,9 @@ type Bridge struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	// prov is the outbound side while it runs (nil without provisioners or after Stop).
+	prov *provisioning
+
 	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
 	adminAddr, inboundAddr string
 }

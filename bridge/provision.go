@@ -46,15 +46,10 @@ type provisioning struct {
 	specs         []outbound.Spec
 }
 
-var (
-	provMu        sync.Mutex
-	provisionings = map[*Bridge]*provisioning{}
-)
-
 func provisioningOf(b *Bridge) *provisioning {
-	provMu.Lock()
-	defer provMu.Unlock()
-	return provisionings[b]
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.prov
 }
 
 // Specs opens every provisioner's target and returns the engine's view of the configuration;
@@ -187,17 +182,17 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 		pv.close()
 		return err
 	}
-	provMu.Lock()
-	provisionings[b] = pv
-	provMu.Unlock()
+	b.mu.Lock()
+	b.prov = pv
+	b.mu.Unlock()
 	pv.runCtx = ctx
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		defer func() {
-			provMu.Lock()
-			delete(provisionings, b)
-			provMu.Unlock()
+			b.mu.Lock()
+			b.prov = nil
+			b.mu.Unlock()
 		}()
 		pv.run(ctx)
 		_ = ctl.Close()

@@ -52,46 +52,7 @@ func EscapeDN(v string) string { return ldap.EscapeDN(v) }
 // not grow with the directory. fn's error stops the walk and is returned as is. A walk is
 // retried from the start only if the connection dropped before fn saw any entry.
 func (s *Store) Walk(ctx context.Context, q Search, fn func(mapping.Entry) error) error {
-	if q.Filter == "" {
-		q.Filter = "(objectClass=*)"
-	}
-	var fnErr error
-	seen := false
-	err := s.withConn(ctx, "search", true, func(c *ldap.Conn) error {
-		if seen {
-			// The connection dropped mid-walk after fn already saw entries: repeating would
-			// hand them out twice.
-			return &Error{Op: "search", DN: q.Base, kind: ErrUnavailable, Err: errors.New("connection lost during a paged search")}
-		}
-		paging := ldap.NewControlPaging(uint32(s.cfg.PageSize))
-		for {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			req := ldap.NewSearchRequest(q.Base, q.Scope.ldap(), ldap.NeverDerefAliases, 0, 0, false,
-				q.Filter, q.Attrs, []ldap.Control{paging})
-			res, err := c.Search(req)
-			if err != nil {
-				return wrap("search", q.Base, err)
-			}
-			for _, e := range res.Entries {
-				seen = true
-				if err := fn(toEntry(e)); err != nil {
-					fnErr = err
-					return nil
-				}
-			}
-			ctrl, _ := ldap.FindControl(res.Controls, ldap.ControlTypePaging).(*ldap.ControlPaging)
-			if ctrl == nil || len(ctrl.Cookie) == 0 {
-				return nil
-			}
-			paging.SetCookie(ctrl.Cookie)
-		}
-	})
-	if fnErr != nil {
-		return fnErr
-	}
-	return err
+	return s.WalkWith(ctx, q, SearchOptions{}, fn)
 }
 
 // SearchAll collects what Walk streams; for small, bounded results only.

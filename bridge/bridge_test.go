@@ -1,0 +1,144 @@
+package bridge_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/bridge"
+	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+)
+
+func TestMain(m *testing.M) { os.Exit(ldaptest.RunMain(m, ldaptest.Options{})) }
+
+func TestNewNamesMissingDependencies(t *testing.T) {
+	_, err := bridge.New(bridge.Options{})
+	require.ErrorContains(t, err, "bridge: Options.Config is required")
+	require.ErrorContains(t, err, "bridge: Options.Registry is required")
+}
+
+func testConfig(t *testing.T, s *ldaptest.Server) *config.Config {
+	t.Helper()
+	dir := t.TempDir()
+	data := `
+[state]
+dir = "state"
+[admin]
+listen = "127.0.0.1:0"
+[ldap]
+url = "` + s.URL + `"
+bind_dn = "` + s.ServiceDN + `"
+bind_password = "` + s.ServicePW + `"
+base_dn = "` + s.Suffix + `"
+[inbound]
+enabled = false
+`
+	cfg, err := config.Parse([]byte(data), dir, bridge.Targets)
+	require.NoError(t, err)
+	return cfg
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// TestLifecycle starts a bridge on 127.0.0.1:0 with a fresh registry, checks the admin
+// endpoints and the readiness notification, and stops it twice.
+func TestLifecycle(t *testing.T) {
+	s := ldaptest.Shared(t)
+	var notified []string
+	b, err := bridge.New(bridge.Options{
+		Config: testConfig(t, s), Logger: zerolog.Nop(), Registry: prometheus.NewRegistry(),
+		Notify: func(state string) bool { notified = append(notified, state); return true },
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.Start(ctx))
+	require.Error(t, b.Start(ctx), "a bridge starts once")
+
+	admin := "http://" + b.AdminAddr()
+	code, body := get(t, admin+"/readyz")
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = get(t, admin+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, "scimbridge_ldap_up 1")
+	code, body = get(t, admin+"/status")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, body, `"ready": true`)
+	require.NotContains(t, body, s.ServicePW)
+	require.Contains(t, strings.Join(notified, "\n"), "READY=1")
+
+	require.NoError(t, b.Stop(context.Background()))
+	require.NoError(t, b.Stop(context.Background()), "Stop is idempotent")
+	<-b.Done()
+	require.Contains(t, strings.Join(notified, "\n"), "STOPPING=1")
+	_, err = http.Get(admin + "/healthz")
+	require.Error(t, err, "the admin listener is closed")
+}
+
+// TestStartWaitsForTheDirectory: a directory that is down at boot delays readiness (Start
+// retries) instead of failing; a cancelled start returns promptly.
+func TestStartWaitsForTheDirectory(t *testing.T) {
+	s := ldaptest.Private(t, ldaptest.Options{})
+	cfg := testConfig(t, s)
+	require.NoError(t, s.Stop())
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	go func() {
+		time.Sleep(time.Second)
+		_ = s.Start()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.Start(ctx))
+	require.NoError(t, b.Store().Ping(ctx))
+	require.NoError(t, b.Stop(context.Background()))
+
+	require.NoError(t, s.Stop())
+	b2, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	short, cancel2 := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel2()
+	start := time.Now()
+	require.Error(t, b2.Start(short))
+	require.Less(t, time.Since(start), 10*time.Second)
+	_ = b2.Stop(context.Background())
+}
+
+func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
+	s := ldaptest.Shared(t)
+	cfg := testConfig(t, s)
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, b.Start(ctx))
+	defer b.Stop(ctx)
+
+	next := *cfg
+	next.LDAP.URLs = []string{"ldap://127.0.0.1:1"}
+	err = b.Reload(&next)
+	require.ErrorContains(t, err, "ldap: connection settings need a restart")
+	_, body := get(t, "http://"+b.AdminAddr()+"/metrics")
+	require.Contains(t, body, "scimbridge_config_last_reload_successful 0")
+
+	same := *cfg
+	same.Log.Level = "debug"
+	require.NoError(t, b.Reload(&same), "a configuration that changes nothing needing a restart reloads")
+	_, body = get(t, "http://"+b.AdminAddr()+"/metrics")
+	require.Contains(t, body, "scimbridge_config_last_reload_successful 1")
+}
