@@ -29,7 +29,7 @@ func TestValidateInboundMaps(t *testing.T) {
 	c := &Config{Inbound: Inbound{
 		UserAttributes:  map[string]string{"title": "title", "nickName": "carLicense", "noSuchAttr": "x", "displayName": "bad attr!"},
 		GroupAttributes: map[string]string{"colour": "x"},
-		Extensions: []Extension{{URN: "urn:example:acme:2.0:User", Attributes: []ExtAttribute{{Name: "badge", Type: "string", LDAP: "carLicense2"}}}},
+		Extensions:      []Extension{{URN: "urn:example:acme:2.0:User", Attributes: []ExtAttribute{{Name: "badge", Type: "string", LDAP: "carLicense2"}}}},
 	}}
 	msg := errorsText(validateMappings(c))
 	require.Contains(t, msg, "inbound.user_attributes: ")
