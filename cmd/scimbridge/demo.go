@@ -145,7 +145,7 @@ sha256 = %q
 	}
 	logger := newLogger(e.stderr, cfg.Log)
 	return serveConfig(ctx, e, cfg, logger, func() (*config.Config, error) { return loadForDaemon(cfgPath) }, func(b *bridge.Bridge) {
-		printDemoBanner(e, b, slapd, target, token, cfgPath)
+		printDemoBanner(e, b, slapd, target, targetToken, token, cfgPath)
 	})
 }
 
@@ -167,7 +167,7 @@ rate_limit = 50
 `, targetURL, tokenFile)
 }
 
-func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *targettest.Server, token, cfgPath string) {
+func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *targettest.Server, targetToken, token, cfgPath string) {
 	w := e.stdout
 	scim := ""
 	if addr := b.InboundAddr(); addr != "" {
@@ -189,7 +189,10 @@ func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *t
 		fmt.Fprintf(w, "  printf '%%s\\n' '%s' | %s selftest --url %s --token-file -    # Entra ID's provisioning conversation\n", token, os.Args[0], scim)
 	}
 	fmt.Fprintf(w, "  ldapsearch -x -H %s -D '%s' -w %s -b ou=people,dc=example,dc=org '(uid=*)' cn mail\n", slapd.URL, slapd.RootDN, slapd.RootPW)
-	fmt.Fprintf(w, "  printf 'dn: uid=ada,ou=people,dc=example,dc=org\\nchangetype: modify\\nreplace: title\\ntitle: Countess\\n' | ldapmodify -x -H %s -D '%s' -w %s\n\n", slapd.URL, slapd.RootDN, slapd.RootPW)
+	fmt.Fprintf(w, "  printf 'dn: uid=ada,ou=people,dc=example,dc=org\\nchangetype: modify\\nreplace: title\\ntitle: Countess\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", slapd.URL, slapd.RootDN, slapd.RootPW)
+	fmt.Fprintf(w, "  printf 'dn: cn=saas-users,ou=groups,dc=example,dc=org\\nchangetype: modify\\nadd: member\\nmember: uid=alan,ou=people,dc=example,dc=org\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", slapd.URL, slapd.RootDN, slapd.RootPW)
+	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/Users    # what reached the sample app (members of saas-users)\n", targetToken, target.URL)
+	fmt.Fprintf(w, "  %s status --config %s\n\n", os.Args[0], cfgPath)
 }
 
 func randomToken() string {
