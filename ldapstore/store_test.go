@@ -269,3 +269,30 @@ func TestGUIDRoundTrip(t *testing.T) {
 	_, err = ldapstore.ParseGUID("nope")
 	require.Error(t, err)
 }
+
+// TestTLS connects over ldaps:// and with StartTLS, verifying the server with a CA file, and
+// refuses a server the CA did not sign.
+func TestTLS(t *testing.T) {
+	s := ldaptest.Private(t, ldaptest.Options{TLS: true})
+	ctx := context.Background()
+	for name, mut := range map[string]func(*ldapstore.Config){
+		"ldaps":    func(c *ldapstore.Config) { c.URLs = []string{s.LDAPSURL}; c.CAFile = s.CAFile },
+		"starttls": func(c *ldapstore.Config) { c.StartTLS = true; c.CAFile = s.CAFile },
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := storeFor(t, s, mut)
+			require.NoError(t, st.Ping(ctx))
+			_, err := st.Get(ctx, s.PeopleDN, nil)
+			require.NoError(t, err)
+		})
+	}
+	t.Run("unknown CA", func(t *testing.T) {
+		// Another private directory's CA signed nothing this server presents.
+		other := ldaptest.Private(t, ldaptest.Options{TLS: true})
+		st, err := ldapstore.New(ldapstore.Config{URLs: []string{s.LDAPSURL}, CAFile: other.CAFile, BindDN: s.ServiceDN, BindPassword: s.ServicePW, DialTimeout: 2 * time.Second}, zerolog.Nop())
+		require.NoError(t, err)
+		err = st.Ping(ctx)
+		require.ErrorIs(t, err, ldapstore.ErrUnavailable)
+		require.ErrorContains(t, err, "certificate")
+	})
+}

@@ -66,6 +66,9 @@ type Options struct {
 	// LogPurge is the accesslog overlay's logpurge value ("age interval"); defaults to
 	// "07+00:00 01+00:00".
 	LogPurge string
+	// TLS makes slapd offer StartTLS on URL and listen for ldaps:// on LDAPSURL too, with a
+	// certificate for 127.0.0.1 from a throwaway CA whose PEM file is CAFile.
+	TLS bool
 	// SizeLimit is the global sizelimit (the service account is unlimited). Defaults to 500,
 	// slapd's own default, so that tests see what a stock server does to other binds.
 	SizeLimit int
@@ -73,7 +76,10 @@ type Options struct {
 
 // Server is a running private slapd.
 type Server struct {
-	URL       string
+	URL string
+	// LDAPSURL and CAFile are set with Options.TLS.
+	LDAPSURL  string
+	CAFile    string
 	Port      int
 	Suffix    string
 	RootDN    string
@@ -142,6 +148,14 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.Port = opts.Port
 	s.URL = "ldap://127.0.0.1:" + strconv.Itoa(opts.Port)
+	if opts.TLS {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s.LDAPSURL = "ldaps://127.0.0.1:" + strconv.Itoa(p)
+		s.CAFile = filepath.Join(opts.Dir, "ca.pem")
+	}
 	s.opts = opts
 	if err := s.configure(); err != nil {
 		s.cleanup()
@@ -178,6 +192,11 @@ moduleload sssvlv
 moduleload ppolicy
 {{- end}}
 
+{{- if .TLS}}
+TLSCACertificateFile {{.Dir}}/ca.pem
+TLSCertificateFile {{.Dir}}/server.pem
+TLSCertificateKeyFile {{.Dir}}/server.key
+{{- end}}
 pidfile {{.Dir}}/slapd.pid
 argsfile {{.Dir}}/slapd.args
 sizelimit {{.SizeLimit}}
@@ -250,6 +269,11 @@ func (s *Server) configure() error {
 			return fmt.Errorf("ldaptest: %w", err)
 		}
 	}
+	if s.opts.TLS {
+		if err := writeTLSFiles(s.Dir); err != nil {
+			return fmt.Errorf("ldaptest: tls files: %w", err)
+		}
+	}
 	var conf bytes.Buffer
 	err := confTemplate.Execute(&conf, map[string]any{
 		"SchemaDir":       schemaDir,
@@ -264,6 +288,7 @@ func (s *Server) configure() error {
 		"PPolicy":         s.opts.PPolicy,
 		"LogPurge":        s.opts.LogPurge,
 		"SizeLimit":       s.opts.SizeLimit,
+		"TLS":             s.opts.TLS,
 	})
 	if err != nil {
 		return fmt.Errorf("ldaptest: slapd.conf: %w", err)
@@ -331,7 +356,11 @@ func (s *Server) Start() error {
 	var lastErr error
 	// The port may still be in TIME_WAIT-free limbo just after a Stop; try a few times.
 	for attempt := 0; attempt < 5; attempt++ {
-		cmd := exec.Command(slapdPath, "-d", "0", "-f", s.confPath(), "-h", s.URL+"/")
+		urls := s.URL + "/"
+		if s.LDAPSURL != "" {
+			urls += " " + s.LDAPSURL + "/"
+		}
+		cmd := exec.Command(slapdPath, "-d", "0", "-f", s.confPath(), "-h", urls)
 		var stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stderr, &stderr
 		// Its own process group, so a terminal's Ctrl-C reaches us first and we stop it in
