@@ -148,15 +148,25 @@ func (s *Store) Modify(ctx context.Context, dn string, changes []Change, opts Mo
 	if len(changes) == 0 {
 		return nil
 	}
+	req, idempotent, err := modifyRequest(dn, changes, opts)
+	if err != nil {
+		return err
+	}
+	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrap("modify", dn, c.Modify(req)) })
+}
+
+// modifyRequest builds the LDAP Modify of changes with the controls opts asks for, and says
+// whether repeating it is harmless (all replaces).
+func modifyRequest(dn string, changes []Change, opts ModifyOptions, extra ...ldap.Control) (*ldap.ModifyRequest, bool, error) {
 	var controls []ldap.Control
 	if opts.Assertion != "" {
 		ctrl, err := newAssertionControl(opts.Assertion)
 		if err != nil {
-			return &Error{Op: "modify", DN: dn, Err: err, kind: ErrInvalid}
+			return nil, false, &Error{Op: "modify", DN: dn, Err: err, kind: ErrInvalid}
 		}
 		controls = append(controls, ctrl)
 	}
-	req := ldap.NewModifyRequest(dn, controls)
+	req := ldap.NewModifyRequest(dn, append(controls, extra...))
 	idempotent := true
 	for _, ch := range changes {
 		switch ch.Op {
@@ -170,7 +180,7 @@ func (s *Store) Modify(ctx context.Context, dn string, changes []Change, opts Mo
 			req.Replace(ch.Attr, ch.Values)
 		}
 	}
-	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrap("modify", dn, c.Modify(req)) })
+	return req, idempotent, nil
 }
 
 // ModifyDN renames (newRDN like "uid=ada") and/or moves (newSuperior, "" to stay) an entry.
