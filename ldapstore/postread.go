@@ -42,8 +42,9 @@ func (c *postReadControl) String() string {
 // ModifyWithPostRead is Modify that also returns the entry as the change left it (readAttrs of
 // it, operational ones such as entryCSN included when named), read atomically with the change
 // by the Post-Read control (RFC 4527): no second round trip, and no other write can slip in
-// between. ok is false when the server answered without the control (it does not support it):
-// the change is made all the same, and the caller reads the entry back if it needs it. Check
+// between. ok is false when the server answered without the control (it does not support it)
+// or with one that does not decode: the change is made all the same, and the caller reads the
+// entry back if it needs it. Check
 // RootDSE().Supports(OIDPostRead) before relying on it.
 func (s *Store) ModifyWithPostRead(ctx context.Context, dn string, changes []Change, opts ModifyOptions, readAttrs []string) (e mapping.Entry, ok bool, err error) {
 	if len(changes) == 0 {
@@ -60,8 +61,9 @@ func (s *Store) ModifyWithPostRead(ctx context.Context, dn string, changes []Cha
 		}
 		e, ok, err = postReadEntry(res.Controls)
 		if err != nil {
-			// The change is made; only its echo is unreadable. Say so rather than guess.
-			return &Error{Op: "modify", DN: dn, Err: fmt.Errorf("post-read control: %w", err), kind: ErrUnsupported}
+			// The change is made; only its echo is unreadable: the caller reads the entry back.
+			s.logger.Warn().Err(err).Str("dn", dn).Msg("ldap: could not decode the post-read control of a modify")
+			e, ok = mapping.Entry{}, false
 		}
 		return nil
 	})

@@ -3,6 +3,7 @@ package inbound
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/scimbridge/scimbridge/ldapstore"
@@ -68,11 +69,12 @@ func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any) (stri
 		return "", err
 	}
 	changes := mapping.GroupChanges(e, w, st.gmap, memberLookup(ids))
-	return q.applyGroup(k, e, w, changes, nil)
+	return q.applyGroup(k, e, w, changes, nil, st.readAttrs(k, true))
 }
 
-// applyGroup checks a displayName change for uniqueness, plans the rename and writes.
-func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change) (string, error) {
+// applyGroup checks a displayName change for uniqueness, plans the rename and writes. readAttrs
+// are the attributes the response will read (Post-Read, when the directory returns them).
+func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change, readAttrs []string) (string, error) {
 	ctx, st := q.ctx(), q.st
 	if name := first(w.Attrs, k.nameAttr); name != "" && !strings.EqualFold(name, e.First(k.nameAttr)) {
 		taken, err := q.s.nameTaken(ctx, k, name, e.DN)
@@ -83,12 +85,13 @@ func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, cha
 			return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use"}
 		}
 	}
-	p := &plan{entry: e, assert: q.s.assertionFor(e)}
+	p := &plan{entry: e, assert: q.s.assertionFor(e), readAttrs: readAttrs}
 	if err := planRename(p, k, changes, ""); err != nil {
 		return "", err
 	}
 	p.changes = append(changeList(changes), extra...)
 	dn, err := q.s.apply(ctx, st, p)
+	q.wrote(p)
 	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
 		return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use", cause: err}
 	}
@@ -166,12 +169,25 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 			return nil
 		}
 		// RFC 7644 §3.5.2: 204 with the new version, without reading a huge member list back.
-		if e2, err := q.s.dir.Get(ctx, dn, st.groupAttrsNoMembers); err == nil {
+		if w := q.written; w != nil && ldapstore.SameDN(w.DN, dn) && slices.Equal(q.writtenAttrs, st.groupAttrsNoMembers) {
+			q.w.Header().Set("ETag", mapping.VersionOf(*w))
+		} else if e2, err := q.s.dir.Get(ctx, dn, st.groupAttrsNoMembers); err == nil {
 			q.w.Header().Set("ETag", mapping.VersionOf(e2))
 		}
 		q.w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+}
+
+// patchReadAttrs are the attributes the answer to a fast-path group PATCH reads: those of the
+// projection when the query has one, else none of the members (the answer is a 204 with the
+// new version).
+func (q *request) patchReadAttrs(k *kind) []string {
+	attrs, excluded := projection(q.r.URL.Query())
+	if len(attrs) > 0 || len(excluded) > 0 {
+		return q.st.readAttrs(k, mapping.Requested(attrs, excluded, "members"))
+	}
+	return q.st.groupAttrsNoMembers
 }
 
 // patchGroupOnce writes one attempt of a fast-path group PATCH on e (read without members).
@@ -203,7 +219,7 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 	if len(changes) == 0 && len(memberChanges) == 0 {
 		return e.DN, nil
 	}
-	dn, err := q.applyGroup(k, e, w, changes, memberChanges)
+	dn, err := q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
 	if err == nil {
 		return dn, nil
 	}
@@ -218,13 +234,13 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		if len(changes) == 0 && len(memberChanges) == 0 {
 			return e.DN, nil
 		}
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges)
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
 	}
 	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
 		// Removing the last member of a groupOfNames, which requires one: keep the group valid
 		// with the placeholder member.
 		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges)
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
 	}
 	return dn, err
 }

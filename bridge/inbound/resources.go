@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -130,10 +131,16 @@ func (q *request) get(k *kind, id string) {
 // respond answers a successful write with the resource read back (200/201), projected by the
 // query's attributes and excludedAttributes.
 func (q *request) respond(k *kind, status int, dn string, withMembers bool) {
-	e, err := q.s.dir.Get(q.ctx(), dn, q.st.readAttrs(k, withMembers))
-	if err != nil {
-		q.fail(err)
-		return
+	attrs := q.st.readAttrs(k, withMembers)
+	var e mapping.Entry
+	if w := q.written; w != nil && ldapstore.SameDN(w.DN, dn) && slices.Equal(q.writtenAttrs, attrs) {
+		e = *w
+	} else {
+		var err error
+		if e, err = q.s.dir.Get(q.ctx(), dn, attrs); err != nil {
+			q.fail(err)
+			return
+		}
 	}
 	res, err := q.toResources(k, []mapping.Entry{e}, withMembers)
 	if err != nil {
@@ -145,8 +152,16 @@ func (q *request) respond(k *kind, status int, dn string, withMembers bool) {
 		id, _ := res[0]["id"].(string)
 		loc = q.location(k, id)
 	}
-	attrs, excluded := projection(q.r.URL.Query())
-	q.writeJSON(status, project(res[0], attrs, excluded), version(res[0]), loc)
+	pattrs, excluded := projection(q.r.URL.Query())
+	q.writeJSON(status, project(res[0], pattrs, excluded), version(res[0]), loc)
+}
+
+// wrote remembers the entry as plan p left it, when the directory returned it.
+func (q *request) wrote(p *plan) {
+	q.written, q.writtenAttrs = nil, nil
+	if p.after != nil {
+		q.written, q.writtenAttrs = p.after, p.readAttrs
+	}
 }
 
 // idResolver turns an id into the DN of an entry of the given kinds; ("", nil) when unknown.
@@ -459,7 +474,7 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 		return "", false, err
 	}
 	changes := mapping.UserChanges(e, w, st.umap, st.marker, mid)
-	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(e)}
+	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(e), readAttrs: st.readAttrs(k, true)}
 	parent := ""
 	if st.cfg.Disable == DisableMove {
 		inDisabled := ldapstore.InScope(e.DN, st.cfg.DisabledBaseDN)
@@ -475,6 +490,7 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 	}
 	p.changes = changeList(changes)
 	dn, err := q.s.apply(ctx, st, p)
+	q.wrote(p)
 	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
 		return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use", cause: err}
 	}

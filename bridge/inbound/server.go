@@ -139,7 +139,18 @@ type capabilities struct {
 	assertion bool
 	vlv       bool
 	ppolicy   bool
+	// postRead: the directory returns the entry as a Modify left it (RFC 4527), which saves
+	// reading it back for the response.
+	postRead bool
 }
+
+// postReader is the optional ability of a Directory to return the entry with the Modify that
+// changed it; *ldapstore.Store has it.
+type postReader interface {
+	ModifyWithPostRead(ctx context.Context, dn string, changes []ldapstore.Change, opts ldapstore.ModifyOptions, readAttrs []string) (mapping.Entry, bool, error)
+}
+
+var _ postReader = (*ldapstore.Store)(nil)
 
 // New reads what the directory supports (dialect, Assertion control, VLV, ppolicy in the
 // subschema), builds the attribute maps and returns the server. A bad mapping or base is an
@@ -153,6 +164,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("inbound: reading the root DSE: %w", err)
 	}
 	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion)}
+	if _, ok := o.Directory.(postReader); ok {
+		caps.postRead = dse.Supports(ldapstore.OIDPostRead)
+	}
 	if caps.vlv, err = o.Directory.SupportsVLV(ctx); err != nil {
 		return nil, fmt.Errorf("inbound: %w", err)
 	}
@@ -176,7 +190,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.pager = o.Directory.NewPager(o.Pager)
 	}
 	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
-		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
 	if st.marker.LockAttr != "" {
 		ev = ev.Str("lock_attribute", st.marker.LockAttr)
 	}
@@ -328,6 +342,10 @@ type request struct {
 	actor   string
 	rel     string
 	baseURL string
+	// written is the entry as this request's last write left it, with the attributes
+	// writtenAttrs, when the directory returned it (Post-Read): the response needs no re-read.
+	written      *mapping.Entry
+	writtenAttrs []string
 }
 
 func (q *request) ctx() context.Context { return q.r.Context() }

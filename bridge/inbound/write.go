@@ -110,6 +110,10 @@ type plan struct {
 	newSuper string // "" keeps the parent
 	password string
 	assert   string
+	// readAttrs, when set, asks for the entry as the write leaves it (Post-Read on the
+	// Modify, when that is the last step); apply sets after to it.
+	readAttrs []string
+	after     *mapping.Entry
 }
 
 func (p *plan) newDN() string {
@@ -173,7 +177,21 @@ func planRename(p *plan, k *kind, changes map[string][]string, parent string) er
 // as it was. It returns the entry's DN afterwards.
 func (s *Server) apply(ctx context.Context, st *state, p *plan) (string, error) {
 	dn := p.entry.DN
-	if len(p.changes) > 0 {
+	newDN := p.newDN()
+	renamed := !ldapstore.SameDN(newDN, dn)
+	pr, _ := s.dir.(postReader)
+	switch {
+	case len(p.changes) == 0:
+	case p.readAttrs != nil && s.caps.postRead && pr != nil && !renamed && p.password == "":
+		// The Modify is the only write: its Post-Read is the entry as the request leaves it.
+		e, ok, err := pr.ModifyWithPostRead(ctx, dn, p.changes, ldapstore.ModifyOptions{Assertion: p.assert}, p.readAttrs)
+		if err != nil {
+			return dn, err
+		}
+		if ok {
+			p.after = &e
+		}
+	default:
 		if err := s.dir.Modify(ctx, dn, p.changes, ldapstore.ModifyOptions{Assertion: p.assert}); err != nil {
 			return dn, err
 		}
@@ -186,8 +204,6 @@ func (s *Server) apply(ctx context.Context, st *state, p *plan) (string, error) 
 			s.logger.Error().Err(err).Str("dn", dn).Msg("could not undo a partial write: the entry keeps the new attribute values")
 		}
 	}
-	newDN := p.newDN()
-	renamed := !ldapstore.SameDN(newDN, dn)
 	if renamed {
 		rdn, _, _ := ldapstore.SplitDN(newDN)
 		if err := s.dir.ModifyDN(ctx, dn, rdn, true, p.newSuper); err != nil {

@@ -3,6 +3,7 @@ package inbound_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -336,4 +337,44 @@ func TestUserNameCaseChange(t *testing.T) {
 	en, ok := e.entry("uid=ada.lovelace," + e.people)
 	require.True(t, ok)
 	require.Equal(t, []string{"Ada.Lovelace"}, en.Get("uid"))
+}
+
+// TestWriteAnswersEqualARead: the answer to PUT and PATCH (the entry as the Modify's Post-Read
+// control returned it, on slapd) is what a GET right after returns, ETag included; and the same
+// without Post-Read (a directory wrapper that lacks it reads the entry back).
+func TestWriteAnswersEqualARead(t *testing.T) {
+	for name, wrap := range map[string]func(inbound.Directory) inbound.Directory{
+		"post-read": nil,
+		"read-back": func(d inbound.Directory) inbound.Directory { return struct{ inbound.Directory }{d} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnvOn(t, wrap)
+			require.Contains(t, e.logs.String(), fmt.Sprintf(`"post_read_control":%t`, wrap == nil))
+			id := e.createUser("echo", map[string]any{"title": "one"})
+			check := func(r response) {
+				t.Helper()
+				e.requireStatus(r, http.StatusOK)
+				g := e.do("GET", "/Users/"+id, nil)
+				e.requireStatus(g, http.StatusOK)
+				require.Equal(t, g.header.Get("ETag"), r.header.Get("ETag"))
+				require.Equal(t, g.body, r.body)
+			}
+			check(e.do("PATCH", "/Users/"+id, patchOps(op("replace", "title", "two"))))
+			check(e.do("PUT", "/Users/"+id, user("echo", map[string]any{"title": "three", "displayName": "Echo"})))
+			// A rename is two writes: the answer is read back.
+			check(e.do("PATCH", "/Users/"+id, patchOps(op("replace", "userName", "echo2"))))
+
+			uid := e.createUser("member", nil)
+			gid := e.createGroup("echoes")
+			r := e.do("PATCH", "/Groups/"+gid, patchOps(op("Add", "members", []any{map[string]any{"value": uid}})))
+			e.requireStatus(r, http.StatusNoContent)
+			g := e.do("GET", "/Groups/"+gid+"?excludedAttributes=members", nil)
+			require.Equal(t, g.header.Get("ETag"), r.header.Get("ETag"), "the 204's ETag is the new version")
+			r = e.do("PUT", "/Groups/"+gid, map[string]any{"schemas": []any{groupURN}, "displayName": "echoes", "members": []any{}})
+			e.requireStatus(r, http.StatusOK)
+			g = e.do("GET", "/Groups/"+gid, nil)
+			require.Equal(t, g.header.Get("ETag"), r.header.Get("ETag"))
+			require.Equal(t, g.body, r.body)
+		})
+	}
 }
