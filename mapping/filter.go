@@ -655,7 +655,7 @@ func filterValue(s slot, name string, cmp any) (string, error) {
 		return "", errorf(ScimTypeInvalidFilter, "%s: compare with a string", name)
 	}
 	if ldapInfo(s.ldap).syn == synPostalAddress {
-		str = strings.NewReplacer(`\`, `\5C`, `$`, `\24`, "\r\n", "$", "\n", "$").Replace(str)
+		str = postalAddressEscaper.Replace(str)
 	}
 	return str, nil
 }
@@ -940,3 +940,7 @@ func (t *translator) typedCompare(ta typedAttr, typ string, x *filter.AttributeE
 	}
 	return t.slotCond(s, name, op, cmp)
 }
+
+// postalAddressEscaper writes a value in postalAddress syntax: \ and $ escaped, lines joined
+// with $.
+var postalAddressEscaper = strings.NewReplacer(`\`, `\5C`, `$`, `\24`, "\r\n", "$", "\n", "$")

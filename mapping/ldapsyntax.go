@@ -192,13 +192,15 @@ func decodePostal(s string) string {
 	return strings.Join(lines, "\n")
 }
 
+// phoneSeparators are ignored by telephoneNumberMatch.
+var phoneSeparators = strings.NewReplacer(" ", "", "-", "")
+
 // valueKey is how the directory compares two values of attr for equality, close enough to tell
 // which values it would refuse as duplicates ("Type or value exists").
 func valueKey(attr, v string) string {
 	switch ldapInfo(attr).syn {
 	case synTelephone, synFax:
-		v = strings.NewReplacer(" ", "", "-", "").Replace(v)
-		return strings.ToLower(v)
+		return strings.ToLower(phoneSeparators.Replace(v))
 	case synDN:
 		return normDN(v)
 	default:

@@ -270,6 +270,10 @@ func (m UserMap) writeTyped(c map[string]any, ta typedAttr, attrs attrSet, ignor
 }
 
 func (m UserMap) typedSlot(attr, typ, sub string) (slot, bool) {
+	if m.typed != nil {
+		s, ok := m.typed.slots[[3]string{attr, typ, sub}]
+		return s, ok
+	}
 	for _, s := range m.slots {
 		if s.kind == slotTyped && s.attr == attr && s.typ == typ && s.sub == sub {
 			return s, true
@@ -430,6 +434,9 @@ func (m UserMap) readTyped(e Entry, ta typedAttr, marker ActiveMarker) []any {
 
 // typesOf returns the types of ta that have slots: canonical types first, then configured ones.
 func (m UserMap) typesOf(ta typedAttr) []string {
+	if m.typed != nil {
+		return m.typed.types[ta.name]
+	}
 	var out []string
 	seen := map[string]bool{}
 	for _, s := range m.slots {

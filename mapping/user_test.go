@@ -663,3 +663,17 @@ func TestActiveMarker(t *testing.T) {
 	require.Equal(t, mapping.ActiveMarker{Attr: "employeeType", Value: "scimbridge:disabled"}, mk)
 	require.False(t, mk.Active(mapping.Entry{Attrs: map[string][]string{"EMPLOYEETYPE": {" scimbridge:disabled "}}}))
 }
+
+func BenchmarkUserFromLDAP(b *testing.B) {
+	m := mapping.DefaultUserMap()
+	e := mapping.Entry{DN: "uid=ada,ou=people,dc=example,dc=org", Attrs: map[string][]string{
+		"uid": {"ada"}, "cn": {"Ada Lovelace"}, "sn": {"Lovelace"}, "givenName": {"Ada"}, "displayName": {"Ada Lovelace"},
+		"mail": {"ada@example.org"}, "telephoneNumber": {"+44 20 7946 0000"}, "title": {"Analyst"},
+		"entryUUID": {"0f8fad5b-d9cb-469f-a165-70867728950e"}, "entryCSN": {"20261123120000.000000Z#000000#000#000000"},
+		"createTimestamp": {"20261123120000Z"}, "modifyTimestamp": {"20261123120000Z"}, "employeeNumber": {"42"},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = mapping.UserFromLDAP(e, m, mapping.DefaultActiveMarker(), "entryUUID", nil)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -421,6 +422,34 @@ func extensionSlots(exts []ExtensionSchema, reserved ...string) ([]Schema, []slo
 // NewUserMap or DefaultUserMap; it is immutable and safe for concurrent use.
 type UserMap struct {
 	attrMap
+	// typed indexes the typed slots (emails, phoneNumbers, addresses) once the map is built,
+	// so that reading a user does not rescan every slot per type and sub-attribute. Shared by
+	// copies; never changed after NewUserMap.
+	typed *typedIndex
+}
+
+// typedIndex is the typed slots by attribute, in slot order.
+type typedIndex struct {
+	types map[string][]string // attribute → its types, first appearance first
+	slots map[[3]string]slot  // {attribute, type, sub-attribute} → the first such slot
+}
+
+func newTypedIndex(slots []slot) *typedIndex {
+	ix := &typedIndex{types: map[string][]string{}, slots: map[[3]string]slot{}}
+	for _, s := range slots {
+		if s.kind != slotTyped {
+			continue
+		}
+		k := [3]string{s.attr, s.typ, s.sub}
+		if _, ok := ix.slots[k]; ok {
+			continue
+		}
+		if !slices.Contains(ix.types[s.attr], s.typ) {
+			ix.types[s.attr] = append(ix.types[s.attr], s.typ)
+		}
+		ix.slots[k] = s
+	}
+	return ix
 }
 
 // NewUserMap returns the default user map (DefaultUserAttributes) changed by overrides and
@@ -435,7 +464,7 @@ func NewUserMap(overrides map[string]string, extensions ...ExtensionSchema) (Use
 		return UserMap{}, fmt.Errorf("mapping: user_attributes: %w", err)
 	}
 	enterprise := Schema{URN: EnterpriseSchemaURN, Name: "EnterpriseUser", Attributes: enterpriseAttributes()}
-	m := UserMap{attrMap{
+	m := UserMap{attrMap: attrMap{
 		table: "user_attributes",
 		schema: Schema{
 			URN: UserSchemaURN, Name: "User", Attributes: coreUserAttributes(),
@@ -485,6 +514,7 @@ func NewUserMap(overrides map[string]string, extensions ...ExtensionSchema) (Use
 	if err := m.checkConflicts(nil); err != nil {
 		return UserMap{}, fmt.Errorf("mapping: %w", err)
 	}
+	m.typed = newTypedIndex(m.slots)
 	return m, nil
 }
 
