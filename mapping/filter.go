@@ -236,26 +236,10 @@ func countLDAP(f LDAPFilter) int {
 }
 
 func (t *translator) expr(expr filter.Expression) (cond, error) {
+	if c, ok, err := logical(expr, t.expr); ok {
+		return c, err
+	}
 	switch x := expr.(type) {
-	case *filter.LogicalExpression:
-		l, err := t.expr(x.Left)
-		if err != nil {
-			return cond{}, err
-		}
-		r, err := t.expr(x.Right)
-		if err != nil {
-			return cond{}, err
-		}
-		switch strings.ToLower(string(x.Operator)) {
-		case string(filter.AND):
-			return andCond(l, r), nil
-		case string(filter.OR):
-			return orCond(l, r), nil
-		}
-		return cond{}, errorf(ScimTypeInvalidFilter, "unknown logical operator %q", x.Operator)
-	case *filter.NotExpression:
-		c, err := t.expr(x.Expression)
-		return notCond(c), err
 	case *filter.ValuePath:
 		return t.valuePath(x.AttributePath, x.ValueFilter)
 	case *filter.AttributeExpression:
@@ -689,25 +673,39 @@ func (t *translator) valuePath(ap filter.AttributePath, inner filter.Expression)
 	return cond{}, unfilterable(name, "it is not mapped to the directory")
 }
 
-// simpleElem translates the value filter of a multi-valued simple attribute.
-func (t *translator) simpleElem(s slot, name string, expr filter.Expression) (cond, error) {
+// logical translates the and/or/not nodes of a value filter, with elem for their operands;
+// ok is false for any other node, which the caller translates itself.
+func logical(expr filter.Expression, elem func(filter.Expression) (cond, error)) (c cond, ok bool, err error) {
 	switch x := expr.(type) {
 	case *filter.LogicalExpression:
-		l, err := t.simpleElem(s, name, x.Left)
+		l, err := elem(x.Left)
 		if err != nil {
-			return cond{}, err
+			return cond{}, true, err
 		}
-		r, err := t.simpleElem(s, name, x.Right)
+		r, err := elem(x.Right)
 		if err != nil {
-			return cond{}, err
+			return cond{}, true, err
 		}
-		if strings.EqualFold(string(x.Operator), string(filter.OR)) {
-			return orCond(l, r), nil
+		switch strings.ToLower(string(x.Operator)) {
+		case string(filter.AND):
+			return andCond(l, r), true, nil
+		case string(filter.OR):
+			return orCond(l, r), true, nil
 		}
-		return andCond(l, r), nil
+		return cond{}, true, errorf(ScimTypeInvalidFilter, "unknown logical operator %q", x.Operator)
 	case *filter.NotExpression:
-		c, err := t.simpleElem(s, name, x.Expression)
-		return notCond(c), err
+		c, err := elem(x.Expression)
+		return notCond(c), true, err
+	}
+	return cond{}, false, nil
+}
+
+// simpleElem translates the value filter of a multi-valued simple attribute.
+func (t *translator) simpleElem(s slot, name string, expr filter.Expression) (cond, error) {
+	if c, ok, err := logical(expr, func(e filter.Expression) (cond, error) { return t.simpleElem(s, name, e) }); ok {
+		return c, err
+	}
+	switch x := expr.(type) {
 	case *filter.AttributeExpression:
 		if !strings.EqualFold(x.AttributePath.AttributeName, "value") || x.AttributePath.SubAttribute != nil || x.AttributePath.URIPrefix != nil {
 			return cond{}, errorf(ScimTypeInvalidFilter, "the values of %s are compared as value", name)
@@ -723,23 +721,10 @@ func (t *translator) simpleElem(s slot, name string, expr filter.Expression) (co
 
 // memberElem translates the value filter of members.
 func (t *translator) memberElem(expr filter.Expression) (cond, error) {
+	if c, ok, err := logical(expr, t.memberElem); ok {
+		return c, err
+	}
 	switch x := expr.(type) {
-	case *filter.LogicalExpression:
-		l, err := t.memberElem(x.Left)
-		if err != nil {
-			return cond{}, err
-		}
-		r, err := t.memberElem(x.Right)
-		if err != nil {
-			return cond{}, err
-		}
-		if strings.EqualFold(string(x.Operator), string(filter.OR)) {
-			return orCond(l, r), nil
-		}
-		return andCond(l, r), nil
-	case *filter.NotExpression:
-		c, err := t.memberElem(x.Expression)
-		return notCond(c), err
 	case *filter.AttributeExpression:
 		if !strings.EqualFold(x.AttributePath.AttributeName, "value") || x.AttributePath.SubAttribute != nil || x.AttributePath.URIPrefix != nil {
 			return cond{}, unfilterable("members."+x.AttributePath.AttributeName, "only members.value (the member's id) is stored")
@@ -866,23 +851,10 @@ func (t *translator) anyPresent(ta typedAttr, typ string) cond {
 }
 
 func (t *translator) typedElem(ta typedAttr, typ string, expr filter.Expression) (cond, error) {
+	if c, ok, err := logical(expr, func(e filter.Expression) (cond, error) { return t.typedElem(ta, typ, e) }); ok {
+		return c, err
+	}
 	switch x := expr.(type) {
-	case *filter.LogicalExpression:
-		l, err := t.typedElem(ta, typ, x.Left)
-		if err != nil {
-			return cond{}, err
-		}
-		r, err := t.typedElem(ta, typ, x.Right)
-		if err != nil {
-			return cond{}, err
-		}
-		if strings.EqualFold(string(x.Operator), string(filter.OR)) {
-			return orCond(l, r), nil
-		}
-		return andCond(l, r), nil
-	case *filter.NotExpression:
-		c, err := t.typedElem(ta, typ, x.Expression)
-		return notCond(c), err
 	case *filter.AttributeExpression:
 		return t.typedCompare(ta, typ, x)
 	}
