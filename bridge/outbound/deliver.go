@@ -231,13 +231,24 @@ func (p *Provisioner) deliverUser(ctx context.Context, key string, w work, it st
 }
 
 // find looks a resource up on the target by its match value: in the reconcile pass's listing
-// when there is a fresh one (first attempts only: a retry must look again, its earlier POST
-// may have succeeded), else with Find. attrs is nil when the listing answered.
-func (p *Provisioner) find(ctx context.Context, kind mapping.Kind, attr, value string, attempts int) (id string, attrs map[string]any, found, listed bool, err error) {
+// when there is one and it can be trusted for key, else with Find. attrs is nil when the
+// listing answered.
+//
+// The listing is trusted only when no POST for key can have escaped it. Every listing is
+// taken in this process, so it is later than anything an earlier process sent (a crash, a
+// SIGKILL: those POSTs, answered or not, are on the target when we list it). What it can miss
+// is a POST of this process that was in flight while it was taken, or sent after it, and
+// whose outcome was not recorded: p.posted holds those keys (set before the POST leaves,
+// cleared when a delivery of the key commits successfully, which records the account). The
+// persisted attempt count is checked as well (attempts > 0: an earlier delivery failed, its
+// POST may have succeeded); it is not enough alone, because failures that the circuit breaker
+// or a Retry-After does not count, and shutdowns, leave it at 0.
+func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, attr, value string, attempts int) (id string, attrs map[string]any, found, listed bool, err error) {
 	p.mu.Lock()
 	l := p.listing
+	_, posted := p.posted[key]
 	p.mu.Unlock()
-	if l != nil && attempts == 0 {
+	if l != nil && attempts == 0 && !posted {
 		m := l.users
 		if kind == mapping.KindGroup {
 			m = l.groups
@@ -258,9 +269,9 @@ func (p *Provisioner) find(ctx context.Context, kind mapping.Kind, attr, value s
 // create makes a resource on the target, or adopts the one that already has its match value.
 // It returns the target id, and what the target holds when it adopted (nil after a create, or
 // when unknown).
-func (p *Provisioner) create(ctx context.Context, kind mapping.Kind, res map[string]any, attr, value string, attempts int, out *outcome) (string, map[string]string, bool, error) {
+func (p *Provisioner) create(ctx context.Context, key string, kind mapping.Kind, res map[string]any, attr, value string, attempts int, out *outcome) (string, map[string]string, bool, error) {
 	if value != "" {
-		id, attrs, found, _, err := p.find(ctx, kind, attr, value, attempts)
+		id, attrs, found, _, err := p.find(ctx, key, kind, attr, value, attempts)
 		if err != nil {
 			return "", nil, false, err
 		}
@@ -276,7 +287,12 @@ func (p *Provisioner) create(ctx context.Context, kind mapping.Kind, res map[str
 	if err := p.limiter.Wait(ctx); err != nil {
 		return "", nil, false, fmt.Errorf("outbound: %w", err)
 	}
-	// The lookup just showed the target has no such resource: POST without another one.
+	// The lookup just showed the target has no such resource: POST without another one. From
+	// now on until a delivery of key commits, the outcome of this POST is unknown to any
+	// listing (see find).
+	p.mu.Lock()
+	p.posted[key] = struct{}{}
+	p.mu.Unlock()
 	r, err := p.spec.Target.Apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
 	if pe, ok := errors.AsType[*targets.PermanentError](err); ok && pe.Status == 409 && value != "" {
 		// Created meanwhile by someone else: adopt it.
@@ -319,7 +335,7 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 	rec.DN, rec.Kind = entry.DN, kindUser
 	for attempt := 0; attempt < 2; attempt++ {
 		if rec.TargetID == "" {
-			id, have, adopted, err := p.create(ctx, mapping.KindUser, res, p.spec.MatchAttribute, match, it.Attempts, out)
+			id, have, adopted, err := p.create(ctx, key, mapping.KindUser, res, p.spec.MatchAttribute, match, it.Attempts, out)
 			if err != nil {
 				out.err = err
 				return
@@ -571,7 +587,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 	fresh := rec.TargetID == ""
 	for attempt := 0; attempt < 2; attempt++ {
 		if rec.TargetID == "" {
-			id, have, adopted, err := p.create(ctx, mapping.KindGroup, res, "displayName", name, 0, &out)
+			id, have, adopted, err := p.create(ctx, key, mapping.KindGroup, res, "displayName", name, 0, &out)
 			if err != nil {
 				out.err = err
 				return out

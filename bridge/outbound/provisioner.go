@@ -77,8 +77,11 @@ type Provisioner struct {
 	lastErrT time.Time
 	lastOK   time.Time
 	listing  *listing
-	lastRec  time.Time
-	loaded   bool
+	// posted holds the keys whose create was POSTed by this process and not yet followed by
+	// a successful delivery: a listing cannot vouch for them (see find).
+	posted  map[string]struct{}
+	lastRec time.Time
+	loaded  bool
 
 	delivered, failed, dead atomic.Uint64
 
@@ -167,6 +170,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		q:           newQueue(),
 		users:       map[string]bool{},
 		groups:      map[string]bool{},
+		posted:      map[string]struct{}{},
 		resume:      make(chan struct{}),
 	}
 	p.health = newHealth(spec.Concurrency, spec.MinRetryDelay, spec.MaxRetryDelay)
