@@ -3,6 +3,7 @@ package outbound
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -502,13 +503,27 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	} else {
 		l = nil
 	}
-	// Who is in scope now, for the breaker's count.
-	inScope, err := p.scopeNow(ctx)
-	if err != nil {
-		return err
+	// Who is in scope now, for the breaker's count. It only matters for users with an active
+	// account: with none (an initial sync) the enumeration is skipped; should one appear
+	// before the transaction below, it runs then.
+	var inScope map[string]bool
+	p.mu.Lock()
+	anyActive := false
+	for _, active := range p.users {
+		if active {
+			anyActive = true
+			break
+		}
+	}
+	p.mu.Unlock()
+	if anyActive {
+		var err error
+		if inScope, err = p.scopeNow(ctx); err != nil {
+			return err
+		}
 	}
 	var drift, lost int
-	err = p.e.o.State.Update(func(tx *state.Tx) error {
+	update := func(tx *state.Tx) error {
 		drift, lost = 0, 0
 		ids, err := tx.IDMap(idmapName(p.spec.Name))
 		if err != nil {
@@ -525,8 +540,13 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 			if r.TargetID == "" {
 				return nil
 			}
-			if r.Kind != kindGroup && r.Active && !inScope[id] {
-				predicted = append(predicted, id)
+			if r.Kind != kindGroup && r.Active {
+				if inScope == nil {
+					return errNeedScope
+				}
+				if !inScope[id] {
+					predicted = append(predicted, id)
+				}
 			}
 			if !canList {
 				return nil
@@ -587,7 +607,14 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		})
 		_, err = p.noteDeprovisions(tx, predicted, "reconcile")
 		return err
-	})
+	}
+	err := p.e.o.State.Update(update)
+	if errors.Is(err, errNeedScope) {
+		if inScope, err = p.scopeNow(ctx); err != nil {
+			return err
+		}
+		err = p.e.o.State.Update(update)
+	}
 	if err != nil {
 		return err
 	}
@@ -599,6 +626,10 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	}
 	return nil
 }
+
+// errNeedScope aborts a reconcile preparation that found an active account without having
+// read the scope.
+var errNeedScope = errors.New("outbound: the scope is needed")
 
 // scopeNow returns the ids of the users in scope now, from a complete enumeration of the
 // directory (an error, never a partial set).
