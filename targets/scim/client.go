@@ -421,6 +421,11 @@ func (c *Config) build(t *Target) error {
 	}
 	base := cleanhttp.DefaultPooledTransport()
 	base.TLSClientConfig = tlsCfg
+	// cleanhttp keeps GOMAXPROCS+1 idle connections per host: fewer than a provisioner's
+	// workers (concurrency) on a small machine, so every burst closed the surplus and dialled
+	// (and TLS-handshook) anew, leaving sockets in TIME_WAIT. A target is one host: keep as
+	// many idle connections as the transport allows in total.
+	base.MaxIdleConnsPerHost = base.MaxIdleConns
 	t.transports = append(t.transports, base)
 
 	var inner http.RoundTripper = base
