@@ -94,44 +94,10 @@ type scenarioResult struct {
 }
 
 func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.Duration, concurrency int, measureLag bool) scenarioResult {
-	ctx := context.Background()
 	var res scenarioResult
 
 	// 1. Raw accept rate.
-	raw, err := newFastTarget(latency)
-	require.NoError(b, err)
-	defer raw.Close()
-	cfg := scim.DefaultConfig()
-	cfg.URL, cfg.Auth = raw.URL, scim.AuthNone
-	client, err := scim.New(cfg, "raw", zerolog.Nop())
-	require.NoError(b, err)
-	defer client.Close()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	rawStart := time.Now()
-	for range concurrency {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				uid := fmt.Sprintf("b%06d", i)
-				_, err := client.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, Resource: map[string]any{
-					"userName": uid, "name": map[string]any{"givenName": "Bench", "familyName": "User"},
-					"displayName": "Bench " + uid, "title": "Engineer", "active": true,
-					"emails": []any{map[string]any{"type": "work", "value": uid + "@example.org", "primary": true}},
-				}})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	res.rawRate = float64(n) / time.Since(rawStart).Seconds()
-	raw.Close()
+	res.rawRate = rawAcceptRate(b, n, latency, concurrency)
 
 	// 2. Initial sync through the bridge.
 	target, err := newFastTarget(latency)
@@ -241,6 +207,73 @@ rate_limit = 1000000
 	require.NoError(b, cmd.Process.Signal(os.Interrupt))
 	_ = cmd.Wait()
 	return res
+}
+
+// rawAcceptRate measures how fast a fresh fastTarget accepts n creates from the SCIM client
+// with concurrency workers: the request the bridge sends for a new user (POST of a rendered
+// default-mapping user, over one reused client, no lookup first since a listed-empty target
+// needs none). A run shorter than rawMinTime (the instant target below ~100k users: about a
+// second) is repeated on a fresh target, up to rawMaxRuns times, and the median rate is kept,
+// so one run's warm-up or a GC cycle does not decide the baseline.
+func rawAcceptRate(b *testing.B, n int, latency time.Duration, concurrency int) float64 {
+	const (
+		rawMinTime = 5 * time.Second
+		rawMaxRuns = 5
+	)
+	var (
+		rates []float64
+		spent time.Duration
+	)
+	for len(rates) < rawMaxRuns && (len(rates) == 0 || spent < rawMinTime) {
+		d := rawRun(b, n, latency, concurrency)
+		spent += d
+		rates = append(rates, float64(n)/d.Seconds())
+	}
+	slices.Sort(rates)
+	if len(rates) > 1 {
+		b.Logf("raw accept rate, %d runs: %.0f", len(rates), rates)
+	}
+	return rates[len(rates)/2]
+}
+
+func rawRun(b *testing.B, n int, latency time.Duration, concurrency int) time.Duration {
+	ctx := context.Background()
+	raw, err := newFastTarget(latency)
+	require.NoError(b, err)
+	defer raw.Close()
+	cfg := scim.DefaultConfig()
+	cfg.URL, cfg.Auth = raw.URL, scim.AuthNone
+	client, err := scim.New(cfg, "raw", zerolog.Nop())
+	require.NoError(b, err)
+	defer client.Close()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				uid := fmt.Sprintf("b%06d", i)
+				// What the default user mapping renders for a seeded entry.
+				_, err := client.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, Resource: map[string]any{
+					"userName":    uid,
+					"externalId":  fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i),
+					"name":        map[string]any{"givenName": "Bench", "familyName": fmt.Sprintf("User%d", i), "formatted": fmt.Sprintf("Bench %d", i)},
+					"displayName": fmt.Sprintf("Bench %d", i), "title": "Engineer", "active": true,
+					"emails": []any{map[string]any{"type": "work", "value": uid + "@example.org"}},
+				}})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
 }
 
 func freePortTB(tb testing.TB) string {
