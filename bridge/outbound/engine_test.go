@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -644,4 +645,41 @@ func TestEngineNestedGroupsAndFilter(t *testing.T) {
 	h.change(user("c", "employeeType", "staff"))
 	h.waitIdle()
 	require.Len(t, h.target.Resources(mapping.KindUser), 3)
+}
+
+// lostAnswer is a target whose first create is stored but answered with a Retry-After 503.
+type lostAnswer struct {
+	*targettest.Fake
+	posts atomic.Int32
+}
+
+func (l *lostAnswer) Apply(ctx context.Context, op mapping.Op) (targets.Result, error) {
+	r, err := l.Fake.Apply(ctx, op)
+	if op.Type == mapping.OpCreate && l.posts.Add(1) == 1 && err == nil {
+		return targets.Result{}, &targets.RetryableError{Err: errors.New("503 after storing"), After: time.Millisecond}
+	}
+	return r, err
+}
+
+// A create whose POST left but whose outcome was not recorded (here: a Retry-After answer,
+// which the circuit does not count against the item, so its attempts stay 0) must be looked
+// up on its next delivery even though a reconcile listing says the target has no such user:
+// the listing cannot vouch for a POST it may have missed.
+func TestEngineListingDoesNotVouchForAnUnrecordedPOST(t *testing.T) {
+	target := &lostAnswer{Fake: targettest.NewFake()}
+	h := newHarness(t, Spec{Target: target, Concurrency: 1, MaxAttempts: 5, MinRetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond})
+	p, ok := h.e.Provisioner("app")
+	require.True(t, ok)
+	require.NoError(t, h.e.PrepareReconcile(t.Context(), nil))
+	p.mu.Lock()
+	require.NotNil(t, p.listing, "the fake target lists")
+	p.mu.Unlock()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("alice"))
+	h.waitIdle()
+	require.EqualValues(t, 1, target.posts.Load(), "the retry adopts what the lost POST created instead of POSTing again")
+	require.Len(t, target.Resources(mapping.KindUser), 1)
+	require.NotEmpty(t, target.Finds(), "the retry looked the user up")
 }
