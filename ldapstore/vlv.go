@@ -262,6 +262,27 @@ func (p *Pager) search(ctx context.Context, c *vlvConn, q Search, key SortKey, c
 		ctxID = c.context
 	}
 	page, resp, err := p.vlv(c, q, key, offset, count, ctxID)
+	// slapd's sssvlv answers Busy while it still marks the previous sort on this connection as
+	// running (it clears that just after sending the result), and when sssvlv-max contexts are
+	// in use server-wide. Wait a moment and ask again; then free our own contexts (they live
+	// until their connection closes) and start over on a fresh connection.
+	for wait := 5 * time.Millisecond; err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultBusy) && wait <= 40*time.Millisecond; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return Page{}, &Error{Op: "vlv search", Err: context.Cause(ctx), kind: ErrUnavailable}
+		case <-time.After(wait):
+		}
+		page, resp, err = p.vlv(c, q, key, offset, count, ctxID)
+	}
+	if err != nil && ldap.IsErrorWithCode(err, ldap.LDAPResultBusy) {
+		p.freeContexts(c)
+		conn, cerr := p.store.connect(ctx)
+		if cerr != nil {
+			return Page{}, cerr
+		}
+		c.conn, c.contexts = conn, 0
+		page, resp, err = p.vlv(c, q, key, offset, count, nil)
+	}
 	if err != nil && ldap.IsErrorWithCode(err, resultVLVError) && offset > 1 {
 		// The offset lies past the end of the list (the server answers 76 without the
 		// response control). Ask for the first entry to learn the total.
@@ -286,6 +307,19 @@ func (p *Pager) search(ctx context.Context, c *vlvConn, q Search, key SortKey, c
 		c.key, c.context = "", nil
 	}
 	return page, nil
+}
+
+// freeContexts closes c and every idle connection holding sort contexts, which releases them
+// on the server.
+func (p *Pager) freeContexts(c *vlvConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c.close()
+	for _, o := range p.conns {
+		if o != c && !o.busy && o.conn != nil {
+			o.close()
+		}
+	}
 }
 
 // vlv sends one VLV search and returns the page it describes.
