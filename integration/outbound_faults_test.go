@@ -262,7 +262,7 @@ func TestOutboundDeletionBreaker(t *testing.T) {
 	out, _, _ = o.cli("status")
 	require.Contains(t, out, "TRIPPED")
 	require.Contains(t, out, "--allow-deletes")
-	require.Contains(t, o.d.stderr.String(), "deletion breaker tripped")
+	waitFor(t, "the breaker's log line", func() bool { return contains(o.d.stderr.String(), "deletion breaker tripped") })
 	time.Sleep(2 * time.Second)
 	for _, u := range target.Users() {
 		require.True(t, active(u), "nothing is disabled while the breaker holds: %v", u["userName"])

@@ -40,7 +40,7 @@ func TestServeLifecycle(t *testing.T) {
 	})
 	code, _ = d.get("/readyz")
 	require.Equal(t, 200, code)
-	require.Contains(t, d.stderr.String(), "reload failed")
+	waitFor(t, "the reload failure in the log", func() bool { return contains(d.stderr.String(), "reload failed") })
 
 	require.Equal(t, 0, d.stop())
 	require.NotContains(t, d.stderr.String(), s.ServicePW, "no secret in the logs")
