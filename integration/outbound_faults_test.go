@@ -257,8 +257,10 @@ func TestOutboundDeletionBreaker(t *testing.T) {
 		br, _ := o.provStatus("app")["breaker"].(map[string]any)
 		return br["tripped"] == true
 	})
-	_, metrics := o.d.get("/metrics")
-	require.Contains(t, metrics, `scimbridge_outbound_breaker_open{breaker="deletes",provisioner="app"} 1`)
+	waitFor(t, "the breaker metric", func() bool {
+		_, metrics := o.d.get("/metrics")
+		return contains(metrics, `scimbridge_outbound_breaker_open{breaker="deletes",provisioner="app"} 1`)
+	})
 	out, _, _ = o.cli("status")
 	require.Contains(t, out, "TRIPPED")
 	require.Contains(t, out, "--allow-deletes")
