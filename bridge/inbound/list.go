@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/mapping"
@@ -331,34 +330,20 @@ func (s *Server) snapshotPage(ctx context.Context, k *kind, filter string, start
 	win := window(dns, start, count)
 	entries := make([]mapping.Entry, len(win))
 	ok := make([]bool, len(win))
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		sem      = make(chan struct{}, memberConcurrency)
-	)
-	for i, dn := range win {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			e, err := s.dir.Get(ctx, dn, attrs)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case errors.Is(err, ldapstore.ErrNotFound):
-				// Deleted since the snapshot.
-			case err != nil && firstErr == nil:
-				firstErr = err
-			case err == nil:
-				entries[i], ok[i] = e, true
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, 0, firstErr
+	// Each call writes only its own index.
+	err = eachBounded(win, func(i int, dn string) error {
+		e, err := s.dir.Get(ctx, dn, attrs)
+		switch {
+		case errors.Is(err, ldapstore.ErrNotFound):
+			return nil // deleted since the snapshot
+		case err != nil:
+			return err
+		}
+		entries[i], ok[i] = e, true
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
 	out := entries[:0]
 	for i, e := range entries {

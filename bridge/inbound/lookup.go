@@ -158,6 +158,34 @@ type resolved struct {
 // memberConcurrency bounds the parallel lookups that turn member DNs into ids.
 const memberConcurrency = 8
 
+// eachBounded calls fn for every DN, memberConcurrency at a time, and returns the first error
+// (after every call has returned). fn runs concurrently: it guards what it shares.
+func eachBounded(dns []string, fn func(i int, dn string) error) error {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, memberConcurrency)
+	)
+	for i, dn := range dns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(i, dn); err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
 // walkThreshold is the number of DNs above which resolving them reads the id of every entry of
 // the bases once instead of each DN on its own.
 const walkThreshold = 2000
@@ -202,32 +230,19 @@ func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds 
 		}
 		return out, nil
 	}
-	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		firstErr error
-		sem      = make(chan struct{}, memberConcurrency)
-	)
-	for _, dn := range todo {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			r, ok, err := s.resolveDN(ctx, st, dn, kinds...)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil && firstErr == nil:
-				firstErr = err
-			case ok:
-				out[ldapstore.NormalizeDN(dn)] = r
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	var mu sync.Mutex
+	err := eachBounded(todo, func(_ int, dn string) error {
+		r, ok, err := s.resolveDN(ctx, st, dn, kinds...)
+		if err != nil || !ok {
+			return err
+		}
+		mu.Lock()
+		out[ldapstore.NormalizeDN(dn)] = r
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
