@@ -21,34 +21,45 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(ldaptest.RunMain(m, ldaptest.Options{})) }
 
+// builtBinary is one build of the real scimbridge binary.
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	testBin  builtBinary // with -race when the tests run with it
+	benchBin builtBinary // as it ships, for benchmarks
 )
 
-// binary builds the real scimbridge binary once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
+func (bb *builtBinary) get(tb testing.TB, race bool) string {
+	tb.Helper()
+	bb.once.Do(func() {
 		dir, err := os.MkdirTemp("", "scimbridge-bin-")
 		if err != nil {
-			buildErr = err
+			bb.err = err
 			return
 		}
-		binPath = filepath.Join(dir, "scimbridge")
-		args := []string{"build", "-o", binPath}
-		if raceEnabled {
+		bb.path = filepath.Join(dir, "scimbridge")
+		args := []string{"build", "-o", bb.path}
+		if race {
 			args = append(args, "-race")
 		}
 		out, err := exec.Command("go", append(args, "github.com/scimbridge/scimbridge/cmd/scimbridge")...).CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %w: %s", err, out)
+			bb.err = fmt.Errorf("go build: %w: %s", err, out)
 		}
 	})
-	require.NoError(t, buildErr)
-	return binPath
+	require.NoError(tb, bb.err)
+	return bb.path
 }
+
+// binary builds the real scimbridge binary once per test run.
+func binary(tb testing.TB) string { return testBin.get(tb, raceEnabled) }
+
+// benchBinary builds the binary as it ships (no race detector).
+func benchBinary(tb testing.TB) string { return benchBin.get(tb, false) }
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test reading.
 type syncBuffer struct {
@@ -81,7 +92,7 @@ type daemon struct {
 	exitErr error
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,7 +119,7 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 	}
 	dir := b.TempDir()
 	require.NoError(b, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
-	admin := freePortTB(b)
+	admin := freePort(b)
 	conf := fmt.Sprintf(`[log]
 level = "warn"
 [state]
@@ -276,39 +275,6 @@ func rawRun(b *testing.B, n int, latency time.Duration, concurrency int) time.Du
 	return time.Since(start)
 }
 
-func freePortTB(tb testing.TB) string {
-	tb.Helper()
-	l, err := netListen()
-	require.NoError(tb, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
-var (
-	benchBinOnce sync.Once
-	benchBinPath string
-	benchBinErr  error
-)
-
-// benchBinary builds the binary as it ships (no race detector).
-func benchBinary(tb testing.TB) string {
-	tb.Helper()
-	benchBinOnce.Do(func() {
-		d, err := os.MkdirTemp("", "scimbridge-bench-")
-		if err != nil {
-			benchBinErr = err
-			return
-		}
-		benchBinPath = filepath.Join(d, "scimbridge")
-		out, err := exec.Command("go", "build", "-o", benchBinPath, "github.com/scimbridge/scimbridge/cmd/scimbridge").CombinedOutput()
-		if err != nil {
-			benchBinErr = fmt.Errorf("go build: %w: %s", err, out)
-		}
-	})
-	require.NoError(tb, benchBinErr)
-	return benchBinPath
-}
-
 // peakRSS reads a process's high-water resident set size in bytes.
 func peakRSS(pid int) int64 {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -326,5 +292,3 @@ func peakRSS(pid int) int64 {
 	}
 	return 0
 }
-
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
