@@ -17,7 +17,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scimbridge/scimbridge/bridge"
-	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
 )
 
@@ -90,26 +89,12 @@ func TestAlertingRules(t *testing.T) {
 func exportedSeries(t *testing.T) map[string]bool {
 	t.Helper()
 	s := ldaptest.Shared(t)
-	cfg, err := config.Parse([]byte(`
-[state]
-dir = "state"
-[admin]
-listen = ""
-[ldap]
-url = "`+s.URL+`"
-bind_dn = "`+s.ServiceDN+`"
-bind_password = "`+s.ServicePW+`"
-base_dn = "`+s.Suffix+`"
-[inbound]
+	cfg := bridge.DaemonTestConfig(t, s, `[inbound]
 listen = "127.0.0.1:0"
 [[inbound.token]]
 name = "entra"
 sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-[[provisioner]]
-name = "dry-run"
-type = "log"
-`), t.TempDir(), bridge.Targets)
-	require.NoError(t, err)
+`)
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: reg})
 	require.NoError(t, err)

@@ -11,7 +11,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
 )
@@ -20,23 +19,7 @@ import (
 // bound stops the pings, whatever the loops do; they resume when it ends.
 func TestWatchdogStateWriteLock(t *testing.T) {
 	s := ldaptest.Shared(t)
-	cfg, err := config.Parse([]byte(`
-[state]
-dir = "state"
-[admin]
-listen = ""
-[ldap]
-url = "`+s.URL+`"
-bind_dn = "`+s.ServiceDN+`"
-bind_password = "`+s.ServicePW+`"
-base_dn = "`+s.Suffix+`"
-[inbound]
-enabled = false
-[[provisioner]]
-name = "dry-run"
-type = "log"
-`), t.TempDir(), Targets)
-	require.NoError(t, err)
+	cfg := DaemonTestConfig(t, s, "")
 	var mu sync.Mutex
 	var notified []string
 	count := func(prefix string) int {
