@@ -2,6 +2,8 @@ package ldapstore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,37 +13,27 @@ import (
 	"github.com/go-ldap/ldap/v3"
 )
 
-// OIDNoOp is OpenLDAP's No-Op control: the server runs a write through its schema and access
-// checks and then discards it, answering resultNoOperation.
-const OIDNoOp = "1.3.6.1.4.1.4203.666.5.2"
-
-// resultNoOperation is the result code of a write that carried the No-Op control and would
-// have succeeded.
-const resultNoOperation = 0x410e
-
-// ProbeAdd asks the directory whether the bound identity may add the entry dn with attrs,
-// without adding it: the request carries the critical No-Op control, so the server checks
-// the schema and its access control and then discards the write. It returns nil when the
-// add would succeed, an error wrapping ErrDenied when access control refuses it, ErrInvalid
-// when the schema does, and ErrUnsupported when the server does not know the control (then
-// nothing can be learned without really writing).
-func (s *Store) ProbeAdd(ctx context.Context, dn string, attrs map[string][]string) error {
-	req := ldap.NewAddRequest(dn, []ldap.Control{ldap.NewControlString(OIDNoOp, true, "")})
-	for _, name := range sortedKeys(attrs) {
-		if len(attrs[name]) > 0 {
-			req.Attribute(name, attrs[name])
-		}
-	}
+// ProbeWrite asks the directory whether the bound identity may write the entry dn, without
+// changing it: a Modify deletes a value of description that is not there. Directories check
+// access before they apply the change, so the answer is "no such value" when the identity may
+// write and "insufficient access" when it may not; the entry is left as it was (a failed
+// Modify changes nothing, and the bridge's change readers skip failed operations). It
+// returns nil when the write would be allowed and an error wrapping ErrDenied when not.
+func (s *Store) ProbeWrite(ctx context.Context, dn string) error {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	req := ldap.NewModifyRequest(dn, nil)
+	req.Delete("description", []string{"scimbridge-probe-" + hex.EncodeToString(b[:])})
 	return s.withConn(ctx, "probe", false, func(c *ldap.Conn) error {
-		err := c.Add(req)
-		if err == nil || ldap.IsErrorWithCode(err, resultNoOperation) {
-			// A server that ignored the control really added the entry: take it away.
-			if err == nil {
-				_ = c.Del(ldap.NewDelRequest(dn, nil))
-			}
+		err := wrap("probe write", dn, c.Modify(req))
+		if errors.Is(err, ErrNoSuchAttribute) {
 			return nil
 		}
-		return wrap("probe add", dn, err)
+		if err == nil {
+			// The value existed after all (it cannot, being random): the write went through.
+			return &Error{Op: "probe write", DN: dn, Err: errors.New("the probe value existed"), kind: ErrInvalid}
+		}
+		return err
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -139,9 +140,30 @@ func good() setup {
 	}
 }
 
+// dump is every entry of the directory (as the rootdn sees it) and of its log (as the service
+// account does), with every attribute.
+func dump(t *testing.T, s *ldaptest.Server) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range [][3]string{{s.Suffix, s.RootDN, s.RootPW}, {"cn=accesslog", s.ServiceDN, s.ServicePW}} {
+		out, err := exec.Command("ldapsearch", "-LLL", "-x", "-H", s.URL, "-D", q[1], "-w", q[2], "-b", q[0], "(objectClass=*)", "*", "+").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		b.Write(out)
+	}
+	return b.String()
+}
+
 func TestPasses(t *testing.T) {
 	t.Parallel()
-	res := good().run(t)
+	st := good()
+	var before string
+	var slapd *ldaptest.Server
+	st.before = func(t *testing.T, s *ldaptest.Server) {
+		write(t, s)
+		before, slapd = dump(t, s), s
+	}
+	res := st.run(t)
+	require.Equal(t, before, dump(t, slapd), "doctor changes nothing in the directory or its log")
 	require.Empty(t, only(t, res, doctor.Fail))
 	require.Empty(t, only(t, res, doctor.Warn))
 	require.Empty(t, only(t, res, doctor.Skip))

@@ -2,8 +2,6 @@ package doctor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -75,38 +73,23 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func randomSuffix() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// checkUsersBase checks that the users base exists and that the service account may create a
-// user there, with a write the server discards (the No-Op control).
+// checkUsersBase checks that the users base exists and that the service account may write
+// there.
 func checkUsersBase(ctx context.Context, r *run) []Result {
-	u := r.cfg.LDAP.Users
-	rdn := "scimbridge-doctor-" + randomSuffix()
-	attrs := map[string][]string{"objectClass": u.ObjectClasses, u.RDNAttribute: {rdn}}
-	if r.dse.Dialect != ldapstore.DialectAD {
-		// inetOrgPerson (person) requires cn and sn.
-		attrs["cn"], attrs["sn"] = []string{rdn}, []string{rdn}
-	}
-	return checkBase(ctx, r, "ldap.users.base_dn", u.BaseDN, ldapstore.RDN(u.RDNAttribute, rdn)+","+u.BaseDN, attrs, "users")
+	return checkBase(ctx, r, "ldap.users.base_dn", r.cfg.LDAP.Users.BaseDN, "users")
 }
 
-// checkGroupsBase is checkUsersBase for the groups base (the placeholder member makes the
-// group valid for groupOfNames).
+// checkGroupsBase is checkUsersBase for the groups base.
 func checkGroupsBase(ctx context.Context, r *run) []Result {
-	g := r.cfg.LDAP.Groups
-	rdn := "scimbridge-doctor-" + randomSuffix()
-	attrs := map[string][]string{"objectClass": g.ObjectClasses, g.RDNAttribute: {rdn}}
-	if r.dse.Dialect != ldapstore.DialectAD {
-		attrs[g.MemberAttribute] = []string{r.cfg.LDAP.BindDN}
-	}
-	return checkBase(ctx, r, "ldap.groups.base_dn", g.BaseDN, ldapstore.RDN(g.RDNAttribute, rdn)+","+g.BaseDN, attrs, "groups")
+	return checkBase(ctx, r, "ldap.groups.base_dn", r.cfg.LDAP.Groups.BaseDN, "groups")
 }
 
-func checkBase(ctx context.Context, r *run, name, base, probeDN string, attrs map[string][]string, what string) []Result {
+// checkBase reads the base and probes write access on it with a Modify the directory refuses
+// either way (deleting a value that is not there): "no such value" means the ACL let it
+// through, "insufficient access" that it did not. An ACL granting write on dn.subtree of the
+// base, as the README shows, covers creating, changing, renaming and deleting the entries
+// below it.
+func checkBase(ctx context.Context, r *run, name, base, what string) []Result {
 	bind := r.cfg.LDAP.BindDN
 	if _, err := r.store.Get(ctx, base, []string{"1.1"}); err != nil {
 		if errors.Is(err, ldapstore.ErrNotFound) {
@@ -116,24 +99,17 @@ func checkBase(ctx context.Context, r *run, name, base, probeDN string, attrs ma
 		}
 		return []Result{fail(name, "see the error; the directory must answer the service account's searches", "reading %q: %v", base, err)}
 	}
-	err := r.store.ProbeAdd(ctx, probeDN, attrs)
+	err := r.store.ProbeWrite(ctx, base)
 	switch {
 	case err == nil:
-		return []Result{pass(name, "%q exists and the service account may create %s there (checked with a write the directory discards)", base, what)}
+		return []Result{pass(name, "%q exists and the service account may write there (checked with a change the directory refuses and discards)", base)}
 	case errors.Is(err, ldapstore.ErrDenied):
 		return []Result{fail(name,
 			fmt.Sprintf("grant the service account write access: access to dn.subtree=%q by dn.exact=%q write (before any rule that stops there)", base, bind),
-			"the service account may not create %s below %q (insufficient access)", what, base)}
-	case errors.Is(err, ldapstore.ErrUnsupported):
-		return []Result{warn(name,
-			fmt.Sprintf("make sure %q may create, modify, rename and delete entries below %q", bind, base),
-			"%q exists; write access cannot be checked without writing (the directory lacks the No-Op control)", base)}
-	case errors.Is(err, ldapstore.ErrInvalid):
-		return []Result{fail(name,
-			"check the object_classes and rdn_attribute of [ldap."+what+"] against the directory's schema",
-			"the directory's schema refuses a minimal entry for %s with object classes %v: %v", what, attrs["objectClass"], err)}
+			"the service account may not write %s below %q (insufficient access)", what, base)}
 	}
-	return []Result{fail(name, "see the error", "probing write access below %q: %v", base, err)}
+	return []Result{warn(name, fmt.Sprintf("make sure %q may create, modify, rename and delete entries below %q", bind, base),
+		"%q exists; write access could not be probed: %v", base, err)}
 }
 
 // checkOverlays reports the optional features the bridge uses when it finds them: VLV and
