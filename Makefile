@@ -8,7 +8,16 @@ LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN     := bin/scimbridge
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all build test test-short vet deps demo bench lint verify clean
+# The Debian package's version: the tag on HEAD (without a leading v), or
+# 0.0.0~git<commit date>.<short hash>, which dpkg orders before any release.
+DEB_VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null | sed 's/^v//' | grep . || \
+	echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null || date -u +%Y%m%d).$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)")
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_DIR     ?= bin
+# nfpm builds the package; `go run` at a pinned version keeps it out of go.mod.
+NFPM        ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+
+.PHONY: all build test test-short vet deps demo bench lint verify clean deb
 
 all: build
 
@@ -23,6 +32,16 @@ deps:
 		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null; \
+	fi
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		echo "make: installing promtool (apt-get install prometheus) for the alerting rules' tests"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	fi
+	@if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v unshare >/dev/null 2>&1; then \
+		echo "make: installing systemd and util-linux for the package's install test"; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd util-linux >/dev/null; \
 	fi
 	@if command -v npm >/dev/null 2>&1 && [ ! -d integration/testdata/scimmy/node_modules ]; then \
 		echo "make: installing the SCIMMY test target (npm ci in integration/testdata/scimmy)"; \
@@ -41,6 +60,13 @@ test: deps vet
 # test-short skips the long bursts; for a quick loop while developing.
 test-short: deps
 	$(GO) test -short ./...
+
+# deb builds $(DEB_DIR)/scimbridge_<version>_<arch>.deb: the binary, the systemd unit, the
+# sysusers.d account, the configuration as a conffile, the docs, the rules and the dashboard.
+deb: build
+	@mkdir -p $(DEB_DIR)
+	VERSION="$(DEB_VERSION)" ARCH="$(DEB_ARCH)" $(GO) run $(NFPM) package \
+		--config systemd/deb/nfpm.yaml --packager deb --target $(DEB_DIR)/scimbridge_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 demo: deps build
 	./$(BIN) demo

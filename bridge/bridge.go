@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
 )
 
@@ -32,6 +33,10 @@ type Options struct {
 	// Notify reports lifecycle states to the service manager (systemd's sd_notify); nil
 	// means nobody listens.
 	Notify func(state string) bool
+	// Watchdog is the service manager's watchdog timeout (systemd's WatchdogSec=, see
+	// WatchdogTimeout); 0 turns the watchdog off. While it is on, Notify gets "WATCHDOG=1"
+	// every half of it, as long as no main loop has been stuck for longer than it.
+	Watchdog time.Duration
 }
 
 // Bridge is the daemon: the directory pool, the admin listener, the inbound SCIM server and
@@ -57,6 +62,9 @@ type Bridge struct {
 
 	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
 	adminAddr, inboundAddr string
+
+	// watchdog watches the main loops (nil when Options.Watchdog is 0).
+	watchdog *watchdog.Monitor
 }
 
 // New checks the options and builds a Bridge; Start brings it up.
@@ -76,6 +84,9 @@ func New(o Options) (*Bridge, error) {
 	}
 	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b := &Bridge{opts: o, logger: o.Logger, cfg: o.Config, metrics: newMetrics(o.Registry), done: make(chan struct{})}
+	if o.Watchdog > 0 {
+		b.watchdog = watchdog.New(o.Watchdog)
+	}
 	b.metrics.reloadOK.Set(1)
 	b.metrics.reloadTime.SetToCurrentTime()
 	return b, nil
@@ -96,6 +107,15 @@ func (b *Bridge) Start(ctx context.Context) error {
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	b.cancel = cancel
+	// The components find the watchdog in their context and register their loops with it.
+	runCtx = watchdog.WithMonitor(runCtx, b.watchdog)
+	if b.watchdog != nil {
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			b.watchdog.Run(runCtx, b.opts.Watchdog/2, b.opts.Notify, b.logger)
+		}()
+	}
 
 	if cfg.Admin.Listen != "" {
 		l, err := net.Listen("tcp", cfg.Admin.Listen)
@@ -137,7 +157,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 // Wrong credentials or a bad URL are not retried: they will not fix themselves.
 func (b *Bridge) connect(ctx context.Context, cfg *config.Config) (*ldapstore.Store, error) {
 	backoff := 500 * time.Millisecond
+	loop := b.watchdog.Loop("directory connect")
+	defer loop.Stop()
 	for {
+		loop.Beat()
 		store, err := ldapstore.Open(ctx, LDAPConfig(cfg), b.logger.With().Str("component", "ldap").Logger(), ldapstore.WithObserver(b.metrics.observeLDAP))
 		if err == nil {
 			return store, nil
@@ -147,6 +170,7 @@ func (b *Bridge) connect(ctx context.Context, cfg *config.Config) (*ldapstore.St
 		}
 		b.logger.Warn().Err(err).Dur("retry_in", backoff).Msg("directory unavailable at start; retrying")
 		b.opts.Notify("STATUS=waiting for the directory")
+		loop.Wait()
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("bridge: connecting to the directory: %w", context.Cause(ctx))

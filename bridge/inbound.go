@@ -91,6 +91,7 @@ func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *lda
 			srv.Close()
 			return err
 		}
+		b.observeCert(c)
 		hs.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c.cert.Load(), nil },
@@ -121,6 +122,13 @@ func (c *inboundComponent) loadCert(in config.Inbound) error {
 	}
 	c.cert.Store(&cert)
 	return nil
+}
+
+// observeCert publishes the expiry of the certificate in use (the alerting rules warn before it).
+func (b *Bridge) observeCert(c *inboundComponent) {
+	if cert := c.cert.Load(); cert != nil && cert.Leaf != nil {
+		b.metrics.certExpiry.Set(float64(cert.Leaf.NotAfter.Unix()))
+	}
 }
 
 // reloadInbound applies a new configuration to the running SCIM server: tokens, limits, bases
@@ -156,6 +164,7 @@ func reloadInbound(b *Bridge, old, cfg *config.Config) error {
 		if err := c.loadCert(cfg.Inbound); err != nil {
 			return err
 		}
+		b.observeCert(c)
 	}
 	return c.srv.Reload(icfg)
 }

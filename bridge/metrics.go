@@ -16,6 +16,7 @@ type metrics struct {
 	ldapDuration *prometheus.HistogramVec
 	ldapErrors   *prometheus.CounterVec
 	ldapUp       prometheus.Gauge
+	certExpiry   prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,8 +42,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scimbridge_ldap_up",
 			Help: "Whether the last directory operation reached the server.",
 		}),
+		certExpiry: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_inbound_certificate_expiry_timestamp_seconds",
+			Help: "When the inbound SCIM server's TLS certificate expires (Unix time); 0 when it does not speak TLS itself.",
+		}),
 	}
-	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp)
+	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp, m.certExpiry)
 	return m
 }
 

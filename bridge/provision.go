@@ -16,6 +16,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/bridge/outbound"
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/targets"
 )
@@ -186,6 +187,14 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 	b.prov = pv
 	b.mu.Unlock()
 	pv.runCtx = ctx
+	// The state file's write lock is shared by every loop: held past the watchdog's bound,
+	// everything behind it is stuck.
+	removeCheck := watchdog.From(ctx).Check("state file write lock", func(now time.Time) error {
+		if held := pv.db.WriteHeld(now); held > watchdog.From(ctx).Stall() {
+			return fmt.Errorf("held for %s", held.Round(time.Second))
+		}
+		return nil
+	})
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
@@ -194,6 +203,7 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 			b.prov = nil
 			b.mu.Unlock()
 		}()
+		defer removeCheck()
 		pv.run(ctx)
 		_ = ctl.Close()
 		pv.close()
@@ -205,9 +215,13 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 // engine and the reader, and runs the periodic reconcile until ctx ends; then it waits for
 // the deliveries in flight.
 func (pv *provisioning) run(ctx context.Context) {
+	loop := watchdog.From(ctx).Loop("provisioning")
+	defer loop.Stop()
+	lctx := watchdog.WithLoop(ctx, loop) // for the calls this loop makes itself, not the goroutines it starts
 	backoff := time.Second
 	for {
-		err := pv.engine.Load(ctx)
+		loop.Beat()
+		err := pv.engine.Load(lctx)
 		if err == nil {
 			break
 		}
@@ -215,6 +229,7 @@ func (pv *provisioning) run(ctx context.Context) {
 			return
 		}
 		pv.log.Warn().Err(err).Dur("retry_in", backoff).Msg("loading group membership failed; provisioning waits")
+		loop.Wait()
 		select {
 		case <-ctx.Done():
 			return
@@ -231,18 +246,21 @@ func (pv *provisioning) run(ctx context.Context) {
 	pv.engine.Start(ctx)
 	defer pv.engine.Wait()
 	if len(specs) > 0 {
-		pv.reconcileDue(ctx)
+		loop.Beat()
+		pv.reconcileDue(lctx)
 		pv.startReader(ctx)
 	}
 	interval := pv.interval
 	tick := time.NewTicker(min(time.Minute, interval))
 	defer tick.Stop()
 	for {
+		loop.Wait()
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			pv.reconcileDue(ctx)
+			loop.Beat()
+			pv.reconcileDue(lctx)
 		}
 	}
 }
@@ -275,7 +293,9 @@ func (pv *provisioning) reconcileDue(ctx context.Context) {
 // deprovisions against the breaker first, then compare every user and group in the
 // directory with what was pushed (the reader's reconcile, through the engine's Sink).
 func (pv *provisioning) pass(ctx context.Context, names []string) error {
+	watchdog.Wait(ctx) // behind another pass (a reload, sync --full)
 	pv.passMu.Lock()
+	watchdog.Beat(ctx)
 	defer pv.passMu.Unlock()
 	start := time.Now()
 	if err := pv.engine.PrepareReconcile(ctx, names); err != nil {

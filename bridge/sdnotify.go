@@ -3,6 +3,8 @@ package bridge
 import (
 	"net"
 	"os"
+	"strconv"
+	"time"
 )
 
 // Notify sends a state line ("READY=1", "STATUS=…", "RELOADING=1", "STOPPING=1") to systemd
@@ -22,4 +24,17 @@ func Notify(state string) bool {
 	defer conn.Close()
 	_, err = conn.Write([]byte(state))
 	return err == nil
+}
+
+// WatchdogTimeout is the watchdog timeout systemd asks this process for (WatchdogSec= in the
+// unit, passed as WATCHDOG_USEC, for the process WATCHDOG_PID names when set), or 0.
+func WatchdogTimeout() time.Duration {
+	usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64)
+	if err != nil || usec <= 0 {
+		return 0
+	}
+	if pid := os.Getenv("WATCHDOG_PID"); pid != "" && pid != strconv.Itoa(os.Getpid()) {
+		return 0
+	}
+	return time.Duration(usec) * time.Microsecond
 }

@@ -124,9 +124,18 @@ base_dn = %q
 // startDaemon writes cfg to a file and runs `scimbridge serve` on it until /readyz answers.
 func startDaemon(t *testing.T, dir, cfg, admin, inbound string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, dir, cfg, admin, inbound, nil)
+}
+
+// startDaemonEnv is startDaemon with extra environment variables ("NAME=value").
+func startDaemonEnv(t *testing.T, dir, cfg, admin, inbound string, env []string) *daemon {
+	t.Helper()
 	d := &daemon{t: t, dir: dir, cfgPath: filepath.Join(dir, "scimbridge.toml"), admin: admin, inbound: inbound, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	require.NoError(t, os.WriteFile(d.cfgPath, []byte(cfg), 0o600))
 	d.cmd = exec.Command(binary(t), "serve", "--config", d.cfgPath)
+	if env != nil {
+		d.cmd.Env = append(os.Environ(), env...)
+	}
 	d.cmd.Stderr = d.stderr
 	d.cmd.Stdout = d.stderr
 	require.NoError(t, d.cmd.Start())

@@ -246,6 +246,15 @@ func TestInboundTLSAndTokenRotation(t *testing.T) {
 	d.expect(r, http.StatusOK, "")
 	require.Equal(t, true, r.body["etag"].(map[string]any)["supported"])
 
+	// The certificate's expiry is a metric, for the alert that warns before it.
+	pemBytes, err := os.ReadFile(certFile)
+	require.NoError(t, err)
+	block, _ := pem.Decode(pemBytes)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	require.NoError(t, err)
+	_, metrics := d.daemon.get("/metrics")
+	require.Contains(t, metrics, fmt.Sprintf("scimbridge_inbound_certificate_expiry_timestamp_seconds %g", float64(leaf.NotAfter.Unix())))
+
 	plain, err := http.Get("http://" + strings.TrimPrefix(d.base, "https://") + "/Users")
 	if err == nil {
 		plain.Body.Close()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
@@ -233,6 +234,7 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 			if err := ctx.Err(); err != nil {
 				return err
 			}
+			watchdog.Beat(ctx) // a long walk is progress, page by page
 			req := ldap.NewSearchRequest(q.Base, q.Scope.ldap(), ldap.NeverDerefAliases, 0, 0, false,
 				q.Filter, q.Attrs, append([]ldap.Control{paging}, extra...))
 			res, err := c.Search(req)

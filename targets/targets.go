@@ -68,6 +68,51 @@ type Closer interface {
 	Close() error
 }
 
+// Prober is the optional ability of a Target to check, changing nothing, that it can be
+// reached and accepts the configured credentials (`scimbridge doctor`).
+type Prober interface {
+	// Probe makes one read-only, authenticated request, without quick retries, and returns
+	// what the target said about itself. An error wraps ErrUnreachable when no useful answer
+	// came (network, TLS, timeout, or an answer meaning "unavailable": 5xx, 429),
+	// ErrCredentialsRejected when the target or its token endpoint refused the credentials,
+	// and is a *PermanentError for any other unexpected answer.
+	// When ctx is cancelled Probe returns an error wrapping ctx.Err().
+	Probe(ctx context.Context) (ProbeResult, error)
+}
+
+// ProbeResult is a target's answer to a Probe.
+type ProbeResult struct {
+	// Date is the target's clock, from its HTTP Date header; zero when it sent none.
+	Date time.Time
+	// Detail says what was asked, e.g. "GET /ServiceProviderConfig: 200".
+	Detail string
+}
+
+// Errors a Probe wraps.
+var (
+	// ErrUnreachable means the target did not answer, or answered that it is unavailable.
+	ErrUnreachable = errors.New("target unreachable")
+	// ErrCredentialsRejected means the target (or its OAuth2 token endpoint) refused the
+	// credentials.
+	ErrCredentialsRejected = errors.New("credentials rejected")
+)
+
+// Progress tells whoever watches ctx (the daemon's watchdog) that a long operation is still
+// moving: targets call it before each HTTP try and each listed page, so a slow call with
+// retries is told apart from a stuck one. It does nothing when ctx carries no watcher.
+func Progress(ctx context.Context) {
+	if fn, ok := ctx.Value(progressKey{}).(func()); ok {
+		fn()
+	}
+}
+
+// WithProgress returns ctx carrying fn, which Progress calls.
+func WithProgress(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, progressKey{}, fn)
+}
+
+type progressKey struct{}
+
 // Config is a target type's configuration: the bridge decodes a provisioner's type-specific
 // TOML keys into the value its registry's factory returns, then opens it.
 type Config interface {

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/mapping"
 )
@@ -260,8 +261,12 @@ func (r *Reader) setError(err error) {
 func (r *Reader) Run(ctx context.Context) error {
 	t := time.NewTicker(r.o.PollInterval)
 	defer t.Stop()
+	loop := watchdog.From(ctx).Loop("changes")
+	defer loop.Stop()
+	ctx = watchdog.WithLoop(ctx, loop)
 	var lastErr string
 	for {
+		loop.Beat()
 		_, err := r.Sync(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -273,6 +278,7 @@ func (r *Reader) Run(ctx context.Context) error {
 			r.logger.Info().Msg("change capture recovered")
 			lastErr = ""
 		}
+		loop.Wait() // until the next poll, also after a failure: waiting out an outage is not stuck
 		select {
 		case <-ctx.Done():
 			return nil
@@ -285,7 +291,9 @@ func (r *Reader) Run(ctx context.Context) error {
 // when the log no longer covers it or when ReconcileInterval has passed, then polls until
 // the log is drained. It returns the number of changes handed to the Sink.
 func (r *Reader) Sync(ctx context.Context) (int, error) {
+	watchdog.Wait(ctx) // behind another poll or reconcile, which beats its own loop
 	r.runMu.Lock()
+	watchdog.Beat(ctx)
 	defer r.runMu.Unlock()
 	n, err := r.sync(ctx)
 	r.setError(err)
@@ -531,7 +539,9 @@ type ReconcileResult struct {
 // is set when there is none). Deletes are only derived from an enumeration that completed:
 // an unreachable directory or a partial result is an error, never a delete.
 func (r *Reader) Reconcile(ctx context.Context) (ReconcileResult, error) {
+	watchdog.Wait(ctx) // behind another poll or reconcile, which beats its own loop
 	r.runMu.Lock()
+	watchdog.Beat(ctx)
 	defer r.runMu.Unlock()
 	var has bool
 	err := r.o.State.View(func(tx *state.Tx) error {

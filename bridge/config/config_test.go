@@ -28,7 +28,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	dir := t.TempDir()
 	example, err := os.ReadFile("../../etc/scimbridge.example.toml")
 	require.NoError(t, err)
-	// The example names secret files next to it; provide them.
+	// The example names secret files next to it and in systemd's credentials directory
+	// (LoadCredential=); provide them.
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
 	for _, f := range []string{"ldap-password", "entra-next.token", "saas-client-secret"} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte("a-secret-of-some-length\n"), 0o600))
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
 )
@@ -62,8 +63,14 @@ func (e *Engine) commit(c *completion) {
 
 // committer writes completions to the state file in groups: while one transaction syncs to
 // disk, the next completions gather, so one fsync covers many deliveries (group commit).
-func (e *Engine) committer() {
-	for c := range e.commits {
+func (e *Engine) committer(loop *watchdog.Loop) {
+	for {
+		loop.Wait()
+		c, ok := <-e.commits
+		if !ok {
+			return
+		}
+		loop.Beat()
 		if c.barrier != nil {
 			close(c.barrier)
 			continue

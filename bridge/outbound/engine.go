@@ -13,6 +13,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge/capture"
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/mapping"
 )
@@ -309,7 +310,9 @@ func (e *Engine) Start(ctx context.Context) {
 	e.committed.Add(1)
 	go func() {
 		defer e.committed.Done()
-		e.committer()
+		loop := watchdog.From(ctx).Loop("outbound committer")
+		defer loop.Stop()
+		e.committer(loop)
 	}()
 	for _, p := range provs {
 		p.start(ctx, deliverCtx)

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
 )
@@ -260,9 +261,11 @@ func (p *Provisioner) start(ctx context.Context, deliverCtx context.Context) {
 	ctx, p.cancel = context.WithCancel(ctx)
 	for i := 0; i < p.spec.Concurrency; i++ {
 		p.workers.Add(1)
+		loop := watchdog.From(ctx).Loop(fmt.Sprintf("provisioner %q worker %d", p.spec.Name, i))
 		go func() {
 			defer p.workers.Done()
-			p.work(ctx, deliverCtx)
+			defer loop.Stop()
+			p.work(ctx, watchdog.WithLoop(deliverCtx, loop), loop)
 		}()
 	}
 }
@@ -285,7 +288,7 @@ func (p *Provisioner) breakerTripped() (bool, <-chan struct{}) {
 
 // work is one worker's loop: wait until the provisioner may deliver, take the first ready
 // key, deliver it.
-func (p *Provisioner) work(ctx, deliverCtx context.Context) {
+func (p *Provisioner) work(ctx, deliverCtx context.Context, loop *watchdog.Loop) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	sleep := func(d time.Duration, wake <-chan struct{}) bool {
@@ -293,6 +296,7 @@ func (p *Provisioner) work(ctx, deliverCtx context.Context) {
 			d = time.Hour
 		}
 		timer.Reset(d)
+		loop.Wait() // for work, a breaker or a backoff: alive however long
 		defer func() {
 			if !timer.Stop() {
 				select {
@@ -310,6 +314,7 @@ func (p *Provisioner) work(ctx, deliverCtx context.Context) {
 		return true
 	}
 	for ctx.Err() == nil {
+		loop.Beat()
 		if tripped, resume := p.breakerTripped(); tripped {
 			if !sleep(time.Hour, resume) {
 				return

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -74,6 +75,9 @@ type DB struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
+	// writeSince is when the write transaction in progress took the write lock (UnixNano),
+	// 0 when none is: the watchdog reports a lock held past its bound.
+	writeSince atomic.Int64
 }
 
 // Open opens (creating it and dir if needed) the state file in dir for writing, migrating
@@ -175,7 +179,26 @@ func (d *DB) Close() error { return d.db.Close() }
 // Update runs fn in one read-write transaction: everything fn writes commits together, or,
 // when fn returns an error, nothing does.
 func (d *DB) Update(fn func(tx *Tx) error) error {
-	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	var since int64
+	defer func() {
+		// Only this transaction's mark: the next writer may have taken the lock already.
+		d.writeSince.CompareAndSwap(since, 0)
+	}()
+	return d.db.Update(func(btx *bolt.Tx) error {
+		since = time.Now().UnixNano()
+		d.writeSince.Store(since)
+		return fn(&Tx{tx: btx})
+	})
+}
+
+// WriteHeld returns how long the write transaction in progress has held the write lock at
+// now (including its commit), or 0 when none is in progress.
+func (d *DB) WriteHeld(now time.Time) time.Duration {
+	since := d.writeSince.Load()
+	if since == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, since))
 }
 
 // View runs fn in a read-only transaction (a consistent snapshot).

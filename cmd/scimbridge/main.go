@@ -42,6 +42,7 @@ var commands = []command{
 	{"serve", "run the daemon: the directory pool, admin listener, inbound SCIM server and provisioners", cmdServe},
 	{"demo", "run a private directory, a sample SCIM target and the bridge between them", cmdDemo},
 	{"check-config", "validate a configuration file without connecting anywhere", cmdCheckConfig},
+	{"doctor", "check online everything the setup needs (bind, access, change log, limits, schema, TLS, targets): PASS/WARN/FAIL with the fix", cmdDoctor},
 	{"plan", "show what a full sync would do now, per provisioner, with the users named; writes nothing", cmdPlan},
 	{"sync", "one provisioning pass now (--full: full reconcile; --allow-deletes: release the deletion breaker)", cmdSync},
 	{"status", "per provisioner: cursor, lag, outbox depth, dead letters, breakers, last error", cmdStatus},

@@ -60,7 +60,7 @@ func loadForDaemon(path string) (*config.Config, error) {
 // serveConfig runs a bridge until ctx ends, reloading on SIGHUP with reloadFn. started, when
 // set, is called once the bridge is ready (the demo prints its banner then).
 func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog.Logger, reloadFn func() (*config.Config, error), started func(*bridge.Bridge)) int {
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), Notify: bridge.Notify})
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), Notify: bridge.Notify, Watchdog: bridge.WatchdogTimeout()})
 	if err != nil {
 		return fail(e, "serve", err)
 	}

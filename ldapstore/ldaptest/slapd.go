@@ -72,6 +72,23 @@ type Options struct {
 	// SizeLimit is the global sizelimit (the service account is unlimited). Defaults to 500,
 	// slapd's own default, so that tests see what a stock server does to other binds.
 	SizeLimit int
+
+	// The options below configure the mistakes an admin can make, for the tests of
+	// `scimbridge doctor`; the zero value is the setup the README asks for.
+
+	// NoAccesslog leaves the accesslog overlay and its database out.
+	NoAccesslog bool
+	// HideAccesslog denies the service account any access to cn=accesslog.
+	HideAccesslog bool
+	// LimitService leaves out the service account's `limits`, so SizeLimit applies to it too.
+	LimitService bool
+	// LogOps is the accesslog overlay's logops value. Defaults to "writes".
+	LogOps string
+	// ReadableConfig lets the service account read cn=config, where `scimbridge doctor`
+	// checks logops, logpurge and the size limits.
+	ReadableConfig bool
+	// ReadOnlyService gives the service account read access only, below the suffix.
+	ReadOnlyService bool
 }
 
 // Server is a running private slapd.
@@ -120,6 +137,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.SizeLimit == 0 {
 		opts.SizeLimit = 500
+	}
+	if opts.LogOps == "" {
+		opts.LogOps = "writes"
 	}
 	s := &Server{
 		Suffix:    opts.Suffix,
@@ -185,7 +205,9 @@ include {{.SchemaDir}}/nis.schema
 
 modulepath {{.ModulePath}}
 moduleload back_mdb
+{{- if .Accesslog}}
 moduleload accesslog
+{{- end}}
 moduleload syncprov
 moduleload sssvlv
 {{- if .PPolicy}}
@@ -204,18 +226,26 @@ sizelimit {{.SizeLimit}}
 access to dn.base="" by * read
 access to dn.base="cn=Subschema" by * read
 access to dn.subtree="{{.AccesslogSuffix}}"
-	by dn.exact="{{.ServiceDN}}" read
+	by dn.exact="{{.ServiceDN}}" {{if .HideAccesslog}}none{{else}}read{{end}}
 	by * none
 access to attrs=userPassword
-	by dn.exact="{{.ServiceDN}}" write
+	by dn.exact="{{.ServiceDN}}" {{.ServiceAccess}}
 	by self write
 	by anonymous auth
 	by * none
 access to *
-	by dn.exact="{{.ServiceDN}}" write
+	by dn.exact="{{.ServiceDN}}" {{.ServiceAccess}}
 	by self read
 	by users read
 	by anonymous auth
+{{- if .ReadableConfig}}
+
+database config
+access to *
+	by dn.exact="{{.ServiceDN}}" read
+	by * none
+{{- end}}
+{{- if .Accesslog}}
 
 database mdb
 suffix "{{.AccesslogSuffix}}"
@@ -224,12 +254,15 @@ maxsize 1073741824
 {{- if not .Durable}}
 dbnosync
 {{- end}}
+{{- if not .LimitService}}
 limits dn.exact="{{.ServiceDN}}" size=unlimited time=unlimited
+{{- end}}
 index default eq
 index entryCSN,objectClass,reqEnd,reqResult,reqStart,reqEntryUUID eq
 overlay syncprov
 syncprov-nopresent TRUE
 syncprov-reloadhint TRUE
+{{- end}}
 
 database mdb
 suffix "{{.Suffix}}"
@@ -240,7 +273,9 @@ maxsize 4294967296
 {{- if not .Durable}}
 dbnosync
 {{- end}}
+{{- if not .LimitService}}
 limits dn.exact="{{.ServiceDN}}" size=unlimited time=unlimited
+{{- end}}
 index objectClass eq
 index entryUUID,entryCSN eq
 index uid,mail,cn eq,sub
@@ -256,11 +291,13 @@ overlay sssvlv
 sssvlv-max 32
 sssvlv-maxkeys 5
 sssvlv-maxperconn 8
+{{- if .Accesslog}}
 overlay accesslog
 logdb "{{.AccesslogSuffix}}"
-logops writes
+logops {{.LogOps}}
 logsuccess TRUE
 logpurge {{.LogPurge}}
+{{- end}}
 `))
 
 func (s *Server) configure() error {
@@ -289,6 +326,12 @@ func (s *Server) configure() error {
 		"LogPurge":        s.opts.LogPurge,
 		"SizeLimit":       s.opts.SizeLimit,
 		"TLS":             s.opts.TLS,
+		"Accesslog":       !s.opts.NoAccesslog,
+		"HideAccesslog":   s.opts.HideAccesslog,
+		"LimitService":    s.opts.LimitService,
+		"LogOps":          s.opts.LogOps,
+		"ReadableConfig":  s.opts.ReadableConfig,
+		"ServiceAccess":   map[bool]string{false: "write", true: "read"}[s.opts.ReadOnlyService],
 	})
 	if err != nil {
 		return fmt.Errorf("ldaptest: slapd.conf: %w", err)

@@ -46,6 +46,9 @@ const (
 // blindly. retryablehttp's CheckRetry sees the context but not the request.
 type ctxKeyIdempotent struct{}
 
+// ctxKeyNoRetry marks a request that must get no quick retry (a probe: the admin waits).
+type ctxKeyNoRetry struct{}
+
 // authenticator puts credentials on requests and reacts to a 401.
 type authenticator interface {
 	// apply sets the credentials on h (no-op for oauth2: its transport does it).
@@ -155,6 +158,7 @@ type timeoutTransport struct {
 }
 
 func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	targets.Progress(req.Context())
 	ctx, cancel := context.WithTimeoutCause(req.Context(), t.timeout, &timeoutError{t.timeout})
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))
 	if err != nil {
@@ -220,6 +224,9 @@ func (l retryLogger) event(msg string, kv []any) {
 func checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
 		return false, ctx.Err()
+	}
+	if noRetry, _ := ctx.Value(ctxKeyNoRetry{}).(bool); noRetry {
+		return false, nil
 	}
 	idempotent, _ := ctx.Value(ctxKeyIdempotent{}).(bool)
 	if err != nil {

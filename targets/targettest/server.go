@@ -700,9 +700,36 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
+// serviceProviderConfig describes what the server supports (RFC 7643 §5).
+func (s *Server) serviceProviderConfig() map[string]any {
+	var schemes []any
+	if len(s.opts.BearerTokens) > 0 || s.opts.OAuth2 != nil {
+		schemes = append(schemes, map[string]any{"type": "oauthbearertoken", "name": "OAuth Bearer Token", "description": "Authentication with a bearer token"})
+	}
+	if s.opts.BasicUsername != "" {
+		schemes = append(schemes, map[string]any{"type": "httpbasic", "name": "HTTP Basic", "description": "Authentication with HTTP Basic"})
+	}
+	return map[string]any{
+		"schemas":               []any{"urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"},
+		"patch":                 map[string]any{"supported": true},
+		"bulk":                  map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+		"filter":                map[string]any{"supported": true, "maxResults": s.opts.MaxPageSize},
+		"changePassword":        map[string]any{"supported": false},
+		"sort":                  map[string]any{"supported": false},
+		"etag":                  map[string]any{"supported": true},
+		"authenticationSchemes": schemes,
+	}
+}
+
 // handle routes a SCIM request. Callers hold s.mu.
 func (s *Server) handle(method, rel string, q url.Values, ctype string, body []byte) reply {
 	parts := strings.Split(strings.Trim(rel, "/"), "/")
+	if len(parts) == 1 && parts[0] == "ServiceProviderConfig" {
+		if method != http.MethodGet {
+			return scimErr(http.StatusMethodNotAllowed, "", "%s not allowed on %s", method, rel)
+		}
+		return reply{status: http.StatusOK, body: s.serviceProviderConfig()}
+	}
 	var st *store
 	switch {
 	case len(parts) > 0 && parts[0] == "Users":

@@ -1,0 +1,309 @@
+package doctor_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/bridge"
+	"github.com/scimbridge/scimbridge/bridge/doctor"
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/targets/targettest"
+)
+
+func TestMain(m *testing.M) { os.Exit(ldaptest.RunMain(m, ldaptest.Options{})) }
+
+const targetToken = "doctor-test-token-0123456789"
+
+// setup is one directory, one SCIM target and a configuration pointing at both.
+type setup struct {
+	slapd  ldaptest.Options
+	target string // "" = a targettest server accepting targetToken
+	token  string // the token the provisioner sends; "" = targetToken
+	extra  string // TOML appended to the configuration
+	// before runs against the started slapd, e.g. to write something the log records.
+	before func(t *testing.T, s *ldaptest.Server)
+}
+
+// seedUsers is LDIF for n users below ou=people.
+func seedUsers(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "dn: uid=seed%d,ou=people,%s\nobjectClass: inetOrgPerson\nuid: seed%d\ncn: Seed %d\nsn: Seed\n\n", i, ldaptest.DefaultSuffix, i, i)
+	}
+	return b.String()
+}
+
+// write changes the directory as an admin would, so the accesslog has something recent.
+func write(t *testing.T, s *ldaptest.Server) {
+	t.Helper()
+	require.NoError(t, s.LDIF(fmt.Sprintf("dn: uid=recent,%s\nobjectClass: inetOrgPerson\nuid: recent\ncn: Recent\nsn: Recent\n", s.PeopleDN)))
+}
+
+func (st setup) run(t *testing.T) []doctor.Result {
+	t.Helper()
+	s := ldaptest.Private(t, st.slapd)
+	if st.before != nil {
+		st.before(t, s)
+	}
+	dir := t.TempDir()
+	target := st.target
+	if target == "" {
+		ts := targettest.NewServer(targettest.Options{BearerTokens: []string{targetToken}})
+		t.Cleanup(ts.Close)
+		target = ts.URL
+	}
+	token := st.token
+	if token == "" {
+		token = targetToken
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(token+"\n"), 0o600))
+	cfg := fmt.Sprintf(`[state]
+dir = %q
+[ldap]
+url = %q
+bind_dn = %q
+bind_password_file = "ldap-password"
+base_dn = %q
+[[inbound.token]]
+name = "entra"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[[provisioner]]
+name = "saas"
+url = %q
+auth = "bearer"
+token_file = "target-token"
+groups = ["cn=saas-users,%s"]
+%s
+`, filepath.Join(dir, "state"), s.URL, s.ServiceDN, s.Suffix, target, s.GroupsDN, st.extra)
+	path := filepath.Join(dir, "scimbridge.toml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	c, err := bridge.LoadConfig(path)
+	require.NoError(t, err)
+	require.NoError(t, c.LoadSecrets())
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res := doctor.Run(ctx, doctor.Options{Config: c, Logger: zerolog.Nop()})
+	var b strings.Builder
+	doctor.Print(&b, res)
+	t.Log("\n" + b.String())
+	return res
+}
+
+// groupSeed creates the provisioner's group, so that its scope check passes.
+func groupSeed() string {
+	return fmt.Sprintf("dn: cn=saas-users,ou=groups,%[1]s\nobjectClass: groupOfNames\ncn: saas-users\nmember: uid=seed0,ou=people,%[1]s\n\n", ldaptest.DefaultSuffix)
+}
+
+func only(t *testing.T, res []doctor.Result, status doctor.Status) []doctor.Result {
+	t.Helper()
+	var out []doctor.Result
+	for _, r := range res {
+		if r.Status == status {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// requireOneFail asserts that exactly one check failed, which one, and that its line names
+// the fix.
+func requireOneFail(t *testing.T, res []doctor.Result, check string, fix ...string) {
+	t.Helper()
+	fails := only(t, res, doctor.Fail)
+	require.Len(t, fails, 1, "want exactly one FAIL line")
+	require.Equal(t, check, fails[0].Check)
+	line := fails[0].String()
+	require.Contains(t, line, " — fix: ")
+	for _, f := range fix {
+		require.Contains(t, line, f)
+	}
+	require.Equal(t, doctor.Fail, doctor.Worst(res))
+}
+
+// good is the setup the README asks for, with cn=config readable so every check is exact,
+// ppolicy loaded, and a recent write in the log.
+func good() setup {
+	return setup{
+		slapd:  ldaptest.Options{ReadableConfig: true, PPolicy: true, Seed: seedUsers(3) + groupSeed()},
+		before: write,
+	}
+}
+
+// dump is every entry of the directory (as the rootdn sees it) and of its log (as the service
+// account does), with every attribute.
+func dump(t *testing.T, s *ldaptest.Server) string {
+	t.Helper()
+	var b strings.Builder
+	for _, q := range [][3]string{{s.Suffix, s.RootDN, s.RootPW}, {"cn=accesslog", s.ServiceDN, s.ServicePW}} {
+		out, err := exec.Command("ldapsearch", "-LLL", "-x", "-H", s.URL, "-D", q[1], "-w", q[2], "-b", q[0], "(objectClass=*)", "*", "+").CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		b.Write(out)
+	}
+	return b.String()
+}
+
+func TestPasses(t *testing.T) {
+	t.Parallel()
+	st := good()
+	var before string
+	var slapd *ldaptest.Server
+	st.before = func(t *testing.T, s *ldaptest.Server) {
+		write(t, s)
+		before, slapd = dump(t, s), s
+	}
+	res := st.run(t)
+	require.Equal(t, before, dump(t, slapd), "doctor changes nothing in the directory or its log")
+	require.Empty(t, only(t, res, doctor.Fail))
+	require.Empty(t, only(t, res, doctor.Warn))
+	require.Empty(t, only(t, res, doctor.Skip))
+	require.Equal(t, doctor.Pass, doctor.Worst(res))
+	var checks []string
+	for _, r := range res {
+		checks = append(checks, r.Check)
+	}
+	for _, want := range []string{"ldap.bind", "ldap.users.base_dn", "ldap.groups.base_dn", "changes.accesslog", "changes.accesslog.logops",
+		"changes.accesslog.logpurge", "changes.accesslog.recent", "ldap.size_limit", "ldap.schema", "inbound.tls", `provisioner "saas"`, `provisioner "saas".clock`} {
+		require.Contains(t, checks, want)
+	}
+}
+
+func TestWrongPassword(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.before = func(t *testing.T, s *ldaptest.Server) { s.ServicePW = "not-the-password" }
+	res := st.run(t)
+	requireOneFail(t, res, "ldap.bind", "bind_password_file", "ldappasswd")
+	require.NotEmpty(t, only(t, res, doctor.Skip), "the checks that need the bind are skipped")
+}
+
+func TestMissingAccesslog(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.slapd.NoAccesslog = true
+	st.before = nil
+	requireOneFail(t, st.run(t), "changes.accesslog", "load the accesslog overlay", "logops writes")
+}
+
+func TestAccesslogHiddenByACL(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.slapd.HideAccesslog = true
+	requireOneFail(t, st.run(t), "changes.accesslog", `access to dn.subtree="cn=accesslog" by dn.exact="cn=scimbridge,ou=services,dc=example,dc=org" read`)
+}
+
+func TestSizeLimit(t *testing.T) {
+	t.Parallel()
+	const fix = `limits dn.exact="cn=scimbridge,ou=services,dc=example,dc=org" size=unlimited`
+	for _, tc := range []struct {
+		name     string
+		limit    int
+		readable bool
+		want     doctor.Status
+		msg      string
+	}{
+		{"hit, cn=config readable", 3, true, doctor.Fail, "cut a paged search"},
+		{"hit, cn=config unreadable", 3, false, doctor.Fail, "cut a paged search"},
+		{"not hit yet, cn=config readable", 50, true, doctor.Fail, "limits the service account to 50 entries"},
+		{"not hit yet, cn=config unreadable", 50, false, doctor.Warn, "cannot be seen yet"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := good()
+			st.slapd.LimitService, st.slapd.SizeLimit, st.slapd.ReadableConfig = true, tc.limit, tc.readable
+			res := st.run(t)
+			if tc.want == doctor.Fail {
+				requireOneFail(t, res, "ldap.size_limit", fix, tc.msg)
+				return
+			}
+			require.Empty(t, only(t, res, doctor.Fail))
+			var got []doctor.Result
+			for _, r := range res {
+				if r.Check == "ldap.size_limit" {
+					got = append(got, r)
+				}
+			}
+			require.Len(t, got, 1)
+			require.Equal(t, tc.want, got[0].Status)
+			require.Contains(t, got[0].String(), tc.msg)
+			require.Contains(t, got[0].String(), fix)
+		})
+	}
+}
+
+func TestMappingToAttributeTheSchemaLacks(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.extra = "[provisioner.user_mapping]\ntitle = \"{{ .jobTitle }}\"\n"
+	requireOneFail(t, st.run(t), "ldap.schema", `provisioner "saas": user_mapping`, `"jobTitle"`)
+
+	st = good()
+	st.extra = "[inbound.user_attributes]\ntitle = \"jobTitle\"\n"
+	requireOneFail(t, st.run(t), "ldap.schema", `inbound.user_attributes "title"`, `"jobTitle"`)
+}
+
+func TestUnreachableTarget(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close()) // nothing listens there any more
+	st := good()
+	st.target = "http://" + addr + "/scim/v2"
+	requireOneFail(t, st.run(t), `provisioner "saas"`, "cannot be reached", "check url, DNS, the firewall")
+}
+
+func TestTargetRejectsToken(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.token = "a-token-the-target-does-not-know"
+	requireOneFail(t, st.run(t), `provisioner "saas"`, "rejected the credentials", "token_file")
+}
+
+func TestLogOpsWithoutWrites(t *testing.T) {
+	t.Parallel()
+	// logops delete: adds and modifies are not recorded. With cn=config readable the setting
+	// itself is the failure; without it, the comparison of recent changes with the log.
+	st := good()
+	st.slapd.LogOps = "delete"
+	requireOneFail(t, st.run(t), "changes.accesslog.logops", "logops writes")
+
+	st.slapd.ReadableConfig = false
+	st.before = func(t *testing.T, s *ldaptest.Server) {
+		// A logged delete starts the log; a modify a second later (timestamps have whole
+		// seconds) is not logged.
+		require.NoError(t, s.LDIF(fmt.Sprintf("dn: uid=seed2,%s\nchangetype: delete\n", s.PeopleDN)))
+		time.Sleep(2100 * time.Millisecond)
+		require.NoError(t, s.LDIF(fmt.Sprintf("dn: uid=seed1,%s\nchangetype: modify\nreplace: title\ntitle: Engineer\n", s.PeopleDN)))
+	}
+	requireOneFail(t, st.run(t), "changes.accesslog.recent", "logops writes")
+}
+
+func TestReadOnlyServiceAccount(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.slapd.ReadOnlyService = true
+	res := st.run(t)
+	fails := only(t, res, doctor.Fail)
+	require.Len(t, fails, 2)
+	require.Equal(t, "ldap.users.base_dn", fails[0].Check)
+	require.Equal(t, "ldap.groups.base_dn", fails[1].Check)
+	require.Contains(t, fails[0].String(), `access to dn.subtree="ou=people,dc=example,dc=org" by dn.exact="cn=scimbridge,ou=services,dc=example,dc=org" write`)
+}
+
+func TestMissingGroup(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.slapd.Seed = seedUsers(3)
+	requireOneFail(t, st.run(t), `provisioner "saas".scope`, "correct the DN in groups")
+}
