@@ -38,9 +38,32 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// observe counts one answered request. Every label value comes from a fixed set: the
+// endpoint from endpointLabel, the method from methodLabel and the status from this server's
+// own answers, never from what a client chose.
 func (m *metrics) observe(endpoint, method string, status int, d time.Duration) {
-	m.requests.WithLabelValues(endpoint, method, strconv.Itoa(status)).Inc()
+	method = methodLabel(method)
+	m.requests.WithLabelValues(endpoint, method, statusLabel(status)).Inc()
 	m.duration.WithLabelValues(endpoint, method).Observe(d.Seconds())
+}
+
+// methodLabel maps a request method to the bounded set GET, POST, PUT, PATCH, DELETE and
+// other: a client may send any token as a method, and one label value per made-up method would
+// grow /metrics without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return m
+	}
+	return "other"
+}
+
+// statusLabel is the status code as a label value, with anything outside 100–599 as "other".
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
 }
 
 // endpointLabel names the endpoint of a path relative to the base path with a bounded set of

@@ -301,18 +301,41 @@ func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
 // refuse answers a request without a valid token: 401 with a SCIM error, slowed down when
 // failures come in bursts.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.limiter.delay(r.RemoteAddr, time.Now())
+	now := time.Now()
+	d, ok := s.limiter.delay(r.RemoteAddr, now)
 	if ok {
 		ok = s.limiter.wait(r.Context(), d)
 	}
+	// The path and the number of failures are the client's choice: the line is capped in
+	// length and in rate, and says how many failures went unlogged since the last one.
+	logged, suppressed := s.limiter.logAllowed(now)
 	if !ok {
-		s.logger.Warn().Str("remote", r.RemoteAddr).Msg("authentication failures: too many; answering 429")
+		if logged {
+			s.logger.Warn().Str("remote", r.RemoteAddr).Int64("unlogged_failures", suppressed).Msg("authentication failures: too many; answering 429")
+		}
 		writeError(w, &apiError{status: http.StatusTooManyRequests, detail: "too many failed authentications; retry later", retryAfter: 2})
 		return
 	}
-	s.logger.Info().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("authentication failed")
+	if logged {
+		s.logger.Info().Str("remote", r.RemoteAddr).Str("path", truncate(r.URL.Path, maxLoggedPath)).Int64("unlogged_failures", suppressed).Msg("authentication failed")
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="scim"`)
 	writeError(w, &apiError{status: http.StatusUnauthorized, detail: "a valid bearer token is required"})
+}
+
+// maxLoggedPath bounds the request path written into log lines about unauthenticated requests.
+const maxLoggedPath = 128
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func tooLarge(limit int64) *apiError {
