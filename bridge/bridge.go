@@ -119,7 +119,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.store = store
 	b.mu.Unlock()
 
-	if err := b.startComponents(runCtx, cfg, store); err != nil {
+	// Everything but the SCIM server shares one part of the pool (the SCIM server takes its
+	// own view in startInbound): see poolShares.
+	_, rest := poolShares(cfg.LDAP.PoolSize)
+	if err := b.startComponents(runCtx, cfg, store.Share(rest)); err != nil {
 		cancel()
 		b.shutdownServers(context.Background())
 		store.Close()

@@ -206,3 +206,11 @@ func (b DN) Contains(dn string) bool {
 	}
 	return b.d.EqualFold(d) || b.d.AncestorOfFold(d)
 }
+
+// CheckFilter reports whether f is a valid LDAP filter (RFC 4515), as configured by an admin.
+func CheckFilter(f string) error {
+	if _, err := ldap.CompileFilter(f); err != nil {
+		return fmt.Errorf("ldapstore: filter %q: %w", f, err)
+	}
+	return nil
+}

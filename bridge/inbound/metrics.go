@@ -14,6 +14,11 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	ignored  prometheus.Counter
+	// inFlight and queued are the requests being worked on and waiting for their turn;
+	// rejected counts those a full queue or the queue timeout turned away.
+	inFlight prometheus.Gauge
+	queued   prometheus.Gauge
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,9 +36,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scimbridge_inbound_ignored_attributes_total",
 			Help: "SCIM attribute values received that have no LDAP mapping and were ignored.",
 		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_inbound_requests_in_flight",
+			Help: "SCIM requests being worked on (at most inbound.max_concurrent_requests).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_inbound_requests_queued",
+			Help: "SCIM requests waiting for their turn (at most inbound.max_queued_requests).",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scimbridge_inbound_requests_rejected_total",
+			Help: "SCIM requests answered 503 because the queue was full or they waited too long, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.ignored)
+		reg.MustRegister(m.requests, m.duration, m.ignored, m.inFlight, m.queued, m.rejected)
 	}
 	return m
 }
