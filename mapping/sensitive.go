@@ -41,7 +41,7 @@ var sensitive = func() map[string]string {
 		"authzFrom", "saslAuthzFrom", "1.3.6.1.4.1.4203.666.1.9")
 	add(keys,
 		"sshPublicKey", "1.3.6.1.4.1.24552.500.1.1.1.13", "nsSshPublicKey", "ipaSshPubKey",
-		"userCertificate", "2.5.4.36", "userPKCS12", "altSecurityIdentities", "msDS-KeyCredentialLink",
+		"userCertificate", "2.5.4.36", "userPKCS12", "2.16.840.1.113730.3.1.216", "altSecurityIdentities", "msDS-KeyCredentialLink",
 		"krbPrincipalName", "krbPrincipalKey", "krbCanonicalName")
 	add(hosts,
 		"host", "0.9.2342.19200300.100.1.9", "authorizedService", "userWorkstations", "logonHours",
@@ -72,7 +72,7 @@ func SensitiveAttribute(name string) (why string, ok bool) {
 var passwordAttrs = map[string]bool{
 	"userpassword": true, "2.5.4.35": true, "authpassword": true, "unicodepwd": true,
 	"sambantpassword": true, "sambalmpassword": true, "pwdhistory": true, "krbprincipalkey": true,
-	"cleartextpassword": true, "userpkcs12": true,
+	"cleartextpassword": true, "userpkcs12": true, "2.16.840.1.113730.3.1.216": true,
 }
 
 // IsPasswordAttribute reports whether an LDAP attribute holds a password, a password hash or a

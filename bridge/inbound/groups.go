@@ -43,6 +43,23 @@ func (q *request) checkMemberCount(n int) error {
 	return nil
 }
 
+// memberValuesIn counts the member values the operations of a PATCH carry, as sent
+// (duplicates included): the cap is on what the client sends.
+func memberValuesIn(ops []mapping.PatchOperation) int {
+	n := 0
+	for _, op := range ops {
+		switch v := op.Value.(type) {
+		case []any:
+			if op.Path == nil || strings.EqualFold(op.Path.AttributePath.AttributeName, "members") {
+				n += len(v)
+			}
+		case map[string]any:
+			n += len(memberIDsOf(v))
+		}
+	}
+	return n
+}
+
 func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
 	st := q.st
 	ids := memberIDsOf(body)
@@ -145,7 +162,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 		return err
 	}
 	ctx, st := q.ctx(), q.st
-	if err := q.checkMemberCount(len(add) + len(remove)); err != nil {
+	if err := q.checkMemberCount(max(len(add)+len(remove), memberValuesIn(ops))); err != nil {
 		return err
 	}
 	// Members to add must all exist (the first unknown one ends the lookup); removing what

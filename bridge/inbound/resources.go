@@ -290,6 +290,9 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 // replace answers PUT /Users/{id} and /Groups/{id}.
 func (q *request) replace(k *kind, id string) {
 	body, err := q.readJSON()
+	if err == nil && !k.isUser() {
+		err = q.checkMemberCount(len(memberIDsOf(body)))
+	}
 	if err != nil {
 		q.audit(k, "replace", id, err)
 		q.fail(err)
