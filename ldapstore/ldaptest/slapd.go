@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -77,6 +78,8 @@ type Options struct {
 // Server is a running private slapd.
 type Server struct {
 	URL string
+	// LDAPIURL is the same server on a Unix socket (ldapi://, the path percent-encoded).
+	LDAPIURL string
 	// LDAPSURL and CAFile are set with Options.TLS.
 	LDAPSURL  string
 	CAFile    string
@@ -148,6 +151,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.Port = opts.Port
 	s.URL = "ldap://127.0.0.1:" + strconv.Itoa(opts.Port)
+	s.LDAPIURL = "ldapi://" + url.PathEscape(filepath.Join(opts.Dir, "ldapi"))
 	if opts.TLS {
 		p, err := freePort()
 		if err != nil {
@@ -356,7 +360,7 @@ func (s *Server) Start() error {
 	var lastErr error
 	// The port may still be in TIME_WAIT-free limbo just after a Stop; try a few times.
 	for attempt := 0; attempt < 5; attempt++ {
-		urls := s.URL + "/"
+		urls := s.URL + "/ " + s.LDAPIURL + "/"
 		if s.LDAPSURL != "" {
 			urls += " " + s.LDAPSURL + "/"
 		}
