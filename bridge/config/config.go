@@ -76,6 +76,8 @@ type Admin struct {
 	// authorization credentials_file sends it); /healthz and /readyz stay open. Read at start
 	// and on every reload.
 	TokenFile string `toml:"token_file"`
+	// Token is TokenFile's content, read by LoadSecrets.
+	Token Secret `toml:"-"`
 }
 
 // LDAP is how the bridge reaches the directory.
@@ -631,6 +633,17 @@ func (c *Config) LoadSecrets() error {
 			errs = append(errs, fmt.Errorf("ldap.bind_password_file: %w", err))
 		} else {
 			c.LDAP.BindPassword = Secret(strings.TrimRight(string(b), "\r\n"))
+		}
+	}
+	if c.Admin.TokenFile != "" {
+		b, err := os.ReadFile(c.Admin.TokenFile)
+		switch tok := strings.TrimSpace(string(b)); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("admin.token_file: %w", err))
+		case len(tok) < 16:
+			errs = append(errs, errors.New("admin.token_file: token shorter than 16 characters"))
+		default:
+			c.Admin.Token = Secret(tok)
 		}
 	}
 	for i := range c.Inbound.Tokens {
