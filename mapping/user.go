@@ -475,7 +475,8 @@ func (m UserMap) readTyped(e Entry, ta typedAttr, marker ActiveMarker) []any {
 			elems = append(elems, el)
 		}
 	}
-	if ta.name == "emails" && len(elems) > 0 {
+	// The primary work address is stored first; no other type carries "primary".
+	if ta.name == "emails" && len(elems) > 0 && elems[0].(map[string]any)["type"] == fallbackType {
 		elems[0].(map[string]any)["primary"] = true
 	}
 	return elems

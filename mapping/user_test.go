@@ -135,13 +135,15 @@ func TestUserToLDAP(t *testing.T) {
 			res:       `{"userName":"u"}`,
 			wantAttrs: map[string][]string{"cn": {"u"}, "sn": {"u"}},
 		},
-		"e-mails: primary first, home and untyped into mail, duplicates dropped": {
+		"e-mails: primary first, untyped into mail, duplicates dropped, types without a home ignored": {
 			res: `{"userName":"u","emails":[
 				{"value":"home@x.org","type":"home"},
 				{"value":"Work@X.org","type":"work","primary":true},
-				{"value":"work@x.ORG","type":"other"},
+				{"value":"other@x.ORG","type":"other"},
+				{"value":"work@x.ORG"},
 				{"value":"plain@x.org"}]}`,
-			wantAttrs: map[string][]string{"mail": {"Work@X.org", "home@x.org", "plain@x.org"}},
+			wantAttrs:   map[string][]string{"mail": {"Work@X.org", "plain@x.org"}},
+			wantIgnored: []string{`emails[type eq "home"].value`, `emails[type eq "other"].value`},
 		},
 		"phone numbers of unmapped types are ignored": {
 			res:         `{"userName":"u","phoneNumbers":[{"value":"+1 555","type":"other"},{"value":"+1 556","type":"assistant"},{"value":"+1 557"}]}`,

@@ -39,3 +39,34 @@ func TestFastFilterMatchesTheParser(t *testing.T) {
 		}
 	}
 }
+
+// TestEntraValuePathCompare: Entra ID's `attr[filter].sub op value` becomes the RFC form
+// `attr[filter and sub op value]`, anywhere in a filter; what it cannot rewrite faithfully is
+// left to the parser.
+func TestEntraValuePathCompare(t *testing.T) {
+	for in, want := range map[string]string{
+		`emails[type eq "work"].value eq "x@example.com"`:          `emails[type eq "work" and value eq "x@example.com"]`,
+		`emails[type eq "work"].value EQ "a]b.c"`:                  `emails[type eq "work" and value EQ "a]b.c"]`,
+		`emails[type eq "w\"]"].value eq "x"`:                      `emails[type eq "w\"]" and value eq "x"]`,
+		`userName eq "u" and emails[type eq "work"].value sw "x"`:  `userName eq "u" and emails[type eq "work" and value sw "x"]`,
+		`(emails[type eq "work"].value eq "x") or userName eq "y"`: `(emails[type eq "work" and value eq "x"]) or userName eq "y"`,
+		`addresses[type eq "work"].country pr`:                     `addresses[type eq "work" and country pr]`,
+	} {
+		got, ok := rewriteValuePathCompare(in)
+		require.True(t, ok, in)
+		require.Equal(t, want, got, in)
+		_, err := parseFilter(in)
+		require.NoError(t, err, "%s parses once rewritten", in)
+	}
+	for _, in := range []string{
+		`emails[type eq "work"]`,
+		`emails[type eq "work" or type eq "home"].value eq "x"`,
+		`emails[not (type eq "work")].value eq "x"`,
+		`userName eq "emails[type eq \"work\"].value eq \"x\""`,
+		`emails[type eq "work"].value`,
+	} {
+		got, ok := rewriteValuePathCompare(in)
+		require.False(t, ok, in)
+		require.Equal(t, in, got)
+	}
+}

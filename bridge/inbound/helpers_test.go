@@ -95,7 +95,7 @@ func newEnvOn(t *testing.T, wrap func(inbound.Directory) inbound.Directory, opts
 		o(&cfg, &lo)
 	}
 	var s *ldaptest.Server
-	if lo.PPolicy {
+	if lo.PPolicy || len(lo.Schemas) > 0 {
 		s = ldaptest.Private(t, lo)
 	} else {
 		s = ldaptest.Shared(t)

@@ -256,7 +256,7 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 	for a, v := range attrs {
 		full[a] = v
 	}
-	full["objectClass"] = k.objectClasses
+	full["objectClass"] = q.s.objectClasses(k, attrs, nil)
 	k.managed.mark(full)
 	if err := q.s.addFenced(ctx, k, dn, full); err != nil {
 		if errors.Is(err, ldapstore.ErrAlreadyExists) {
@@ -500,6 +500,9 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 		p.assert = q.s.assertion(k.scoped, e)
 		p.extra = adoptChange(k, changes)
 	}
+	if oc := q.s.objectClasses(k, changes, e.Get("objectClass")); len(oc) > 0 && len(e.Get("objectClass")) > 0 {
+		p.extra = append(p.extra, ldapstore.Change{Op: ldapstore.ModAdd, Attr: "objectClass", Values: oc})
+	}
 	parent := ""
 	if st.cfg.Disable == DisableMove {
 		inDisabled := ldapstore.InScope(e.DN, st.cfg.DisabledBaseDN)
@@ -523,6 +526,31 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 		return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use", cause: err}
 	}
 	return dn, false, err
+}
+
+// objectClasses returns, for a new entry of kind k with attrs (current nil), its object
+// classes: k's and the optional schema's auxiliary class when attrs use one of its attributes.
+// For an existing entry with the object classes current, it returns only the classes to add for
+// attrs (the changes of a write), usually none.
+func (s *Server) objectClasses(k *kind, attrs map[string][]string, current []string) []string {
+	need := false
+	if s.caps.schema && k.isUser() {
+		for _, a := range mapping.SchemaAttributes() {
+			if vals, _, ok := lookup(attrs, a); ok && len(vals) > 0 {
+				need = true
+			}
+		}
+	}
+	if current == nil {
+		if need {
+			return append(append([]string(nil), k.objectClasses...), mapping.SchemaAuxiliaryClass)
+		}
+		return k.objectClasses
+	}
+	if need && !slices.ContainsFunc(current, func(c string) bool { return strings.EqualFold(c, mapping.SchemaAuxiliaryClass) }) {
+		return []string{mapping.SchemaAuxiliaryClass}
+	}
+	return nil
 }
 
 // checkPassword refuses to send a password to a directory over a connection that is neither

@@ -183,6 +183,9 @@ type capabilities struct {
 	postRead bool
 	// dnAttr is the attribute a filter can match an entry's DN with ("" when none).
 	dnAttr string
+	// schema: the directory has scimbridge's optional schema (etc/schema), whose attributes
+	// then map by default (mapping.SchemaUserAttributes).
+	schema bool
 }
 
 // postReader is the optional ability of a Directory to return the entry with the Modify that
@@ -217,6 +220,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if caps.dnAttr, err = dnAttribute(ctx, o.Directory, caps.dialect); err != nil {
 		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
 	}
+	if caps.schema, err = o.Directory.HasAttributeType(ctx, "scimbridgeOtherMail"); err != nil {
+		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
+	}
 	s := &Server{
 		dir:     o.Directory,
 		logger:  o.Logger,
@@ -234,7 +240,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.pager = o.Directory.NewPager(o.Pager)
 	}
 	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
-		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value).
+		Bool("scimbridge_schema", caps.schema)
 	if st.marker.LockAttr != "" {
 		ev = ev.Str("lock_attribute", st.marker.LockAttr)
 	}

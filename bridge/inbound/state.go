@@ -185,7 +185,16 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	if idAttr == "" {
 		idAttr = s.caps.dialect.IDAttribute()
 	}
-	umap, err := mapping.NewUserMap(cfg.UserAttributes, cfg.Extensions...)
+	// The optional schema's attributes map by default when the directory has it; the
+	// configuration overrides them like any default.
+	userOver := map[string]string{}
+	if s.caps.schema {
+		userOver = mapping.SchemaUserAttributes()
+	}
+	for k, v := range cfg.UserAttributes {
+		userOver[k] = v
+	}
+	umap, err := mapping.NewUserMap(userOver, cfg.Extensions...)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("inbound: %w", err))
 	}
@@ -248,7 +257,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	st := &state{
 		cfg: cfg, tokens: cfg.Tokens, umap: umap, gmap: gmap, marker: marker, idAttr: idAttr,
 		users: users, groups: groups,
-		userAttrs:           umap.SearchAttributes(marker, idAttr),
+		userAttrs:           umap.SearchAttributes(marker, idAttr, "objectClass"),
 		groupAttrs:          gmap.SearchAttributes(idAttr, true),
 		groupAttrsNoMembers: gmap.SearchAttributes(idAttr, false),
 		managerAttr:         umap.LDAPAttr(mapping.EnterpriseSchemaURN + ":manager"),

@@ -2,6 +2,7 @@ package ldaptest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +75,19 @@ type Options struct {
 	// SizeLimit is the global sizelimit (the service account is unlimited). Defaults to 500,
 	// slapd's own default, so that tests see what a stock server does to other binds.
 	SizeLimit int
+	// Schemas are further slapd.conf schema files, included after the stock ones (core,
+	// cosine, inetorgperson, nis): OptionalSchema() for scimbridge's own.
+	Schemas []string
+	// ServiceDN places the service account elsewhere than cn=scimbridge,ou=services (a test of
+	// a bind DN inside the users base); its parent must be one of the base entries.
+	ServiceDN string
+}
+
+// OptionalSchema is the path of scimbridge's optional schema for slapd.conf
+// (etc/schema/scimbridge.schema in the source tree this package is built from).
+func OptionalSchema() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "etc", "schema", "scimbridge.schema")
 }
 
 // Server is a running private slapd.
@@ -128,7 +143,7 @@ func Start(opts Options) (*Server, error) {
 		Suffix:    opts.Suffix,
 		RootDN:    "cn=admin," + opts.Suffix,
 		RootPW:    DefaultRootPW,
-		ServiceDN: "cn=scimbridge,ou=services," + opts.Suffix,
+		ServiceDN: cmp.Or(opts.ServiceDN, "cn=scimbridge,ou=services,"+opts.Suffix),
 		ServicePW: DefaultServicePW,
 		PeopleDN:  "ou=people," + opts.Suffix,
 		GroupsDN:  "ou=groups," + opts.Suffix,
@@ -186,6 +201,9 @@ include {{.SchemaDir}}/core.schema
 include {{.SchemaDir}}/cosine.schema
 include {{.SchemaDir}}/inetorgperson.schema
 include {{.SchemaDir}}/nis.schema
+{{- range .Schemas}}
+include {{.}}
+{{- end}}
 
 modulepath {{.ModulePath}}
 moduleload back_mdb
@@ -293,6 +311,7 @@ func (s *Server) configure() error {
 		"LogPurge":        s.opts.LogPurge,
 		"SizeLimit":       s.opts.SizeLimit,
 		"TLS":             s.opts.TLS,
+		"Schemas":         s.opts.Schemas,
 	})
 	if err != nil {
 		return fmt.Errorf("ldaptest: slapd.conf: %w", err)
@@ -341,13 +360,20 @@ objectClass: organizationalUnit
 ou: services
 
 dn: %[3]s
-objectClass: person
-objectClass: simpleSecurityObject
-cn: scimbridge
-sn: scimbridge
-userPassword: %[4]s
+%[5]suserPassword: %[4]s
 description: the account scimbridge binds as
-`, s.Suffix, rdnValue(s.Suffix), s.ServiceDN, s.ServicePW)
+`, s.Suffix, rdnValue(s.Suffix), s.ServiceDN, s.ServicePW, s.serviceClasses())
+}
+
+// serviceClasses are the object classes and naming attributes of the service account: a
+// person named by cn (the default), or an inetOrgPerson named by its DN's RDN attribute (a
+// bind DN among the users).
+func (s *Server) serviceClasses() string {
+	attr, value, _ := strings.Cut(strings.SplitN(s.ServiceDN, ",", 2)[0], "=")
+	if strings.EqualFold(attr, "cn") {
+		return "objectClass: person\nobjectClass: simpleSecurityObject\ncn: " + value + "\nsn: " + value + "\n"
+	}
+	return "objectClass: inetOrgPerson\ncn: " + value + "\nsn: " + value + "\n" + attr + ": " + value + "\n"
 }
 
 // Start starts slapd (again, after Stop) on the same port and data, and waits until it answers.
