@@ -234,3 +234,28 @@ func TestSensitiveOIDsMatchSlapd(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, checked, 15, "slapd knows the POSIX, authz and certificate attributes")
 }
+
+// TestConcurrentMemberPatchesOnOneGroup: Entra ID adds members to one group from many
+// requests at once; membership-only PATCHes commute, so none of them fails for another's sake.
+func TestConcurrentMemberPatchesOnOneGroup(t *testing.T) {
+	e := newEnv(t)
+	gid := e.createGroup("busy")
+	ids := make([]string, 24)
+	for i := range ids {
+		ids[i] = e.createUser(fmt.Sprintf("member%02d", i), nil)
+	}
+	statuses := make([]int, len(ids))
+	var wg sync.WaitGroup
+	for i, id := range ids {
+		wg.Go(func() {
+			r := e.do("PATCH", "/Groups/"+gid, patchOps(op("Add", "members", []any{map[string]any{"value": id}})))
+			statuses[i] = r.status
+		})
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		require.Equal(t, http.StatusNoContent, s, "member %d", i)
+	}
+	en, _ := e.entry("cn=busy," + e.groups)
+	require.Len(t, en.Get("member"), len(ids), "every member is in, the placeholder is gone")
+}

@@ -106,15 +106,18 @@ func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any, adopt
 	}
 	changes := mapping.GroupChanges(k.managed.strip(e), w, st.gmap, memberLookup(current))
 	var extra []ldapstore.Change
+	assert := q.s.assertionFor(k, e)
 	if adopt {
 		extra = adoptChange(k, changes)
+		assert = q.s.assertion(k.scoped, e)
 	}
-	return q.applyGroup(k, e, w, changes, extra, st.readAttrs(k, true), adopt)
+	return q.applyGroup(k, e, w, changes, extra, st.readAttrs(k, true), assert)
 }
 
 // applyGroup checks a displayName change for uniqueness, plans the rename and writes. readAttrs
 // are the attributes the response will read (Post-Read, when the directory returns them).
-func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change, readAttrs []string, adopt bool) (string, error) {
+// assert is the Assertion filter of the write (see assertionFor).
+func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change, readAttrs []string, assert string) (string, error) {
 	ctx := q.ctx()
 	if name := first(w.Attrs, k.nameAttr); name != "" && !strings.EqualFold(name, e.First(k.nameAttr)) {
 		if err := q.nameTaken(k, name, e.DN, "displayName"); err != nil {
@@ -122,10 +125,7 @@ func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, cha
 		}
 	}
 	k.managed.keep(changes)
-	p := &plan{entry: e, assert: q.s.assertionFor(k, e), readAttrs: readAttrs}
-	if adopt {
-		p.assert = q.s.assertion(k.scoped, e)
-	}
+	p := &plan{entry: e, assert: assert, readAttrs: readAttrs}
 	if err := planRename(p, k, changes, ""); err != nil {
 		return "", err
 	}
@@ -263,7 +263,14 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 	if len(changes) == 0 && len(memberChanges) == 0 {
 		return e.DN, nil
 	}
-	dn, err := q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), false)
+	// Adding and removing member values commute and each is atomic in LDAP: a membership-only
+	// PATCH needs no version check (Entra ID sends many at once to one group), only the fence.
+	// With If-Match, or other changes, the version counts.
+	assert := q.s.assertionFor(k, e)
+	if len(changes) == 0 && q.r.Header.Get("If-Match") == "" {
+		assert = q.s.assertion(k.fence, mapping.Entry{})
+	}
+	dn, err := q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	if err == nil {
 		return dn, nil
 	}
@@ -278,13 +285,13 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		if len(changes) == 0 && len(memberChanges) == 0 {
 			return e.DN, nil
 		}
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), false)
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	}
 	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
 		// Removing the last member of a groupOfNames, which requires one: keep the group valid
 		// with the placeholder member.
 		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), false)
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	}
 	return dn, err
 }
