@@ -1,6 +1,8 @@
 package inbound
 
 import (
+	"reflect"
+	"strings"
 	"testing"
 
 	filter "github.com/scim2/filter-parser/v2"
@@ -69,4 +71,34 @@ func TestEntraValuePathCompare(t *testing.T) {
 		require.False(t, ok, in)
 		require.Equal(t, in, got)
 	}
+}
+
+// FuzzParseFilter: any filter text a client sends is parsed without a panic; the fast path
+// gives exactly filter-parser's expression; Entra ID's value-path comparison is rewritten only
+// into something filter-parser reads as a value filter.
+func FuzzParseFilter(f *testing.F) {
+	for _, s := range []string{
+		`userName eq "x"`, `emails[type eq "work"].value eq "x@y"`, `emails[type eq "w\"]"].value eq "x"`,
+		`name.givenName eq "Zoë"`, `(emails[type eq "work"].value eq "x") or userName sw "y"`,
+		`members[value eq "a"]`, `addresses[type eq "work"].country pr`, `not (title pr)`, `a[b[c]].d eq "e"`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) > maxFilterLength {
+			return
+		}
+		got, err := parseFilter(s)
+		if eqFilterRE.MatchString(s) && !strings.HasPrefix(strings.ToLower(s), "not ") {
+			full, perr := filter.ParseFilter([]byte(s))
+			if perr == nil && (err != nil || !reflect.DeepEqual(full, got)) {
+				t.Fatalf("%q: the fast path differs from filter-parser", s)
+			}
+		}
+		if rewritten, ok := rewriteValuePathCompare(s); ok {
+			if rewritten == s || !strings.Contains(rewritten, " and ") {
+				t.Fatalf("%q: rewritten to %q", s, rewritten)
+			}
+		}
+	})
 }
