@@ -9,10 +9,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,4 +287,37 @@ func TestPatchUserNameKeepsFamilyNameThroughTheBinary(t *testing.T) {
 	e, ok := d.get("uid=newusername," + d.people)
 	require.True(t, ok)
 	require.Equal(t, []string{"OMalley"}, e.Get("sn"))
+}
+
+// TestFenceReloadThroughTheBinary: SIGHUP applies a new protected_dns at once; a reload naming
+// a protected group that does not exist is refused whole (the old fence keeps serving and
+// scimbridge_config_last_reload_successful says 0).
+func TestFenceReloadThroughTheBinary(t *testing.T) {
+	d := startSCIM(t, "fencereload", "", "http")
+	r := d.call("POST", "/Users", map[string]any{"schemas": []any{scimUser}, "userName": "soon-protected"})
+	d.expect(r, http.StatusCreated, "")
+	id := r.body["id"].(string)
+	rewrite := func(inboundKeys string) {
+		cfg, err := os.ReadFile(d.cfgPath)
+		require.NoError(t, err)
+		text := regexp.MustCompile(`(?m)^(protected_dns|protected_groups) = .*\n`).ReplaceAllString(string(cfg), "")
+		text = strings.Replace(text, "[inbound]\n", "[inbound]\n"+inboundKeys, 1)
+		require.NoError(t, os.WriteFile(d.cfgPath, []byte(text), 0o600))
+		d.signal(syscall.SIGHUP)
+	}
+	rewrite(fmt.Sprintf("protected_dns = [%q]\n", "uid=soon-protected,"+d.people))
+	waitFor(t, "the new protected entry", func() bool { return d.call("GET", "/Users/"+id, nil).status == http.StatusNotFound })
+	waitFor(t, "the reload to succeed", func() bool {
+		_, m := d.get2("/metrics")
+		return strings.Contains(m, "scimbridge_config_last_reload_successful 1")
+	})
+
+	rewrite(fmt.Sprintf("protected_groups = [%q]\n", "cn=no-such-group,"+d.groups))
+	waitFor(t, "the refused reload", func() bool {
+		_, m := d.get2("/metrics")
+		return strings.Contains(m, "scimbridge_config_last_reload_successful 0")
+	})
+	require.Contains(t, d.stderr.String(), "does not exist")
+	d.expect(d.call("GET", "/Users/"+id, nil), http.StatusNotFound, "")
+	d.expect(d.call("GET", "/Users?count=5", nil), http.StatusOK, "")
 }
