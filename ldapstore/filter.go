@@ -214,3 +214,21 @@ func CheckFilter(f string) error {
 	}
 	return nil
 }
+
+// JoinFilters combines LDAP filters (each already parenthesised and escaped) with op, '&' or
+// '|', leaving out empty ones: "" for none, the filter itself for one.
+func JoinFilters(op byte, filters ...string) string {
+	var parts []string
+	for _, f := range filters {
+		if f != "" {
+			parts = append(parts, f)
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	return "(" + string(op) + strings.Join(parts, "") + ")"
+}

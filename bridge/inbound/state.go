@@ -77,21 +77,12 @@ func (k *kind) inScope(dn string) bool {
 // fenced ANDs f (already rendered and escaped) with the kind's fence.
 func (k *kind) fenced(f string) string { return and(k.fence, f) }
 
-// and ANDs LDAP filters, leaving out empty ones.
+// and ANDs LDAP filters, leaving out empty ones; none is every entry.
 func and(filters ...string) string {
-	var parts []string
-	for _, f := range filters {
-		if f != "" {
-			parts = append(parts, f)
-		}
+	if f := ldapstore.JoinFilters('&', filters...); f != "" {
+		return f
 	}
-	switch len(parts) {
-	case 0:
-		return "(objectClass=*)"
-	case 1:
-		return parts[0]
-	}
-	return "(&" + strings.Join(parts, "") + ")"
+	return "(objectClass=*)"
 }
 
 func (s *Server) newState(cfg Config) (*state, error) {
