@@ -155,11 +155,15 @@ func staticGuard(st *state) (*guard, error) {
 	return g, g.finish()
 }
 
-// guardCache holds the current guard and builds the next one once for everybody.
+// guardCache holds the current guard and builds the next one once for everybody. A build that
+// failed is remembered for protectedTTL too: requests fail fast meanwhile, and the directory
+// and the log see one attempt per period, not one per request.
 type guardCache struct {
 	mu     sync.Mutex
 	cur    *guard
 	flight *guardFlight
+	failed *guardFlight // the last failed build
+	failAt time.Time
 }
 
 type guardFlight struct {
@@ -183,6 +187,10 @@ func (s *Server) guard(ctx context.Context, st *state) (*guard, error) {
 			c.mu.Unlock()
 			return g, nil
 		}
+		if f := c.failed; f != nil && f.st == st && time.Since(c.failAt) < protectedTTL {
+			c.mu.Unlock()
+			return nil, f.err
+		}
 		if f := c.flight; f != nil && f.st == st {
 			c.mu.Unlock()
 			select {
@@ -199,7 +207,9 @@ func (s *Server) guard(ctx context.Context, st *state) (*guard, error) {
 		f.g, f.err = s.buildGuard(ctx, st)
 		c.mu.Lock()
 		if f.err == nil {
-			c.cur = f.g
+			c.cur, c.failed = f.g, nil
+		} else if ctx.Err() == nil {
+			c.failed, c.failAt = f, time.Now()
 		}
 		c.flight = nil
 		c.mu.Unlock()

@@ -239,6 +239,12 @@ func TestFenceFollowsProtectedGroupMembership(t *testing.T) {
 		require.True(t, time.Now().Before(deadline), "a vanished protected group stops the SCIM side: %d %s", r.status, r.raw)
 		time.Sleep(100 * time.Millisecond)
 	}
+	// While the group is gone, requests fail fast and the log says so once per period, not
+	// once per request.
+	for range 30 {
+		e.requireStatus(e.do("GET", "/Users", nil), http.StatusServiceUnavailable)
+	}
+	require.LessOrEqual(t, strings.Count(e.logs.String(), "cannot read the protected groups"), 3)
 	err := e.srv.Reload(context.Background(), f.config(nil))
 	require.ErrorContains(t, err, "inbound.protected_groups")
 	require.ErrorContains(t, err, "does not exist")
