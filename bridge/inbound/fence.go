@@ -309,9 +309,10 @@ func uniqueFold(names ...string) []string {
 	return out
 }
 
-// deniedError is a refusal because of the fence: the client sees status (404, or 400 for a
-// member or manager, 409 for a name it may not take) exactly as for something that does not
-// exist; the audit event says result=denied, with why.
+// deny records that the fence refused something the request named (why: bind_dn,
+// protected_dns, protected_groups) and returns ae, the answer the client sees — 404, or 400
+// for a member or manager, 409 for a name it may not take — exactly as for something that does
+// not exist. The request's audit event then says result=denied, with why.
 func (q *request) deny(why string, ae *apiError) *apiError {
 	if q.denied == "" {
 		q.denied = why
