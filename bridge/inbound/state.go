@@ -248,11 +248,16 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	st := &state{
 		cfg: cfg, tokens: cfg.Tokens, umap: umap, gmap: gmap, marker: marker, idAttr: idAttr,
 		users: users, groups: groups,
-		userAttrs:           umap.SearchAttributes(marker, idAttr, "objectClass"),
+		userAttrs:           umap.SearchAttributes(marker, idAttr),
 		groupAttrs:          gmap.SearchAttributes(idAttr, true),
 		groupAttrsNoMembers: gmap.SearchAttributes(idAttr, false),
 		managerAttr:         umap.LDAPAttr(mapping.EnterpriseSchemaURN + ":manager"),
 		prot:                prot,
+	}
+	if s.caps.schema {
+		// A write that gives a user an attribute of the optional schema adds its auxiliary
+		// class when the entry lacks it.
+		st.userAttrs = umap.SearchAttributes(marker, idAttr, "objectClass")
 	}
 	if st.static, err = staticGuard(st); err != nil {
 		return nil, err
