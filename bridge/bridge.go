@@ -117,6 +117,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		}()
 	}
 
+	adminAuthOf(b).set(cfg)
 	if cfg.Admin.Listen != "" {
 		l, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -139,7 +140,10 @@ func (b *Bridge) Start(ctx context.Context) error {
 	b.store = store
 	b.mu.Unlock()
 
-	if err := b.startComponents(runCtx, cfg, store); err != nil {
+	// Everything but the SCIM server shares one part of the pool (the SCIM server takes its
+	// own view in startInbound): see poolShares.
+	_, rest := poolShares(cfg.LDAP.PoolSize)
+	if err := b.startComponents(runCtx, cfg, store.Share(rest)); err != nil {
 		cancel()
 		b.shutdownServers(context.Background())
 		store.Close()
@@ -313,7 +317,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 }
 
 // componentReloaders apply a new configuration to running components.
-var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadInbound, reloadProvisioning}
+var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadInbound, reloadProvisioning, reloadAdmin}
 
 // ReloadFailed records a reload that failed before reaching Reload (a config that does not
 // load): the old configuration keeps running.
@@ -344,13 +348,14 @@ func (b *Bridge) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(b.opts.Registry, promhttp.HandlerOpts{Registry: b.opts.Registry}))
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+	auth := adminAuthOf(b)
+	mux.Handle("GET /metrics", auth.require(promhttp.HandlerFor(b.opts.Registry, promhttp.HandlerOpts{Registry: b.opts.Registry})))
+	mux.Handle("GET /status", auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(b.Status(r.Context()))
-	})
+	})))
 	return mux
 }
 

@@ -38,13 +38,40 @@ func InboundConfig(cfg *config.Config) (inbound.Config, error) {
 	in, u, g := cfg.Inbound, cfg.LDAP.Users, cfg.LDAP.Groups
 	out := inbound.Config{
 		BasePath: in.BasePath, MaxBodyBytes: in.MaxBodyBytes,
-		Users:           inbound.Users{BaseDN: u.BaseDN, ObjectClasses: u.ObjectClasses, RDNAttribute: u.RDNAttribute, Filter: u.Filter, IDAttribute: u.IDAttribute},
-		Groups:          inbound.Groups{BaseDN: g.BaseDN, ObjectClasses: g.ObjectClasses, RDNAttribute: g.RDNAttribute, Filter: g.Filter, MemberAttribute: g.MemberAttribute},
+		Users: inbound.Users{BaseDN: u.BaseDN, ObjectClasses: u.ObjectClasses, RDNAttribute: u.RDNAttribute, Filter: u.Filter,
+			ScopeFilter: in.ScopeFilter.Users, IDAttribute: u.IDAttribute},
+		Groups: inbound.Groups{BaseDN: g.BaseDN, ObjectClasses: g.ObjectClasses, RDNAttribute: g.RDNAttribute, Filter: g.Filter,
+			ScopeFilter: in.ScopeFilter.Groups, MemberAttribute: g.MemberAttribute},
 		UserAttributes:  in.UserAttributes,
 		GroupAttributes: in.GroupAttributes,
 		Disable:         in.Disable, DisabledBaseDN: in.DisabledBaseDN,
+		Protect:     inbound.Protection{BindDN: cfg.LDAP.BindDN, DNs: in.ProtectedDNs, Groups: in.ProtectedGroups},
+		ManagedOnly: in.ManagedOnly, AdoptExisting: in.AdoptExisting,
+		MaxMembers:     in.MaxMembersPerRequest,
+		AllowSensitive: in.AllowSensitiveAttributes,
+		MaxConcurrent:  in.MaxConcurrentRequests, MaxQueued: in.MaxQueuedRequests,
+		// A request that waited half the write timeout could not be answered in time anyway.
+		QueueTimeout:            in.WriteTimeout.Duration / 2,
+		PublicURL:               in.PublicURL,
+		AllowCleartextPasswords: in.AllowCleartextPasswords,
+	}
+	if out.MaxQueued == 0 {
+		out.MaxQueued = -1 // max_queued_requests = 0: no queue
+	}
+	for _, url := range cfg.LDAP.URLs {
+		if !config.ProtectedTransport(url, cfg.LDAP.StartTLS) {
+			out.CleartextDirectory = true
+		}
 	}
 	var errs []error
+	for _, p := range in.TrustedProxies {
+		pfx, err := config.ParseProxy(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("inbound.trusted_proxies: %w", err))
+			continue
+		}
+		out.TrustedProxies = append(out.TrustedProxies, pfx)
+	}
 	for i, t := range in.Tokens {
 		sum, err := hex.DecodeString(t.SHA256)
 		if err != nil || len(sum) != 32 {
@@ -70,7 +97,10 @@ func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *lda
 		return fmt.Errorf("bridge: %w", err)
 	}
 	logger := b.logger.With().Str("component", "inbound").Logger()
-	srv, err := inbound.New(ctx, inbound.Options{Config: icfg, Directory: store, Logger: logger, Registry: b.opts.Registry})
+	// The SCIM side's own share of the pool: heavy SCIM requests can never take the
+	// connections the change reader and the provisioners need (see poolShares).
+	share, _ := poolShares(cfg.LDAP.PoolSize)
+	srv, err := inbound.New(ctx, inbound.Options{Config: icfg, Directory: store.Share(share), Logger: logger, Registry: b.opts.Registry})
 	if err != nil {
 		return fmt.Errorf("bridge: %w", err)
 	}
@@ -116,11 +146,11 @@ func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *lda
 }
 
 func (c *inboundComponent) loadCert(in config.Inbound) error {
-	cert, err := tls.LoadX509KeyPair(in.TLSCertFile, in.TLSKeyFile)
+	cert, err := readCert(in)
 	if err != nil {
-		return fmt.Errorf("bridge: inbound.tls_cert_file, inbound.tls_key_file: %w", err)
+		return err
 	}
-	c.cert.Store(&cert)
+	c.cert.Store(cert)
 	return nil
 }
 
@@ -131,16 +161,50 @@ func (b *Bridge) observeCert(c *inboundComponent) {
 	}
 }
 
-// reloadInbound applies a new configuration to the running SCIM server: tokens, limits, bases
-// and attribute maps at once, and a renewed TLS certificate. A new listen address or a switch
-// between TLS and plain HTTP needs a restart.
+func readCert(in config.Inbound) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(in.TLSCertFile, in.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: inbound.tls_cert_file, inbound.tls_key_file: %w", err)
+	}
+	return &cert, nil
+}
+
+// poolShares splits the directory pool between the SCIM server and everything else (the
+// change reader, the provisioners, /readyz): each may hold all connections but a reserve of a
+// quarter of the pool (at least one), which stays for the other. Neither can starve the other,
+// and either can use most of the pool while the other is idle. A pool of one cannot be split.
+func poolShares(poolSize int) (inbound, rest int) {
+	if poolSize < 2 {
+		return 1, 1
+	}
+	reserve := max(1, poolSize/4)
+	return poolSize - reserve, poolSize - reserve
+}
+
+// reloadInbound applies a new configuration to the running SCIM server, or nothing of it.
 func reloadInbound(b *Bridge, old, cfg *config.Config) error {
+	commit, err := prepareInbound(b, old, cfg)
+	if err != nil {
+		return err
+	}
+	commit()
+	return nil
+}
+
+// reloadTimeout bounds what preparing a reload reads from the directory (the protected groups).
+const reloadTimeout = 30 * time.Second
+
+// prepareInbound checks a new configuration for the running SCIM server completely — tokens,
+// limits, bases, fences (the protected groups are read), attribute maps, a renewed TLS
+// certificate — and returns the function that applies all of it at once. Nothing changes
+// before commit. A new listen address or a switch between TLS and plain HTTP needs a restart.
+func prepareInbound(b *Bridge, old, cfg *config.Config) (commit func(), err error) {
 	v, ok := inboundByBridge.Load(b)
 	if !ok {
 		if cfg.Inbound.Enabled && !old.Inbound.Enabled {
-			return errors.New("inbound.enabled: needs a restart")
+			return nil, errors.New("inbound.enabled: needs a restart")
 		}
-		return nil
+		return func() {}, nil
 	}
 	c := v.(*inboundComponent)
 	var errs []error
@@ -154,19 +218,31 @@ func reloadInbound(b *Bridge, old, cfg *config.Config) error {
 		errs = append(errs, errors.New("inbound.tls_cert_file: switching TLS on or off needs a restart"))
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...)
+		return nil, errors.Join(errs...)
 	}
 	icfg, err := InboundConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var cert *tls.Certificate
 	if cfg.Inbound.TLSCertFile != "" {
-		if err := c.loadCert(cfg.Inbound); err != nil {
-			return err
+		if cert, err = readCert(cfg.Inbound); err != nil {
+			return nil, err
 		}
-		b.observeCert(c)
 	}
-	return c.srv.Reload(icfg)
+	ctx, cancel := context.WithTimeout(context.Background(), reloadTimeout)
+	defer cancel()
+	commitSrv, err := c.srv.Prepare(ctx, icfg)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		if cert != nil {
+			c.cert.Store(cert)
+			b.observeCert(c)
+		}
+		commitSrv()
+	}, nil
 }
 
 // inboundStatus is the inbound section of /status.

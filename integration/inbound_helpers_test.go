@@ -47,13 +47,15 @@ type scimDaemon struct {
 // inboundTOML is the [inbound] configuration of a test daemon on its own OU.
 func inboundTOML(ou, listen, token, extra string) string {
 	sum := sha256.Sum256([]byte(token))
+	if !strings.Contains(extra, "max_body_bytes") {
+		extra = "max_body_bytes = 65536\n" + extra
+	}
 	return fmt.Sprintf(`[ldap.users]
 base_dn = "ou=people,%[1]s"
 [ldap.groups]
 base_dn = "ou=groups,%[1]s"
 [inbound]
 listen = %[2]q
-max_body_bytes = 65536
 %[4]s
 [[inbound.token]]
 name = "entra"
@@ -68,6 +70,13 @@ func startSCIM(t *testing.T, name, extraInbound, scheme string) *scimDaemon {
 	s := ldaptest.Shared(t)
 	ou, err := s.NewOU(name)
 	require.NoError(t, err)
+	return startSCIMAt(t, s, ou, extraInbound, scheme)
+}
+
+// startSCIMAt runs the real binary on slapd s with the users and groups bases ou=people and
+// ou=groups below ou.
+func startSCIMAt(t *testing.T, s *ldaptest.Server, ou, extraInbound, scheme string) *scimDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, admin, inbound := baseConfig(t, s, dir, "")
 	const token = "integration-token-0123456789abcdef"

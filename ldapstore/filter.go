@@ -206,3 +206,29 @@ func (b DN) Contains(dn string) bool {
 	}
 	return b.d.EqualFold(d) || b.d.AncestorOfFold(d)
 }
+
+// CheckFilter reports whether f is a valid LDAP filter (RFC 4515), as configured by an admin.
+func CheckFilter(f string) error {
+	if _, err := ldap.CompileFilter(f); err != nil {
+		return fmt.Errorf("ldapstore: filter %q: %w", f, err)
+	}
+	return nil
+}
+
+// JoinFilters combines LDAP filters (each already parenthesised and escaped) with op, '&' or
+// '|', leaving out empty ones: "" for none, the filter itself for one.
+func JoinFilters(op byte, filters ...string) string {
+	var parts []string
+	for _, f := range filters {
+		if f != "" {
+			parts = append(parts, f)
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return ""
+	case 1:
+		return parts[0]
+	}
+	return "(" + string(op) + strings.Join(parts, "") + ")"
+}

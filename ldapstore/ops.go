@@ -118,6 +118,23 @@ func (s *Store) Add(ctx context.Context, dn string, attrs map[string][]string) e
 	return s.withConn(ctx, "add", false, func(c *ldap.Conn) error { return wrap("add", dn, c.Add(req)) })
 }
 
+// AddAsserted creates an entry only if it matches the assertion filter (RFC 4528: on an Add
+// the server evaluates the filter against the entry to be added); a mismatch is
+// ErrAssertionFailed and nothing is added. Needs server support (OIDAssertion).
+func (s *Store) AddAsserted(ctx context.Context, dn string, attrs map[string][]string, assertion string) error {
+	ctrl, err := newAssertionControl(assertion)
+	if err != nil {
+		return &Error{Op: "add", DN: dn, Err: err, kind: ErrInvalid}
+	}
+	req := ldap.NewAddRequest(dn, []ldap.Control{ctrl})
+	for _, name := range sortedKeys(attrs) {
+		if len(attrs[name]) > 0 {
+			req.Attribute(name, attrs[name])
+		}
+	}
+	return s.withConn(ctx, "add", false, func(c *ldap.Conn) error { return wrap("add", dn, c.Add(req)) })
+}
+
 // ModOp is the kind of one attribute change.
 type ModOp int
 

@@ -65,9 +65,17 @@ type Store struct {
 
 	slots chan struct{}   // one per open-or-borrowed connection: bounds the pool
 	idle  chan *ldap.Conn // bound, idle connections
-	next  atomic.Int32    // index of the URL that answered last
 	dial  func(ctx context.Context, rawURL string) (*ldap.Conn, error)
+	// share, when set, bounds the connections this view of the pool holds at once (Share).
+	share chan struct{}
 
+	// *shared is what every view of one pool has in common.
+	*shared
+}
+
+// shared is the state common to a Store and its views.
+type shared struct {
+	next    atomic.Int32 // index of the URL that answered last
 	mu      sync.Mutex
 	closed  bool
 	rootDSE *RootDSE
@@ -86,12 +94,19 @@ func New(cfg Config, logger zerolog.Logger, opts ...Option) (*Store, error) {
 		return nil, errors.New("ldapstore: no directory URL")
 	}
 	for _, u := range cfg.URLs {
+		if strings.HasPrefix(u, "ldapi://") {
+			// A local socket, its path percent-encoded as the host (url.Parse refuses that).
+			if cfg.StartTLS {
+				return nil, fmt.Errorf("ldapstore: url %q: start_tls only goes with ldap://", u)
+			}
+			continue
+		}
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "ldap" && p.Scheme != "ldaps") || p.Host == "" {
-			return nil, fmt.Errorf("ldapstore: url %q: want ldap://host[:port] or ldaps://host[:port]", u)
+			return nil, fmt.Errorf("ldapstore: url %q: want ldap://host[:port], ldaps://host[:port] or ldapi://%%2Fpath%%2Fto%%2Fsocket", u)
 		}
-		if p.Scheme == "ldaps" && cfg.StartTLS {
-			return nil, fmt.Errorf("ldapstore: url %q: start_tls does not go with ldaps://", u)
+		if p.Scheme != "ldap" && cfg.StartTLS {
+			return nil, fmt.Errorf("ldapstore: url %q: start_tls only goes with ldap://", u)
 		}
 	}
 	if cfg.PoolSize <= 0 {
@@ -125,6 +140,7 @@ func New(cfg Config, logger zerolog.Logger, opts ...Option) (*Store, error) {
 		observe: func(string, time.Duration, error) {},
 		slots:   make(chan struct{}, cfg.PoolSize),
 		idle:    make(chan *ldap.Conn, cfg.PoolSize),
+		shared:  &shared{},
 	}
 	s.dial = s.dialURL
 	for _, o := range opts {
@@ -239,6 +255,16 @@ func (s *Store) withConn(ctx context.Context, op string, retry bool, fn func(*ld
 }
 
 func (s *Store) withConnOnce(ctx context.Context, fn func(*ldap.Conn) error) error {
+	// A view's own share first, then a slot of the pool: a view that waits for its share holds
+	// nothing another view could use.
+	if s.share != nil {
+		select {
+		case s.share <- struct{}{}:
+		case <-ctx.Done():
+			return &Error{Op: "acquire", Err: context.Cause(ctx), kind: ErrUnavailable}
+		}
+		defer func() { <-s.share }()
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -285,6 +311,26 @@ func (s *Store) withConnOnce(ctx context.Context, fn func(*ldap.Conn) error) err
 		conn.Close()
 	}
 	return err
+}
+
+// Share returns a view of the store that uses its pool — its connections, failover and root
+// DSE — but holds at most n connections at once (at least 1; at most the pool size). Give
+// each consumer of one pool a view whose share leaves room for the others, and no consumer
+// can starve another: with a pool of 8 and two views of 6, each always has 2. A view needs
+// no Close of its own; closing the store closes the pool of all its views.
+func (s *Store) Share(n int) *Store {
+	n = max(1, min(n, s.cfg.PoolSize))
+	v := *s
+	v.share = make(chan struct{}, n)
+	return &v
+}
+
+// ShareSize is the bound Share gave this view, or the pool size for the store itself.
+func (s *Store) ShareSize() int {
+	if s.share != nil {
+		return cap(s.share)
+	}
+	return s.cfg.PoolSize
 }
 
 // Ping checks that the directory answers (the root DSE is read on a pooled connection).

@@ -296,3 +296,53 @@ func TestTLS(t *testing.T) {
 		require.ErrorContains(t, err, "certificate")
 	})
 }
+
+// TestSharesKeepRoomForEachOther: two views of one pool, each bounded below the pool size: one
+// holding its whole share never keeps the other from a connection, and waits itself for a
+// share of its own rather than taking the other's.
+func TestSharesKeepRoomForEachOther(t *testing.T) {
+	s := ldaptest.Shared(t)
+	st := storeFor(t, s) // a pool of 4
+	busy, other := st.Share(3), st.Share(3)
+	require.Equal(t, 3, busy.ShareSize())
+	entered, release := make(chan struct{}, 3), make(chan struct{})
+	done := make(chan error, 3)
+	for range 3 {
+		go func() {
+			done <- busy.Walk(context.Background(), ldapstore.Search{Base: s.Suffix, Scope: ldapstore.ScopeBase}, func(mapping.Entry) error {
+				entered <- struct{}{}
+				<-release
+				return nil
+			})
+		}()
+	}
+	for range 3 {
+		<-entered
+	}
+	// busy holds its share: its next request waits (and here gives up) …
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	_, err := busy.Get(ctx, s.Suffix, []string{"1.1"})
+	cancel()
+	require.ErrorIs(t, err, ldapstore.ErrUnavailable, "a view waits for its own share")
+	// … while the other view still gets a connection at once.
+	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	_, err = other.Get(ctx, s.Suffix, []string{"1.1"})
+	cancel()
+	require.NoError(t, err, "the other view is not starved")
+	close(release)
+	for range 3 {
+		require.NoError(t, <-done)
+	}
+}
+
+// TestLDAPI: the store reaches slapd over its Unix socket (ldapi://), which counts as a
+// protected transport: nothing crosses a network.
+func TestLDAPI(t *testing.T) {
+	s := ldaptest.Shared(t)
+	st := storeFor(t, s, func(c *ldapstore.Config) { c.URLs = []string{s.LDAPIURL} })
+	e, err := st.Get(context.Background(), s.ServiceDN, []string{"cn"})
+	require.NoError(t, err)
+	require.Equal(t, "scimbridge", e.First("cn"))
+	_, err = ldapstore.New(ldapstore.Config{URLs: []string{s.LDAPIURL}, StartTLS: true}, zerolog.Nop())
+	require.Error(t, err, "start_tls goes with ldap:// only")
+}

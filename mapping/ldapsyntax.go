@@ -255,6 +255,10 @@ func toLDAP(v any, scimType, attr, path string) (string, *Error) {
 		if !utf8.ValidString(x) {
 			return "", errorf(ScimTypeInvalidValue, "%s: the value is not valid UTF-8", path)
 		}
+		if strings.ContainsRune(x, 0) {
+			// No directory string holds one (the inbound server refuses them earlier too).
+			return "", errorf(ScimTypeInvalidValue, "%s: the value contains a NUL character", path)
+		}
 		if scimType == TypeDateTime {
 			t, err := parseDateTime(x)
 			if err != nil {

@@ -59,6 +59,9 @@ type Attribute struct {
 	Mutability string
 	// SubAttributes are the sub-attributes of a complex attribute.
 	SubAttributes []Attribute
+	// CanonicalValues, when set, are the values the attribute takes (RFC 7643 §2.4): the
+	// types of emails, addresses … that are stored.
+	CanonicalValues []string
 }
 
 func (a Attribute) readOnly() bool { return a.Mutability == ReadOnly }

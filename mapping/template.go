@@ -149,11 +149,23 @@ func templateFuncs() template.FuncMap {
 
 // entryFuncs are the entry functions of one bound template set; they read the entry e points
 // to at execution time.
+// A password attribute reads as empty, whatever computes its name (compileMapping refuses
+// the names it can see).
 func entryFuncs(e *Entry) template.FuncMap {
 	return template.FuncMap{
-		"attr":   func(name string) string { return e.First(name) },
-		"values": func(name string) []string { return append([]string(nil), e.Get(name)...) },
-		"dn":     func() string { return e.DN },
+		"attr": func(name string) string {
+			if IsPasswordAttribute(name) {
+				return ""
+			}
+			return e.First(name)
+		},
+		"values": func(name string) []string {
+			if IsPasswordAttribute(name) {
+				return nil
+			}
+			return append([]string(nil), e.Get(name)...)
+		},
+		"dn": func() string { return e.DN },
 	}
 }
 
@@ -233,10 +245,22 @@ func compileMapping(table string, schema Schema, m map[string]string) (*Template
 			errs = append(errs, fmt.Errorf("%s.%s: %w", table, key, err))
 			continue
 		}
+		read := map[string]bool{}
 		for _, tree := range t.Templates() {
 			if tree.Tree != nil {
-				collectAttrs(tree.Tree.Root, attrs)
+				collectAttrs(tree.Tree.Root, read)
 			}
+		}
+		refused := false
+		for _, name := range sortedKeys(read) {
+			if IsPasswordAttribute(name) {
+				errs = append(errs, fmt.Errorf("%s.%s: reads %s: an outbound template never reads a password attribute", table, key, name))
+				refused = true
+			}
+			attrs[name] = true
+		}
+		if refused {
+			continue
 		}
 		tm.fields = append(tm.fields, templateField{key: key, tmpl: t, dst: dst})
 	}

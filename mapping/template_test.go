@@ -159,23 +159,27 @@ func TestCompileUserMappingErrors(t *testing.T) {
 		mapping   map[string]string
 		fragments []string
 	}{
-		"template syntax":          {map[string]string{"userName": `{{ .uid `}, []string{"user_mapping.userName: template: userName:1:"}},
-		"unknown function":         {map[string]string{"userName": `{{ nope .uid }}`}, []string{"user_mapping.userName:", `"nope" not defined`}},
-		"unknown attribute":        {map[string]string{"shoeSize": `x`}, []string{"user_mapping.shoeSize:", `"shoeSize"`}},
-		"unparsable path":          {map[string]string{"emails[": `x`}, []string{"user_mapping.emails[:", "not a SCIM attribute path"}},
-		"read-only id":             {map[string]string{"id": `x`}, []string{"id cannot be pushed"}},
-		"read-only meta":           {map[string]string{"meta.version": `x`}, []string{"meta cannot be pushed"}},
-		"groups":                   {map[string]string{"groups": `x`}, []string{"groups cannot be pushed"}},
-		"password":                 {map[string]string{"password": `x`}, []string{"password cannot be pushed"}},
-		"manager":                  {map[string]string{mapping.EnterpriseSchemaURN + ":manager.value": `x`}, []string{"manager"}},
-		"complex without sub":      {map[string]string{"name": `x`}, []string{"name.formatted"}},
-		"unknown sub":              {map[string]string{"name.nick": `x`}, []string{`"nick"`}},
-		"sub of a simple":          {map[string]string{"title.x": `x`}, []string{"no sub-attributes"}},
-		"filter on a single value": {map[string]string{`title[type eq "x"]`: `x`}, []string{"cannot take a filter"}},
-		"filter not eq":            {map[string]string{`emails[type ne "x"].value`: `x`}, []string{"eq conditions"}},
-		"filter on an extension":   {map[string]string{`urn:acme:User:x[type eq "y"]`: `x`}, []string{"only supported on core"}},
-		"filter without sub":       {map[string]string{`emails[type eq "work"]`: `x`}, []string{"name a sub-attribute"}},
-		"every problem at once":    {map[string]string{"a1": "x", "a2": "{{"}, []string{"user_mapping.a1", "user_mapping.a2"}},
+		"template syntax":           {map[string]string{"userName": `{{ .uid `}, []string{"user_mapping.userName: template: userName:1:"}},
+		"unknown function":          {map[string]string{"userName": `{{ nope .uid }}`}, []string{"user_mapping.userName:", `"nope" not defined`}},
+		"unknown attribute":         {map[string]string{"shoeSize": `x`}, []string{"user_mapping.shoeSize:", `"shoeSize"`}},
+		"unparsable path":           {map[string]string{"emails[": `x`}, []string{"user_mapping.emails[:", "not a SCIM attribute path"}},
+		"read-only id":              {map[string]string{"id": `x`}, []string{"id cannot be pushed"}},
+		"read-only meta":            {map[string]string{"meta.version": `x`}, []string{"meta cannot be pushed"}},
+		"groups":                    {map[string]string{"groups": `x`}, []string{"groups cannot be pushed"}},
+		"password":                  {map[string]string{"password": `x`}, []string{"password cannot be pushed"}},
+		"manager":                   {map[string]string{mapping.EnterpriseSchemaURN + ":manager.value": `x`}, []string{"manager"}},
+		"complex without sub":       {map[string]string{"name": `x`}, []string{"name.formatted"}},
+		"unknown sub":               {map[string]string{"name.nick": `x`}, []string{`"nick"`}},
+		"sub of a simple":           {map[string]string{"title.x": `x`}, []string{"no sub-attributes"}},
+		"filter on a single value":  {map[string]string{`title[type eq "x"]`: `x`}, []string{"cannot take a filter"}},
+		"filter not eq":             {map[string]string{`emails[type ne "x"].value`: `x`}, []string{"eq conditions"}},
+		"filter on an extension":    {map[string]string{`urn:acme:User:x[type eq "y"]`: `x`}, []string{"only supported on core"}},
+		"filter without sub":        {map[string]string{`emails[type eq "work"]`: `x`}, []string{"name a sub-attribute"}},
+		"every problem at once":     {map[string]string{"a1": "x", "a2": "{{"}, []string{"user_mapping.a1", "user_mapping.a2"}},
+		"a password hash":           {map[string]string{"title": `{{ .userPassword }}`}, []string{"user_mapping.title: reads userPassword", "never reads a password"}},
+		"a password through attr":   {map[string]string{"title": `{{ attr "UserPassword" | lower }}`}, []string{"reads UserPassword"}},
+		"a password through values": {map[string]string{"title": `{{ values "sambaNTPassword" | first }}`}, []string{"reads sambaNTPassword"}},
+		"a password by OID":         {map[string]string{"title": `{{ attr "2.5.4.35" }}`}, []string{"reads 2.5.4.35"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -443,4 +447,20 @@ func BenchmarkRenderDefaultUserMapping(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestRenderNeverShowsPasswords: a template that names a password attribute in a way the
+// compiler cannot see still reads nothing.
+func TestRenderNeverShowsPasswords(t *testing.T) {
+	tm, err := mapping.CompileUserMapping(map[string]string{
+		"userName": `{{ .uid }}`,
+		"title":    `{{ attr (printf "%s%s" "user" "Password") }}`,
+		"nickName": `{{ values (print "userPass" "word") | join "," }}`,
+	})
+	require.NoError(t, err)
+	e := templateEntry
+	e.Attrs = map[string][]string{"uid": {"jdoe"}, "userPassword": {"{SSHA}secret-hash"}}
+	res, err := tm.Render(e)
+	require.NoError(t, err)
+	require.NotContains(t, fmt.Sprint(res), "secret-hash")
 }

@@ -23,6 +23,10 @@ type UserWrite struct {
 	// Ignored are the SCIM attribute paths the client sent values for that have no LDAP
 	// mapping, sorted; the caller logs each name once.
 	Ignored []string
+	// derived names cn and sn when their value was derived because the resource did not carry
+	// the attribute they hold (name.formatted, name.familyName): UserChanges keeps a stored
+	// value the client did not send instead of deriving it again.
+	derived map[string]bool
 }
 
 // UserToLDAP converts a SCIM User resource (JSON-shaped, as a client sent it) into LDAP
@@ -34,8 +38,9 @@ type UserWrite struct {
 //
 // When the client sends no name.formatted (or it is not mapped to cn), cn is derived from
 // name.formatted, displayName, "givenName familyName" or userName, the first that is set;
-// when it sends no familyName, sn is userName. Both are required by inetOrgPerson. Such a
-// derived sn or cn equal to userName is hidden again by UserFromLDAP.
+// when it sends no familyName, sn is userName. Both are required by inetOrgPerson. A stored
+// value equal to its derivation is hidden again by UserFromLDAP, and UserChanges never
+// derives again a value the client did not send.
 //
 // Errors are *Error: invalidSyntax for attribute names in no schema of the resource,
 // invalidValue for values of the wrong type, values the directory's syntax refuses and a
@@ -178,13 +183,18 @@ func (m UserMap) write(c map[string]any, marker ActiveMarker, resolveManager fun
 		attrs.set(marker.LockAttr, marker.lockValues(nil, w.Active))
 	}
 	if len(attrs.get(ldapCN)) == 0 {
-		if cn := deriveCN(c, userName); cn != "" {
+		if cn, _ := deriveCN(c, userName); cn != "" {
 			attrs.set(ldapCN, []string{cn})
+			w.derived = map[string]bool{ldapCN: true}
 		}
 	}
 	if len(attrs.get(ldapSN)) == 0 {
 		if sn := deriveSN(c, userName); sn != "" {
 			attrs.set(ldapSN, []string{sn})
+			if w.derived == nil {
+				w.derived = map[string]bool{}
+			}
+			w.derived[ldapSN] = true
 		}
 	}
 	w.Attrs = attrs
@@ -198,17 +208,20 @@ func nameField(c map[string]any, sub string) string {
 	return strings.TrimSpace(s)
 }
 
-func deriveCN(c map[string]any, userName string) string {
+// deriveCN is the cn of a resource that does not map a value to cn: name.formatted,
+// displayName, "givenName familyName" or userName, the first that is set. fromUserName is
+// true when it had to fall back to userName.
+func deriveCN(c map[string]any, userName string) (cn string, fromUserName bool) {
 	if f := nameField(c, "formatted"); f != "" {
-		return f
+		return f, false
 	}
 	if d, _ := c["displayName"].(string); strings.TrimSpace(d) != "" {
-		return strings.TrimSpace(d)
+		return strings.TrimSpace(d), false
 	}
 	if g := strings.TrimSpace(nameField(c, "givenName") + " " + nameField(c, "familyName")); g != "" {
-		return g
+		return g, false
 	}
-	return strings.TrimSpace(userName)
+	return strings.TrimSpace(userName), true
 }
 
 func deriveSN(c map[string]any, userName string) string {
@@ -365,18 +378,7 @@ func UserFromLDAP(e Entry, m UserMap, marker ActiveMarker, idAttr string, manage
 			res[ta.name] = elems
 		}
 	}
-	// Hide what UserToLDAP derived from userName for inetOrgPerson's required cn and sn.
-	if name, ok := res["name"].(map[string]any); ok {
-		userName, _ := res["userName"].(string)
-		for _, sub := range []string{"familyName", "formatted"} {
-			if v, _ := name[sub].(string); userName != "" && v == userName {
-				delete(name, sub)
-			}
-		}
-		if len(name) == 0 {
-			delete(res, "name")
-		}
-	}
+	hideDerived(res)
 	res["active"] = marker.Active(e)
 	schemas := []any{UserSchemaURN}
 	for _, x := range m.schema.Extensions {
@@ -387,6 +389,53 @@ func UserFromLDAP(e Entry, m UserMap, marker ActiveMarker, idAttr string, manage
 	res["schemas"] = schemas
 	res["meta"] = meta(e, "User")
 	return res
+}
+
+// hideDerived removes from a resource read from the directory the name parts whose value is
+// what UserToLDAP derives from userName alone when they are not sent (inetOrgPerson requires
+// cn and sn): name.familyName equal to userName, and name.formatted equal to userName when the
+// resource has nothing else cn would be derived from (displayName, given or family name). A
+// value derived from other attributes is shown: it reads back what the client can see
+// elsewhere. Hiding is only what is shown; UserChanges never derives a stored value again.
+func hideDerived(res map[string]any) {
+	name, ok := res["name"].(map[string]any)
+	if !ok {
+		return
+	}
+	userName, _ := res["userName"].(string)
+	// familyName first: cn was derived from what the client sent, which did not include a
+	// derived familyName.
+	if f, _ := name["familyName"].(string); f != "" {
+		if f == deriveSN(withoutName(res, "familyName"), userName) {
+			delete(name, "familyName")
+		}
+	}
+	if f, _ := name["formatted"].(string); f != "" {
+		if cn, fromUserName := deriveCN(withoutName(res, "formatted"), userName); fromUserName && f == cn {
+			delete(name, "formatted")
+		}
+	}
+	if len(name) == 0 {
+		delete(res, "name")
+	}
+}
+
+// withoutName is res (shallowly) without the name sub-attribute sub.
+func withoutName(res map[string]any, sub string) map[string]any {
+	out := make(map[string]any, len(res))
+	for k, v := range res {
+		out[k] = v
+	}
+	if name, ok := res["name"].(map[string]any); ok {
+		n := make(map[string]any, len(name))
+		for k, v := range name {
+			if k != sub {
+				n[k] = v
+			}
+		}
+		out["name"] = n
+	}
+	return out
 }
 
 // readTyped reads the elements of one typed attribute, each LDAP value once (the first type
@@ -426,7 +475,8 @@ func (m UserMap) readTyped(e Entry, ta typedAttr, marker ActiveMarker) []any {
 			elems = append(elems, el)
 		}
 	}
-	if ta.name == "emails" && len(elems) > 0 {
+	// The primary work address is stored first; no other type carries "primary".
+	if ta.name == "emails" && len(elems) > 0 && elems[0].(map[string]any)["type"] == fallbackType {
 		elems[0].(map[string]any)["primary"] = true
 	}
 	return elems
@@ -523,6 +573,9 @@ func UserChanges(e Entry, w UserWrite, m UserMap, marker ActiveMarker, managerID
 		if marker.onAttr(attr) {
 			markerMapped = true
 		}
+		if keepDerived(attr, w, rt) {
+			continue
+		}
 		if d := want.get(attr); !equalValues(attr, d, was.get(attr)) {
 			out[attr] = nonNil(d)
 		}
@@ -540,6 +593,20 @@ func UserChanges(e Entry, w UserWrite, m UserMap, marker ActiveMarker, managerID
 		}
 	}
 	return out
+}
+
+// keepDerived reports whether the stored value of attr (cn or sn) stays as it is: the new
+// resource w does not carry the attribute it holds, and neither did the entry as the client
+// saw it (rt, its round trip), so both sides would only derive it. A PATCH of userName alone
+// then leaves sn alone, whatever it holds. When the client drops a name part it could see,
+// the value is derived again.
+func keepDerived(attr string, w, rt UserWrite) bool {
+	for _, a := range []string{ldapCN, ldapSN} {
+		if strings.EqualFold(attr, a) {
+			return w.derived[a] && rt.derived[a]
+		}
+	}
+	return false
 }
 
 // equalValues compares two value lists of attr in order: exactly, except DNs, which compare

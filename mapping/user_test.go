@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scimbridge/scimbridge/mapping"
@@ -45,7 +46,7 @@ func TestUserToLDAPEntraCreate(t *testing.T) {
 		Active:  true,
 		Ignored: []string{`addresses[type eq "work"].country`, ent + ":costCenter"},
 	}
-	if diff := cmp.Diff(want, w); diff != "" {
+	if diff := cmp.Diff(want, w, cmpopts.IgnoreUnexported(mapping.UserWrite{})); diff != "" {
 		t.Errorf("UserToLDAP mismatch (-want +got):\n%s", diff)
 	}
 }
@@ -134,13 +135,15 @@ func TestUserToLDAP(t *testing.T) {
 			res:       `{"userName":"u"}`,
 			wantAttrs: map[string][]string{"cn": {"u"}, "sn": {"u"}},
 		},
-		"e-mails: primary first, home and untyped into mail, duplicates dropped": {
+		"e-mails: primary first, untyped into mail, duplicates dropped, types without a home ignored": {
 			res: `{"userName":"u","emails":[
 				{"value":"home@x.org","type":"home"},
 				{"value":"Work@X.org","type":"work","primary":true},
-				{"value":"work@x.ORG","type":"other"},
+				{"value":"other@x.ORG","type":"other"},
+				{"value":"work@x.ORG"},
 				{"value":"plain@x.org"}]}`,
-			wantAttrs: map[string][]string{"mail": {"Work@X.org", "home@x.org", "plain@x.org"}},
+			wantAttrs:   map[string][]string{"mail": {"Work@X.org", "plain@x.org"}},
+			wantIgnored: []string{`emails[type eq "home"].value`, `emails[type eq "other"].value`},
 		},
 		"phone numbers of unmapped types are ignored": {
 			res:         `{"userName":"u","phoneNumbers":[{"value":"+1 555","type":"other"},{"value":"+1 556","type":"assistant"},{"value":"+1 557"}]}`,
@@ -492,6 +495,10 @@ func TestUserChanges(t *testing.T) {
 	entry := func(attrs map[string][]string) mapping.Entry {
 		all := map[string][]string{"uid": {"u"}, "cn": {"User One"}, "sn": {"One"}, "givenName": {"User"}}
 		for k, v := range attrs {
+			if v == nil {
+				delete(all, k)
+				continue
+			}
 			all[k] = v
 		}
 		return mapping.Entry{DN: "uid=u," + base, Attrs: all}
@@ -592,6 +599,27 @@ func TestUserChanges(t *testing.T) {
 		"a new userName": {
 			patch: func(r map[string]any) { r["userName"] = "v" },
 			want:  map[string][]string{"uid": {"v"}},
+		},
+		// Issue 9: POST userName=OMalley name.familyName=OMalley, then PATCH userName only. sn
+		// equals the old userName, so it reads like a derived value, but it must not follow.
+		"a new userName keeps an sn equal to the old userName": {
+			attrs: map[string][]string{"uid": {"OMalley"}, "sn": {"OMalley"}, "cn": {"Conan OMalley"}, "givenName": {"Conan"}},
+			patch: func(r map[string]any) { r["userName"] = "newusername" },
+			want:  map[string][]string{"uid": {"newusername"}},
+		},
+		"a new userName keeps a derived sn and cn": {
+			attrs: map[string][]string{"uid": {"bob"}, "sn": {"bob"}, "cn": {"bob"}, "givenName": nil},
+			patch: func(r map[string]any) { r["userName"] = "robert" },
+			want:  map[string][]string{"uid": {"robert"}},
+		},
+		"a new displayName keeps the cn derived from the old one": {
+			attrs: map[string][]string{"cn": {"Dee"}, "displayName": {"Dee"}, "givenName": nil},
+			patch: func(r map[string]any) { r["displayName"] = "Dora" },
+			want:  map[string][]string{"displayName": {"Dora"}},
+		},
+		"removing a familyName the client saw derives sn again": {
+			patch: func(r map[string]any) { delete(r["name"].(map[string]any), "familyName") },
+			want:  map[string][]string{"sn": {"u"}},
 		},
 	}
 	for name, tc := range tests {

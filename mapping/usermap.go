@@ -39,9 +39,10 @@ var defaultUserAttributes = map[string]string{
 	"profileUrl":        "labeledURI",
 	"title":             "title",
 	"preferredLanguage": "preferredLanguage",
-	// mail holds every e-mail address; the primary one first. Addresses of types without a
-	// mapping of their own (home, other) are stored here too and read back as type work.
-	// mail is an IA5String: the directory refuses non-ASCII addresses.
+	// mail holds the work e-mail addresses, the primary one first (and addresses sent without
+	// a type). Types without a mapping of their own (home, other) are not stored: they are
+	// ignored like any unmapped attribute, never stored as work. mail is an IA5String: the
+	// directory refuses non-ASCII addresses.
 	`emails[type eq "work"].value`: "mail",
 	// Telephone numbers are PrintableStrings in LDAP: letters, digits, space and '()+,-./:=?.
 	`phoneNumbers[type eq "work"].value`:   "telephoneNumber",
@@ -58,6 +59,9 @@ var defaultUserAttributes = map[string]string{
 	// postalAddress uses the Postal Address syntax: SCIM's "\n" line breaks become '$'.
 	`addresses[type eq "work"].formatted`: "postalAddress",
 	`addresses[type eq "home"].formatted`: "homePostalAddress",
+	// Entra ID sends the office (physicalDeliveryOfficeName) as the "other" address;
+	// organizationalPerson has the very attribute.
+	`addresses[type eq "other"].formatted`: "physicalDeliveryOfficeName",
 	// Enterprise extension. department → departmentNumber rather than ou: ou on person
 	// entries is often used by ACLs and tools as if it named a container, and
 	// departmentNumber is inetOrgPerson's own attribute for the department (a directory
@@ -67,6 +71,39 @@ var defaultUserAttributes = map[string]string{
 	EnterpriseSchemaURN + ":organization":   "o",
 	// manager holds the manager's DN; the SCIM side carries the manager's id.
 	EnterpriseSchemaURN + ":manager": "manager",
+}
+
+// SchemaAuxiliaryClass is the auxiliary object class of the optional schema shipped in
+// etc/schema (scimbridge.ldif for cn=config, scimbridge.schema for slapd.conf): it gives the
+// attributes of SchemaUserAttributes a home on inetOrgPerson entries.
+const SchemaAuxiliaryClass = "scimbridgePerson"
+
+// schemaUserAttributes are the mappings the optional schema adds to the defaults, for what
+// Microsoft Entra ID sends by default (and the enterprise attributes) that inetOrgPerson cannot
+// hold: the work address's country (co, cosine's friendlyCountryName: free text, not the
+// two-letter c), the "other" e-mail addresses (proxyAddresses), costCenter and division.
+var schemaUserAttributes = map[string]string{
+	`addresses[type eq "work"].country`: "co",
+	`emails[type eq "other"].value`:     "scimbridgeOtherMail",
+	EnterpriseSchemaURN + ":costCenter": "scimbridgeCostCenter",
+	EnterpriseSchemaURN + ":division":   "scimbridgeDivision",
+}
+
+// SchemaUserAttributes returns the mappings the optional schema adds to DefaultUserAttributes
+// when the directory has it (its attribute types are in the subschema). A configured
+// [inbound.user_attributes] key overrides them like any default.
+func SchemaUserAttributes() map[string]string {
+	out := make(map[string]string, len(schemaUserAttributes))
+	for k, v := range schemaUserAttributes {
+		out[k] = v
+	}
+	return out
+}
+
+// SchemaAttributes are the LDAP attributes the optional schema's auxiliary class allows: an
+// entry that gets one of them needs SchemaAuxiliaryClass.
+func SchemaAttributes() []string {
+	return []string{"co", "scimbridgeOtherMail", "scimbridgeCostCenter", "scimbridgeDivision"}
 }
 
 // DefaultUserAttributes returns the default [inbound.user_attributes] table: SCIM attribute
@@ -113,7 +150,7 @@ type typedAttr struct {
 }
 
 var typedAttrs = []typedAttr{
-	{name: "emails", types: []string{"work", "home", "other"}, subs: []string{"value"}, fallbackAll: true},
+	{name: "emails", types: []string{"work", "home", "other"}, subs: []string{"value"}},
 	{name: "phoneNumbers", types: []string{"work", "mobile", "home", "fax", "pager", "other"}, subs: []string{"value"}},
 	{name: "ims", types: []string{"aim", "gtalk", "icq", "xmpp", "msn", "skype", "qq", "yahoo"}, subs: []string{"value"}},
 	{name: "photos", types: []string{"photo", "thumbnail"}, subs: []string{"value"}},
@@ -535,8 +572,9 @@ const (
 )
 
 // SearchAttributes returns the LDAP attributes to request when reading users: every mapped
-// attribute, cn and sn, the marker's, idAttr, and the operational attributes behind meta.
-func (m UserMap) SearchAttributes(marker ActiveMarker, idAttr string) []string {
-	return m.ldapAttrs(ldapCN, ldapSN, marker.Attr, marker.LockAttr, idAttr,
-		"entryCSN", "createTimestamp", "modifyTimestamp")
+// attribute, cn and sn, the marker's, idAttr, the operational attributes behind meta, and
+// extra.
+func (m UserMap) SearchAttributes(marker ActiveMarker, idAttr string, extra ...string) []string {
+	return m.ldapAttrs(append([]string{ldapCN, ldapSN, marker.Attr, marker.LockAttr, idAttr,
+		"entryCSN", "createTimestamp", "modifyTimestamp"}, extra...)...)
 }

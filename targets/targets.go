@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -127,6 +128,23 @@ type Config interface {
 // errors.Join, each prefixed with the key it is about.
 type Validator interface {
 	Validate() error
+}
+
+// Warner is implemented by configs that can name settings which work but deserve the admin's
+// attention, such as a credential sent over plain HTTP. Each warning is prefixed with its key.
+type Warner interface {
+	Warnings() []string
+}
+
+// IsLoopbackHost reports whether host (a name or an IP address, without port) is this machine
+// itself: "localhost" or a loopback address. Traffic to it never crosses a network.
+func IsLoopbackHost(host string) bool {
+	host = strings.TrimSuffix(strings.Trim(host, "[]"), ".")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // DirectorySetter is implemented by configs holding file paths: the bridge calls SetDirectory

@@ -3,7 +3,6 @@ package capture
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore"
@@ -81,21 +80,7 @@ func NewSource(ctx context.Context, cfg *config.Config, store *ldapstore.Store) 
 	return nil, fmt.Errorf("capture: changes.source: unknown value %q (want \"accesslog\", \"changelog\", \"usn\" or \"timestamp\")", name)
 }
 
-func anyOf(filters ...string) string {
-	var parts []string
-	for _, f := range filters {
-		if f != "" {
-			parts = append(parts, f)
-		}
-	}
-	switch len(parts) {
-	case 0:
-		return ""
-	case 1:
-		return parts[0]
-	}
-	return "(|" + strings.Join(parts, "") + ")"
-}
+func anyOf(filters ...string) string { return ldapstore.JoinFilters('|', filters...) }
 
 func nonEmpty(s []string) []string {
 	var out []string

@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +19,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
 )
 
@@ -67,6 +72,12 @@ type Admin struct {
 	// Listen is the address of /healthz, /readyz, /metrics and /status; "" turns the listener
 	// off. Defaults to "127.0.0.1:9480": loopback, since /status and /metrics are not public.
 	Listen string `toml:"listen"`
+	// TokenFile holds a bearer token that /metrics and /status then require (Prometheus's
+	// authorization credentials_file sends it); /healthz and /readyz stay open. Read at start
+	// and on every reload.
+	TokenFile string `toml:"token_file"`
+	// Token is TokenFile's content, read by LoadSecrets.
+	Token Secret `toml:"-"`
 }
 
 // LDAP is how the bridge reaches the directory.
@@ -176,6 +187,46 @@ type Inbound struct {
 	GroupAttributes map[string]string `toml:"group_attributes"`
 	// Extensions declare custom SCIM schema extensions for users.
 	Extensions []Extension `toml:"extension"`
+
+	// ProtectedDNs are entries the SCIM side never sees or touches, besides the bridge's own
+	// bind DN, which always is protected.
+	ProtectedDNs []string `toml:"protected_dns"`
+	// ProtectedGroups are groups whose members (through nested groups too) and themselves the
+	// SCIM side never sees or touches. Each must exist.
+	ProtectedGroups []string `toml:"protected_groups"`
+	// ScopeFilter is an LDAP filter per kind ANDed to every SCIM read and write.
+	ScopeFilter ScopeFilter `toml:"scope_filter"`
+	// ManagedOnly makes the SCIM side see and change only the entries it created (marked).
+	// Defaults to false.
+	ManagedOnly bool `toml:"managed_only"`
+	// AdoptExisting lets a POST in managed mode take over an unmarked entry of the same name
+	// instead of answering 409. Defaults to false.
+	AdoptExisting bool `toml:"adopt_existing"`
+	// MaxMembersPerRequest caps the member ids of one group request (413 beyond). Defaults to 20000.
+	MaxMembersPerRequest int `toml:"max_members_per_request"`
+	// MaxConcurrentRequests bounds the SCIM requests worked on at once. Defaults to 16.
+	MaxConcurrentRequests int `toml:"max_concurrent_requests"`
+	// MaxQueuedRequests bounds the requests waiting for their turn; a full queue answers 503
+	// with Retry-After. Defaults to 1024.
+	MaxQueuedRequests int `toml:"max_queued_requests"`
+	// PublicURL is the base URL clients reach the SCIM endpoints at (https://scim.example.org/scim/v2),
+	// used for Location and meta.location. Empty: built from the request.
+	PublicURL string `toml:"public_url"`
+	// TrustedProxies are the addresses or CIDR ranges whose X-Forwarded-Proto and
+	// X-Forwarded-Host headers are believed. Defaults to none.
+	TrustedProxies []string `toml:"trusted_proxies"`
+	// AllowCleartextPasswords lets SCIM set passwords over an LDAP connection that is neither
+	// TLS nor loopback/ldapi. Defaults to false.
+	AllowCleartextPasswords bool `toml:"allow_cleartext_passwords"`
+	// AllowSensitiveAttributes names LDAP attributes that give control of logins (uidNumber,
+	// loginShell, authzTo, …) which the attribute maps may use all the same. Defaults to none.
+	AllowSensitiveAttributes []string `toml:"allow_sensitive_attributes"`
+}
+
+// ScopeFilter is [inbound.scope_filter]: one LDAP filter per kind, for the SCIM side only.
+type ScopeFilter struct {
+	Users  string `toml:"users"`
+	Groups string `toml:"groups"`
 }
 
 // Token is one accepted inbound bearer token, stored as its SHA-256.
@@ -262,6 +313,12 @@ var defaultConfig = Config{
 		Enabled: true, Listen: "127.0.0.1:8080", BasePath: "/scim/v2", MaxBodyBytes: 1 << 20, Disable: "attribute",
 		ReadTimeout: dur(30 * time.Second), WriteTimeout: dur(60 * time.Second), IdleTimeout: dur(120 * time.Second),
 		MaxHeaderBytes: 64 << 10,
+		// Entra ID sends a group's members in PATCHes of a few at a time; other clients PUT a
+		// whole group. 20,000 ids is about what max_body_bytes (1 MiB) carries.
+		MaxMembersPerRequest: 20000,
+		// Entra ID's pace (25 requests/s and more, a handful at once) never waits; the queue
+		// absorbs bursts of any SCIM client rather than rejecting them.
+		MaxConcurrentRequests: 16, MaxQueuedRequests: 1024,
 	},
 }
 
@@ -343,6 +400,7 @@ func Parse(data []byte, dir string, reg Registry) (*Config, error) {
 	cfg.applyDerivedDefaults()
 	errs = append(errs, cfg.resolve(dir)...)
 	errs = append(errs, cfg.validate(reg)...)
+	cfg.collectWarnings()
 	if len(errs) > 0 {
 		return &cfg, errors.Join(errs...)
 	}
@@ -389,6 +447,11 @@ func decodeProvisioners(md toml.MetaData, prims []toml.Primitive, dir string, re
 			p.Target = tc
 			for _, k := range literalSecrets(tc) {
 				warnings = append(warnings, fmt.Sprintf("%s: %s: a literal secret in the config file; prefer %s_file", label, k, k))
+			}
+			if w, ok := tc.(targets.Warner); ok {
+				for _, msg := range w.Warnings() {
+					warnings = append(warnings, label+": "+msg)
+				}
 			}
 			for k := range tomlKeys(reflect.TypeOf(tc)) {
 				allowed[k] = true
@@ -525,6 +588,7 @@ func (c *Config) resolve(dir string) []error {
 	c.LDAP.CAFile = path(c.LDAP.CAFile)
 	c.Inbound.TLSCertFile = path(c.Inbound.TLSCertFile)
 	c.Inbound.TLSKeyFile = path(c.Inbound.TLSKeyFile)
+	c.Admin.TokenFile = path(c.Admin.TokenFile)
 
 	c.LDAP.BindPasswordFile = path(c.LDAP.BindPasswordFile)
 	switch {
@@ -569,6 +633,17 @@ func (c *Config) LoadSecrets() error {
 			errs = append(errs, fmt.Errorf("ldap.bind_password_file: %w", err))
 		} else {
 			c.LDAP.BindPassword = Secret(strings.TrimRight(string(b), "\r\n"))
+		}
+	}
+	if c.Admin.TokenFile != "" {
+		b, err := os.ReadFile(c.Admin.TokenFile)
+		switch tok := strings.TrimSpace(string(b)); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("admin.token_file: %w", err))
+		case len(tok) < 16:
+			errs = append(errs, errors.New("admin.token_file: token shorter than 16 characters"))
+		default:
+			c.Admin.Token = Secret(tok)
 		}
 	}
 	for i := range c.Inbound.Tokens {
@@ -625,10 +700,11 @@ func (c *Config) validate(reg Registry) []error {
 		add("ldap.url: required (or ldap.urls)")
 	}
 	for _, u := range l.URLs {
-		if !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "ldaps://") {
-			add("ldap.url: %q: want ldap://host[:port] or ldaps://host[:port]", u)
-		} else if strings.HasPrefix(u, "ldaps://") && l.StartTLS {
-			add("ldap.start_tls: does not go with %q (ldaps:// is TLS already)", u)
+		switch {
+		case !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "ldaps://") && !strings.HasPrefix(u, "ldapi://"):
+			add("ldap.url: %q: want ldap://host[:port], ldaps://host[:port] or ldapi://%%2Fpath%%2Fto%%2Fsocket", u)
+		case !strings.HasPrefix(u, "ldap://") && l.StartTLS:
+			add("ldap.start_tls: does not go with %q (only ldap:// connections are upgraded)", u)
 		}
 	}
 	if l.BaseDN == "" {
@@ -696,6 +772,26 @@ func (c *Config) validate(reg Registry) []error {
 		positive("inbound.idle_timeout", in.IdleTimeout)
 		if in.MaxHeaderBytes < 4096 {
 			add("inbound.max_header_bytes: must be at least 4096, got %d", in.MaxHeaderBytes)
+		}
+		errs = append(errs, validateFence(in)...)
+		if in.MaxMembersPerRequest < 1 || in.MaxMembersPerRequest > 1_000_000 {
+			add("inbound.max_members_per_request: must be between 1 and 1000000, got %d", in.MaxMembersPerRequest)
+		}
+		if in.MaxConcurrentRequests < 1 || in.MaxConcurrentRequests > 1024 {
+			add("inbound.max_concurrent_requests: must be between 1 and 1024, got %d", in.MaxConcurrentRequests)
+		}
+		if in.MaxQueuedRequests < 0 || in.MaxQueuedRequests > 1_000_000 {
+			add("inbound.max_queued_requests: must be between 0 and 1000000, got %d", in.MaxQueuedRequests)
+		}
+		if in.PublicURL != "" {
+			if err := checkPublicURL(in.PublicURL); err != nil {
+				add("inbound.public_url: %v", err)
+			}
+		}
+		for _, p := range in.TrustedProxies {
+			if _, err := ParseProxy(p); err != nil {
+				add("inbound.trusted_proxies: %v", err)
+			}
 		}
 	}
 	names := map[string]bool{}
@@ -783,6 +879,119 @@ func (c *Config) validate(reg Registry) []error {
 	}
 	errs = append(errs, validateMappings(c)...)
 	return errs
+}
+
+// validateFence checks the keys of the SCIM fence: protected entries, scope filters and
+// managed mode.
+func validateFence(in Inbound) []error {
+	var errs []error
+	for key, dns := range map[string][]string{"inbound.protected_dns": in.ProtectedDNs, "inbound.protected_groups": in.ProtectedGroups} {
+		for _, dn := range dns {
+			if _, err := ldapstore.ParseDN(dn); err != nil || dn == "" {
+				errs = append(errs, fmt.Errorf("%s: %q is not a DN", key, dn))
+			}
+		}
+	}
+	for key, f := range map[string]string{"inbound.scope_filter.users": in.ScopeFilter.Users, "inbound.scope_filter.groups": in.ScopeFilter.Groups} {
+		if f == "" {
+			continue
+		}
+		if err := ldapstore.CheckFilter(f); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a valid LDAP filter", key, f))
+		}
+	}
+	if in.AdoptExisting && !in.ManagedOnly {
+		errs = append(errs, errors.New("inbound.adopt_existing: only has a meaning with inbound.managed_only = true"))
+	}
+	for _, a := range in.AllowSensitiveAttributes {
+		if _, ok := mapping.SensitiveAttribute(a); !ok {
+			errs = append(errs, fmt.Errorf("inbound.allow_sensitive_attributes: %q is not a sensitive attribute (nothing to allow)", a))
+		}
+	}
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errs
+}
+
+// checkPublicURL accepts an absolute http(s) URL without credentials, query or fragment.
+func checkPublicURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q is not a URL", raw)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("%q: want an https:// URL (the SCIM base as clients reach it)", raw)
+	case u.Host == "":
+		return fmt.Errorf("%q: host missing", raw)
+	case u.User != nil, u.RawQuery != "", u.Fragment != "":
+		return fmt.Errorf("%q: no credentials, query or fragment", raw)
+	}
+	return nil
+}
+
+// ParseProxy parses one inbound.trusted_proxies value: an IP address or a CIDR range.
+func ParseProxy(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither an IP address nor a CIDR range", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// ProtectedTransport reports whether a directory URL keeps what crosses it (the bind password,
+// passwords set through SCIM) off the network in clear: ldaps://, ldapi:// (a local socket), a
+// loopback host, or ldap:// with StartTLS.
+func ProtectedTransport(rawURL string, startTLS bool) bool {
+	if strings.HasPrefix(rawURL, "ldapi://") {
+		return true
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "ldaps", "ldapi":
+		return true
+	case "ldap":
+		return startTLS || targets.IsLoopbackHost(u.Hostname())
+	}
+	return false
+}
+
+// collectWarnings adds the warnings about settings that work but expose something: plain LDAP
+// to another machine, an admin listener off loopback, SCIM bases that take in the whole tree
+// or the bridge's own account.
+func (c *Config) collectWarnings() {
+	warn := func(format string, args ...any) { c.Warnings = append(c.Warnings, fmt.Sprintf(format, args...)) }
+	for _, u := range c.LDAP.URLs {
+		if !ProtectedTransport(u, c.LDAP.StartTLS) {
+			pw := "SCIM password writes are refused (inbound.allow_cleartext_passwords = false)"
+			if c.Inbound.AllowCleartextPasswords {
+				pw = "and so does every password set through SCIM (inbound.allow_cleartext_passwords = true)"
+			}
+			warn("ldap.url: %q is plain LDAP to another machine without start_tls: the bind password crosses the network in clear; %s. Use ldaps:// or start_tls = true", u, pw)
+		}
+	}
+	if host, _, err := net.SplitHostPort(c.Admin.Listen); err == nil && !targets.IsLoopbackHost(host) {
+		if c.Admin.TokenFile == "" {
+			warn("admin.listen: %q is not a loopback address: /metrics and /status are open to the network; set admin.token_file, or keep it on 127.0.0.1", c.Admin.Listen)
+		} else {
+			warn("admin.listen: %q is not a loopback address: /healthz and /readyz are open to the network (/metrics and /status need admin.token_file's token)", c.Admin.Listen)
+		}
+	}
+	if !c.Inbound.Enabled || c.LDAP.BaseDN == "" {
+		return
+	}
+	for key, b := range map[string]string{"ldap.users.base_dn": c.LDAP.Users.BaseDN, "ldap.groups.base_dn": c.LDAP.Groups.BaseDN} {
+		switch {
+		case ldapstore.SameDN(b, c.LDAP.BaseDN):
+			warn("%s: %q is the whole directory (ldap.base_dn): every account in it is within SCIM's reach unless inbound.protected_dns, protected_groups or scope_filter fence it off", key, b)
+		case c.LDAP.BindDN != "" && ldapstore.InScope(c.LDAP.BindDN, b):
+			warn("%s: %q contains the bridge's own account (ldap.bind_dn); SCIM never sees it, but move it out (ou=services)", key, b)
+		}
+	}
 }
 
 // validFilterShape is a cheap syntactic check; the directory has the last word.

@@ -75,6 +75,19 @@ func TestBadConfigs(t *testing.T) {
 			`provisioner "other": type: unknown value "scm" (want "log" or "scim")`,
 			`provisioner "dry": url: unknown key`,
 		},
+		"fence.bad.toml": {
+			`inbound.protected_dns: "not a dn" is not a DN`,
+			`inbound.protected_groups: "admins" is not a DN`,
+			`inbound.adopt_existing: only has a meaning with inbound.managed_only = true`,
+			`inbound.max_members_per_request: must be between 1 and 1000000, got 0`,
+			`inbound.max_concurrent_requests: must be between 1 and 1024, got 5000`,
+			`inbound.public_url: "ftp://scim.example.org": want an https:// URL`,
+			`inbound.trusted_proxies: "proxy.example.org" is neither an IP address nor a CIDR range`,
+			`inbound.allow_sensitive_attributes: "title" is not a sensitive attribute`,
+			`inbound.scope_filter.users: "(employeeType=entra" is not a valid LDAP filter`,
+			`inbound.user_attributes: "nickName" → 1.3.6.1.1.1.1.4: refused`,
+			`inbound.extension: "urn:example:ext:2.0:User:uidn" → uidNumber: refused`,
+		},
 		"secrets.bad.toml": {
 			`ldap: bind_password and bind_password_file: set at most one`,
 			`ldap.start_tls: does not go with "ldaps://ldap.example.org"`,
@@ -154,4 +167,100 @@ file = "missing.token"
 	err = cfg.LoadSecrets()
 	require.ErrorContains(t, err, "ldap.bind_password_file: open")
 	require.ErrorContains(t, err, `inbound.token "a": file: open`)
+}
+
+// TestWarnings: settings that work but expose something are named, each with its key: plain
+// LDAP to another machine, http:// credentials of a target, an admin listener off loopback,
+// SCIM bases that take in the whole tree or the bridge's own account.
+func TestWarnings(t *testing.T) {
+	const base = `
+[ldap]
+bind_dn = "cn=scimbridge,ou=people,dc=example,dc=org"
+bind_password = "x"
+base_dn = "dc=example,dc=org"
+[[inbound.token]]
+name = "entra"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+`
+	for name, tc := range map[string]struct {
+		toml string
+		want []string
+		none []string
+	}{
+		"plain ldap to another machine": {
+			toml: "[ldap]\nurl = \"ldap://ldap.example.org\"\n",
+			want: []string{`ldap.url: "ldap://ldap.example.org" is plain LDAP to another machine without start_tls`, "SCIM password writes are refused"},
+		},
+		"loopback, ldapi, ldaps and start_tls are protected": {
+			toml: "[ldap]\nurls = [\"ldap://127.0.0.1:389\", \"ldap://[::1]:389\", \"ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi\", \"ldap://localhost\"]\n",
+			none: []string{"ldap.url"},
+		},
+		"admin off loopback": {
+			toml: "[admin]\nlisten = \"0.0.0.0:9480\"\n[ldap]\nurl = \"ldaps://ldap.example.org\"\n",
+			want: []string{`admin.listen: "0.0.0.0:9480" is not a loopback address: /metrics and /status are open`},
+		},
+		"admin off loopback with a token": {
+			toml: "[admin]\nlisten = \"10.1.2.3:9480\"\ntoken_file = \"admin.token\"\n[ldap]\nurl = \"ldaps://ldap.example.org\"\n",
+			want: []string{`/metrics and /status need admin.token_file's token`},
+		},
+		"the whole tree and the bind DN": {
+			toml: "[ldap]\nurl = \"ldaps://ldap.example.org\"\n[ldap.groups]\nbase_dn = \"dc=example,dc=org\"\n",
+			want: []string{
+				`ldap.groups.base_dn: "dc=example,dc=org" is the whole directory (ldap.base_dn)`,
+				`ldap.users.base_dn: "ou=people,dc=example,dc=org" contains the bridge's own account (ldap.bind_dn)`,
+			},
+		},
+		"http credentials of a target": {
+			toml: "[ldap]\nurl = \"ldaps://ldap.example.org\"\n[[provisioner]]\nname = \"okta\"\nurl = \"http://okta.example.org/scim\"\nauth = \"oauth2\"\n" +
+				"token_url = \"http://login.example.org/token\"\nclient_id = \"c\"\nclient_secret_file = \"s\"\n",
+			want: []string{
+				`provisioner "okta": url: "http://okta.example.org/scim" is plain http to another machine`,
+				`provisioner "okta": token_url: "http://login.example.org/token" is plain http to another machine: the OAuth2 client secret`,
+			},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			// The case's [ldap] table goes first; the shared keys are merged in after it.
+			text := mergeLDAP(tc.toml, base)
+			cfg, err := config.Parse([]byte(text), t.TempDir(), registry)
+			require.NoError(t, err)
+			all := strings.Join(cfg.Warnings, "\n")
+			for _, w := range tc.want {
+				require.Contains(t, all, w)
+			}
+			for _, w := range tc.none {
+				require.NotContains(t, all, w)
+			}
+		})
+	}
+}
+
+// mergeLDAP puts the [ldap] keys of base into the [ldap] table of extra (TOML allows a table
+// once), followed by the rest of base.
+func mergeLDAP(extra, base string) string {
+	ldapKeys, rest, _ := strings.Cut(strings.TrimPrefix(base, "\n[ldap]\n"), "[[inbound.token]]")
+	rest = "[[inbound.token]]" + rest
+	if strings.Contains(extra, "[ldap]\n") {
+		extra = strings.Replace(extra, "[ldap]\n", "[ldap]\n"+ldapKeys, 1)
+	} else {
+		extra = "[ldap]\n" + ldapKeys + extra
+	}
+	return extra + rest
+}
+
+// TestProtectedTransport: what counts as keeping passwords off the network.
+func TestProtectedTransport(t *testing.T) {
+	for url, want := range map[string]bool{
+		"ldaps://ldap.example.org":             true,
+		"ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi": true,
+		"ldap://127.0.0.1:389":                 true,
+		"ldap://127.8.9.1":                     true,
+		"ldap://[::1]:389":                     true,
+		"ldap://localhost":                     true,
+		"ldap://ldap.example.org":              false,
+		"ldap://10.0.0.5:389":                  false,
+	} {
+		require.Equal(t, want, config.ProtectedTransport(url, false), url)
+		require.True(t, config.ProtectedTransport(url, true) || strings.HasPrefix(url, "ldaps"), url)
+	}
 }

@@ -16,14 +16,32 @@ func validateMappings(c *Config) []error {
 	var errs []error
 	// The inbound attribute maps, with the declared extensions, as serve will build them.
 	exts := c.Inbound.MappingExtensions()
-	if _, err := mapping.NewUserMap(c.Inbound.UserAttributes, exts...); err != nil {
-		for _, e := range mappingErrors(err) {
+	um, uerr := mapping.NewUserMap(c.Inbound.UserAttributes, exts...)
+	if uerr != nil {
+		for _, e := range mappingErrors(uerr) {
 			errs = append(errs, fmt.Errorf("inbound.user_attributes: %s", e))
 		}
 	}
-	if _, err := mapping.NewGroupMap(c.Inbound.GroupAttributes); err != nil {
-		for _, e := range mappingErrors(err) {
+	gm, gerr := mapping.NewGroupMap(c.Inbound.GroupAttributes)
+	if gerr != nil {
+		for _, e := range mappingErrors(gerr) {
 			errs = append(errs, fmt.Errorf("inbound.group_attributes: %s", e))
+		}
+	}
+	// Sensitive LDAP attributes, by name or OID, in the user and group maps and in the
+	// extensions alike.
+	if uerr == nil {
+		for _, sm := range mapping.SensitiveMappings(c.Inbound.AllowSensitiveAttributes, um.Mappings()) {
+			key := "inbound.user_attributes"
+			if strings.HasPrefix(strings.ToLower(sm.Key), "urn:") && !strings.HasPrefix(sm.Key, mapping.EnterpriseSchemaURN) {
+				key = "inbound.extension"
+			}
+			errs = append(errs, fmt.Errorf("%s: %q → %s: refused: %s; name it in inbound.allow_sensitive_attributes to map it all the same", key, sm.Key, sm.Attr, sm.Why))
+		}
+	}
+	if gerr == nil {
+		for _, sm := range mapping.SensitiveMappings(c.Inbound.AllowSensitiveAttributes, gm.Mappings()) {
+			errs = append(errs, fmt.Errorf("inbound.group_attributes: %q → %s: refused: %s; name it in inbound.allow_sensitive_attributes to map it all the same", sm.Key, sm.Attr, sm.Why))
 		}
 	}
 	for i, p := range c.Provisioners {

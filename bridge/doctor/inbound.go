@@ -18,11 +18,11 @@ const certWarnBefore = 30 * 24 * time.Hour
 // calls and does not expire within 30 days. Without TLS files it checks that plain HTTP stays
 // on loopback, behind a reverse proxy.
 func checkInboundTLS(_ context.Context, r *run) []Result {
-	return inboundTLS(r, "")
+	return inboundTLS(r, r.cfg.Inbound.PublicURL)
 }
 
-// inboundTLS is checkInboundTLS for the public URL Entra ID calls ("" when not configured:
-// the certificate's names are then only listed).
+// inboundTLS is checkInboundTLS for the public URL Entra ID calls (inbound.public_url; ""
+// when not configured: the certificate's names are then only listed).
 func inboundTLS(r *run, publicURL string) []Result {
 	const name = "inbound.tls"
 	in := r.cfg.Inbound

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -59,6 +60,11 @@ type failureLimiter struct {
 	mu      sync.Mutex
 	clients map[string]*clientLimiter
 	sweep   time.Time
+
+	// logs bounds the log lines about failed authentications; unlogged counts the failures
+	// that went without one.
+	logs     *rate.Limiter
+	unlogged atomic.Int64
 }
 
 type clientLimiter struct {
@@ -99,7 +105,20 @@ func newFailureLimiter(l AuthLimits) *failureLimiter {
 		// All addresses together: 20 failures a second sustained, bursts of 50.
 		global:  rate.NewLimiter(rate.Limit(20), 50),
 		clients: map[string]*clientLimiter{},
+		// One line a second sustained, bursts of 10: enough to see an attack and its source,
+		// too little to fill a disk.
+		logs: rate.NewLimiter(rate.Limit(1), 10),
 	}
+}
+
+// logAllowed reports whether a failed authentication at now may be logged, and how many
+// failures went unlogged before it (reset when it may).
+func (f *failureLimiter) logAllowed(now time.Time) (bool, int64) {
+	if !f.logs.AllowN(now, 1) {
+		f.unlogged.Add(1)
+		return false, 0
+	}
+	return true, f.unlogged.Swap(0)
 }
 
 // delay decides how long a failed request from addr waits before its 401: 0 within the burst.

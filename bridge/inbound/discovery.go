@@ -13,21 +13,22 @@ import (
 )
 
 // discoveryHandler is elimity-com/scim's server for /Schemas and /ResourceTypes (with their
-// /{id} forms and filters), built from the same schema definitions the mapping uses, so the
-// schemas served are the ones enforced, custom extensions included. It is only ever given
+// /{id} forms and filters), built from the mapping's schema definitions cut down to what the
+// maps store (ServedSchema): an attribute, sub-attribute or type that is not stored is not
+// advertised, though a write may carry it (it is ignored, as Entra ID needs). It is only ever given
 // those two endpoints: the resource endpoints are this package's (see the package
 // documentation for why), so its resource types carry no handler.
 func discoveryHandler(st *state) (http.Handler, error) {
-	user, err := toElimity(st.umap.Schema())
+	user, err := toElimity(st.umap.ServedSchema())
 	if err != nil {
 		return nil, err
 	}
-	group, err := toElimity(st.gmap.Schema())
+	group, err := toElimity(st.gmap.ServedSchema())
 	if err != nil {
 		return nil, err
 	}
 	var userExts []scim.SchemaExtension
-	for _, x := range st.umap.Schema().Extensions {
+	for _, x := range st.umap.ServedSchema().Extensions {
 		es, err := toElimity(x)
 		if err != nil {
 			return nil, err
@@ -99,6 +100,9 @@ func attrJSON(s mapping.Schema, a mapping.Attribute, sub bool) map[string]any {
 	m := map[string]any{
 		"name": a.Name, "type": a.Type, "multiValued": a.MultiValued, "required": a.Required,
 		"caseExact": a.CaseExact, "mutability": mut, "returned": returned, "uniqueness": uniqueness,
+	}
+	if len(a.CanonicalValues) > 0 {
+		m["canonicalValues"] = a.CanonicalValues
 	}
 	if a.Type == mapping.TypeReference {
 		m["referenceTypes"] = []string{"external"}

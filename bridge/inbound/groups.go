@@ -2,6 +2,7 @@ package inbound
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -33,9 +34,39 @@ func memberIDsOf(res map[string]any) []string {
 	return ids
 }
 
+// checkMemberCount refuses a request naming more members than inbound.max_members_per_request,
+// before any of them is looked up.
+func (q *request) checkMemberCount(n int) error {
+	if limit := q.st.cfg.MaxMembers; n > limit {
+		return &apiError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("the request names %d members; this server takes at most %d per request: send them in several PATCH requests", n, limit)}
+	}
+	return nil
+}
+
+// memberValuesIn counts the member values the operations of a PATCH carry, as sent
+// (duplicates included): the cap is on what the client sends.
+func memberValuesIn(ops []mapping.PatchOperation) int {
+	n := 0
+	for _, op := range ops {
+		switch v := op.Value.(type) {
+		case []any:
+			if op.Path == nil || strings.EqualFold(op.Path.AttributePath.AttributeName, "members") {
+				n += len(v)
+			}
+		case map[string]any:
+			n += len(memberIDsOf(v))
+		}
+	}
+	return n
+}
+
 func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
 	st := q.st
-	known, err := q.s.resolveIDs(q.ctx(), st, memberIDsOf(body), st.users, st.groups)
+	ids := memberIDsOf(body)
+	if err := q.checkMemberCount(len(ids)); err != nil {
+		return "", err
+	}
+	known, err := q.resolveIDs(ids, true, "members", st.users, st.groups)
 	if err != nil {
 		return "", err
 	}
@@ -49,13 +80,18 @@ func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
 		attrs[a] = v
 	}
 	attrs[st.gmap.MemberAttr()] = st.gmap.MemberValues(w.MemberDNs)
-	return q.addEntry(k, attrs, "", k.base, "displayName")
+	return q.addEntry(k, attrs, "", k.base, "displayName", body)
 }
 
-// writeGroup writes the group resource res over entry e (read with its members).
-func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any) (string, error) {
+// writeGroup writes the group resource res over entry e (read with its members). adopt marks
+// the entry as managed (it was not).
+func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any, adopt bool) (string, error) {
 	ctx, st := q.ctx(), q.st
-	known, err := q.s.resolveIDs(ctx, st, memberIDsOf(res), st.users, st.groups)
+	ids := memberIDsOf(res)
+	if err := q.checkMemberCount(len(ids)); err != nil {
+		return "", err
+	}
+	known, err := q.resolveIDs(ids, true, "members", st.users, st.groups)
 	if err != nil {
 		return "", err
 	}
@@ -64,33 +100,40 @@ func (q *request) writeGroup(k *kind, e mapping.Entry, res map[string]any) (stri
 		return "", err
 	}
 	q.s.logIgnored(k.name, w.Ignored)
-	ids, err := q.s.resolveDNs(ctx, st, e.Get(st.gmap.MemberAttr()), st.users, st.groups)
+	current, err := q.s.resolveDNs(ctx, q.g, e.Get(st.gmap.MemberAttr()), st.users, st.groups)
 	if err != nil {
 		return "", err
 	}
-	changes := mapping.GroupChanges(e, w, st.gmap, memberLookup(ids))
-	return q.applyGroup(k, e, w, changes, nil, st.readAttrs(k, true))
+	changes := mapping.GroupChanges(k.managed.strip(e), w, st.gmap, memberLookup(current))
+	var extra []ldapstore.Change
+	assert := q.s.assertionFor(k, e)
+	if adopt {
+		extra = adoptChange(k, changes)
+		assert = q.s.assertion(k.scoped, e)
+	}
+	return q.applyGroup(k, e, w, changes, extra, st.readAttrs(k, true), assert)
 }
 
 // applyGroup checks a displayName change for uniqueness, plans the rename and writes. readAttrs
 // are the attributes the response will read (Post-Read, when the directory returns them).
-func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change, readAttrs []string) (string, error) {
-	ctx, st := q.ctx(), q.st
+// assert is the Assertion filter of the write (see assertionFor).
+func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, changes map[string][]string, extra []ldapstore.Change, readAttrs []string, assert string) (string, error) {
+	ctx := q.ctx()
 	if name := first(w.Attrs, k.nameAttr); name != "" && !strings.EqualFold(name, e.First(k.nameAttr)) {
-		taken, err := q.s.nameTaken(ctx, k, name, e.DN)
-		if err != nil {
+		if err := q.nameTaken(k, name, e.DN, "displayName"); err != nil {
 			return "", err
 		}
-		if taken {
-			return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use"}
-		}
 	}
-	p := &plan{entry: e, assert: q.s.assertionFor(e), readAttrs: readAttrs}
+	k.managed.keep(changes)
+	p := &plan{entry: e, assert: assert, readAttrs: readAttrs}
 	if err := planRename(p, k, changes, ""); err != nil {
 		return "", err
 	}
+	if err := q.checkTarget(p.newDN(), "displayName"); err != nil {
+		return "", err
+	}
 	p.changes = append(changeList(changes), extra...)
-	dn, err := q.s.apply(ctx, st, p)
+	dn, err := q.s.apply(ctx, q.g, p)
 	q.wrote(p)
 	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
 		return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "displayName is already in use", cause: err}
@@ -119,31 +162,31 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 		return err
 	}
 	ctx, st := q.ctx(), q.st
-	known, err := q.s.resolveIDs(ctx, st, append(append([]string(nil), add...), remove...), st.users, st.groups)
+	if err := q.checkMemberCount(max(len(add)+len(remove), memberValuesIn(ops))); err != nil {
+		return err
+	}
+	// Members to add must all exist (the first unknown one ends the lookup); removing what
+	// does not exist, or what the client cannot see, is done already.
+	added, err := q.resolveIDs(add, true, "members", st.users, st.groups)
 	if err != nil {
 		return err
 	}
-	dnsOf := func(ids []string, strict bool) ([]string, error) {
+	removed, err := q.resolveIDs(remove, false, "members", st.users, st.groups)
+	if err != nil {
+		return err
+	}
+	dnsOf := func(ids []string, known map[string]resolved) []string {
 		var out []string
 		for _, id := range ids {
-			r, ok := known[id]
-			if !ok {
-				if strict {
-					return nil, badRequest(mapping.ScimTypeInvalidValue, "members: a value is not the id of a user or group of this server")
-				}
-				continue // removing what does not exist is done
+			if r, ok := known[id]; ok {
+				out = append(out, r.dn)
 			}
-			out = append(out, r.dn)
 		}
-		return out, nil
+		return out
 	}
-	addDNs, err := dnsOf(add, true)
-	if err != nil {
-		return err
-	}
-	removeDNs, _ := dnsOf(remove, false)
+	addDNs, removeDNs := dnsOf(add, added), dnsOf(remove, removed)
 	for attempt := 1; ; attempt++ {
-		e, err := q.s.findByID(ctx, st, k, id, st.groupAttrsNoMembers)
+		e, err := q.findByID(k, id, st.groupAttrsNoMembers)
 		if err != nil {
 			return err
 		}
@@ -197,7 +240,8 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 	changes := map[string][]string{}
 	w := mapping.GroupWrite{Attrs: map[string][]string{}}
 	if len(other) > 0 {
-		cur := mapping.GroupFromLDAP(e, st.gmap, st.idAttr, nil)
+		visible := k.managed.strip(e)
+		cur := mapping.GroupFromLDAP(visible, st.gmap, st.idAttr, nil)
 		patched, err := mapping.ApplyPatch(cur, other, st.gmap.Schema())
 		if err != nil {
 			return "", err
@@ -206,7 +250,7 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 			return "", err
 		}
 		q.s.logIgnored(k.name, w.Ignored)
-		changes = mapping.GroupChanges(e, w, st.gmap, nil)
+		changes = mapping.GroupChanges(visible, w, st.gmap, nil)
 		// e was read without members: any member change belongs to the delta below.
 		if _, key, ok := lookup(changes, member); ok {
 			delete(changes, key)
@@ -219,7 +263,14 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 	if len(changes) == 0 && len(memberChanges) == 0 {
 		return e.DN, nil
 	}
-	dn, err := q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
+	// Adding and removing member values commute and each is atomic in LDAP: a membership-only
+	// PATCH needs no version check (Entra ID sends many at once to one group), only the fence.
+	// With If-Match, or other changes, the version counts.
+	assert := q.s.assertionFor(k, e)
+	if len(changes) == 0 && q.r.Header.Get("If-Match") == "" {
+		assert = q.s.assertion(k.fence, mapping.Entry{})
+	}
+	dn, err := q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	if err == nil {
 		return dn, nil
 	}
@@ -234,13 +285,13 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		if len(changes) == 0 && len(memberChanges) == 0 {
 			return e.DN, nil
 		}
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	}
 	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
 		// Removing the last member of a groupOfNames, which requires one: keep the group valid
 		// with the placeholder member.
 		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})
-		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
+		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	}
 	return dn, err
 }

@@ -95,7 +95,7 @@ func newEnvOn(t *testing.T, wrap func(inbound.Directory) inbound.Directory, opts
 		o(&cfg, &lo)
 	}
 	var s *ldaptest.Server
-	if lo.PPolicy {
+	if lo.PPolicy || len(lo.Schemas) > 0 {
 		s = ldaptest.Private(t, lo)
 	} else {
 		s = ldaptest.Shared(t)
@@ -108,8 +108,8 @@ func newEnvOn(t *testing.T, wrap func(inbound.Directory) inbound.Directory, opts
 	}, zerolog.Nop())
 	require.NoError(t, err)
 	t.Cleanup(e.store.Close)
-	cfg.Users = inbound.Users{BaseDN: e.people}
-	cfg.Groups = inbound.Groups{BaseDN: e.groups}
+	cfg.Users.BaseDN = e.people
+	cfg.Groups.BaseDN = e.groups
 	cfg.Tokens = append(cfg.Tokens, inbound.Token{Name: "entra", SHA256: sha256.Sum256([]byte(testToken))})
 	if cfg.Disable == inbound.DisableMove {
 		cfg.DisabledBaseDN = "ou=disabled," + ou

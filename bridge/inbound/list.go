@@ -172,7 +172,7 @@ func (q *request) list(k *kind, lq listQuery) {
 	}
 	count = min(count, st.cfg.MaxResults)
 	withMembers := !k.isUser() && mapping.Requested(lq.attrs, lq.excluded, "members")
-	entries, total, err := q.s.page(ctx, k, rendered, selective, start, count, st.readAttrs(k, withMembers))
+	entries, total, err := q.s.page(ctx, q.g, k, rendered, selective, start, count, st.readAttrs(k, withMembers))
 	if err != nil {
 		q.fail(err)
 		return
@@ -222,10 +222,10 @@ func isSelective(f mapping.LDAPFilter) bool {
 // selective filter is one plain search, sorted here. Anything larger is a Virtual List View
 // search when the directory offers it (the server sorts and sends only the window, so the cost
 // does not grow with startIndex), else a short-lived snapshot of the sorted DNs.
-func (s *Server) page(ctx context.Context, k *kind, filter string, selective bool, start, count int, attrs []string) ([]mapping.Entry, int, error) {
+func (s *Server) page(ctx context.Context, g *guard, k *kind, filter string, selective bool, start, count int, attrs []string) ([]mapping.Entry, int, error) {
 	if selective {
 		var found []mapping.Entry
-		err := s.searchKind(ctx, k, filter, attrs, func(e mapping.Entry) error {
+		err := s.searchKind(ctx, g, k, filter, attrs, func(e mapping.Entry) error {
 			found = append(found, e)
 			if len(found) > directLimit {
 				return errStop
@@ -243,9 +243,9 @@ func (s *Server) page(ctx context.Context, k *kind, filter string, selective boo
 		}
 	}
 	if s.pager != nil {
-		return s.vlvPage(ctx, k, filter, start, count, attrs)
+		return s.vlvPage(ctx, g, k, filter, start, count, attrs)
 	}
-	return s.snapshotPage(ctx, k, filter, start, count, attrs)
+	return s.snapshotPage(ctx, g, k, filter, start, count, attrs)
 }
 
 func window[T any](all []T, start, count int) []T {
@@ -268,8 +268,8 @@ func sortEntries(es []mapping.Entry, attr string) {
 
 // vlvPage pages with VLV over each base in turn, as one list: the entries of the first base,
 // then those of the next (users and a disabled base outside it).
-func (s *Server) vlvPage(ctx context.Context, k *kind, filter string, start, count int, attrs []string) ([]mapping.Entry, int, error) {
-	full := k.typeFilter(filter)
+func (s *Server) vlvPage(ctx context.Context, g *guard, k *kind, filter string, start, count int, attrs []string) ([]mapping.Entry, int, error) {
+	full := and(k.fence, filter, g.exclude[k])
 	var out []mapping.Entry
 	total := 0
 	for _, base := range k.bases {
@@ -284,7 +284,7 @@ func (s *Server) vlvPage(ctx context.Context, k *kind, filter string, start, cou
 		}
 		if start-total <= p.Total {
 			for _, e := range p.Entries {
-				if k.inScope(e.DN) && len(out) < count {
+				if _, hidden := g.hidden(k, e.DN); !hidden && len(out) < count {
 					out = append(out, e)
 				}
 			}
@@ -297,12 +297,12 @@ func (s *Server) vlvPage(ctx context.Context, k *kind, filter string, start, cou
 // snapshotPage pages without VLV: the sorted DNs matching the query are enumerated once and
 // kept briefly (snapshotTTL, or until the next write through this server), and each page
 // reads only its own entries.
-func (s *Server) snapshotPage(ctx context.Context, k *kind, filter string, start, count int, attrs []string) ([]mapping.Entry, int, error) {
-	key := k.name + "\x00" + filter
+func (s *Server) snapshotPage(ctx context.Context, g *guard, k *kind, filter string, start, count int, attrs []string) ([]mapping.Entry, int, error) {
+	key := k.name + "\x00" + filter + "\x00" + g.exclude[k]
 	dns, err := s.snaps.get(key, func() ([]string, error) {
 		type item struct{ dn, name string }
 		var items []item
-		err := s.searchKind(ctx, k, filter, []string{k.nameAttr}, func(e mapping.Entry) error {
+		err := s.searchKind(ctx, g, k, filter, []string{k.nameAttr}, func(e mapping.Entry) error {
 			if len(items) >= maxSnapshotEntries {
 				return &apiError{status: http.StatusBadRequest, scimType: mapping.ScimTypeTooMany, detail: "the query matches too many entries to page without VLV; narrow the filter"}
 			}
@@ -338,6 +338,9 @@ func (s *Server) snapshotPage(ctx context.Context, k *kind, filter string, start
 			return nil // deleted since the snapshot
 		case err != nil:
 			return err
+		}
+		if _, hidden := g.hidden(k, e.DN); hidden {
+			return nil // protected since the snapshot
 		}
 		entries[i], ok[i] = e, true
 		return nil

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -17,9 +19,10 @@ const maxIDLength = 256
 var errStop = errors.New("stop")
 
 // findByID reads the entry of kind k with SCIM id id. The search is based at k's bases and
-// ANDed with k's filter, and the DN found is checked to lie below a base: nothing outside the
-// bases is ever returned. A missing entry is a 404.
-func (s *Server) findByID(ctx context.Context, st *state, k *kind, id string, attrs []string) (mapping.Entry, error) {
+// ANDed with k's fence; the entry found must lie below a base and not be protected (g). A
+// missing or invisible entry is a 404; a protected one is also a refusal for the audit log.
+func (q *request) findByID(k *kind, id string, attrs []string) (mapping.Entry, error) {
+	ctx, st, g := q.ctx(), q.st, q.g
 	if id == "" || len(id) > maxIDLength {
 		return mapping.Entry{}, notFound(k.name)
 	}
@@ -28,10 +31,10 @@ func (s *Server) findByID(ctx context.Context, st *state, k *kind, id string, at
 		// Not an id this directory could have issued (a malformed objectGUID).
 		return mapping.Entry{}, notFound(k.name)
 	}
-	filter := k.typeFilter(idf)
+	filter := k.fenced(idf)
 	var found []mapping.Entry
 	for _, base := range k.bases {
-		err := s.dir.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: filter, Attrs: attrs}, func(e mapping.Entry) error {
+		err := q.s.dir.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: filter, Attrs: attrs}, func(e mapping.Entry) error {
 			found = append(found, e)
 			if len(found) > 1 {
 				return errStop
@@ -54,19 +57,23 @@ func (s *Server) findByID(ctx context.Context, st *state, k *kind, id string, at
 		return mapping.Entry{}, fmt.Errorf("inbound: id %q matches more than one %s", id, k.name)
 	}
 	e := found[0]
-	if !k.inScope(e.DN) {
-		return mapping.Entry{}, notFound(k.name)
+	if why, hidden := g.hidden(k, e.DN); hidden {
+		if why == whyNotInBase {
+			return mapping.Entry{}, notFound(k.name)
+		}
+		return mapping.Entry{}, q.deny(why, notFound(k.name))
 	}
 	return e, nil
 }
 
-// searchKind runs filter (rendered, escaped) ANDed with k's filter below each of k's bases and
-// streams the entries to fn.
-func (s *Server) searchKind(ctx context.Context, k *kind, filter string, attrs []string, fn func(mapping.Entry) error) error {
-	full := k.typeFilter(filter)
+// searchKind runs filter (rendered, escaped) ANDed with k's fence below each of k's bases and
+// streams the visible entries to fn: protected entries are excluded in the filter (so that
+// counts are exact) and dropped afterwards all the same.
+func (s *Server) searchKind(ctx context.Context, g *guard, k *kind, filter string, attrs []string, fn func(mapping.Entry) error) error {
+	full := and(k.fence, filter, g.exclude[k])
 	for _, base := range k.bases {
 		err := s.dir.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: full, Attrs: attrs}, func(e mapping.Entry) error {
-			if !k.inScope(e.DN) {
+			if _, hidden := g.hidden(k, e.DN); hidden {
 				return nil
 			}
 			return fn(e)
@@ -78,74 +85,149 @@ func (s *Server) searchKind(ctx context.Context, k *kind, filter string, attrs [
 	return nil
 }
 
-// nameTaken reports whether another entry of kind k (not the one at exceptDN) holds value in
-// k's name attribute (userName, displayName). The comparison is the directory's equality rule:
-// case-insensitive for uid and cn.
-func (s *Server) nameTaken(ctx context.Context, k *kind, value, exceptDN string) (bool, error) {
-	taken := false
-	f := ldapstore.RenderFilter(mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: k.nameAttr, Value: value})
-	err := s.searchKind(ctx, k, f, []string{"1.1"}, func(e mapping.Entry) error {
-		if exceptDN != "" && ldapstore.SameDN(e.DN, exceptDN) {
+// nameHolders returns the DNs of the entries of kind k (below its bases, matching its filter,
+// whether the SCIM side may see them or not) that hold value in k's name attribute (userName,
+// displayName), except the one at exceptDN. The comparison is the directory's equality rule:
+// case-insensitive for uid and cn. Names are unique among all entries, not only the visible
+// ones: an invisible entry keeps its name.
+func (s *Server) nameHolders(ctx context.Context, k *kind, value, exceptDN string) ([]string, error) {
+	var holders []string
+	f := and(k.filter, ldapstore.RenderFilter(mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: k.nameAttr, Value: value}))
+	for _, base := range k.bases {
+		err := s.dir.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: f, Attrs: []string{"1.1"}}, func(e mapping.Entry) error {
+			if !k.inScope(e.DN) || (exceptDN != "" && ldapstore.SameDN(e.DN, exceptDN)) {
+				return nil
+			}
+			holders = append(holders, e.DN)
+			if len(holders) > 1 {
+				return errStop
+			}
 			return nil
+		})
+		if err != nil && !errors.Is(err, errStop) && !errors.Is(err, ldapstore.ErrNotFound) {
+			return nil, err
 		}
-		taken = true
-		return errStop
-	})
-	if errors.Is(err, errStop) {
-		err = nil
 	}
-	return taken, err
+	return holders, nil
+}
+
+// nameTaken answers 409 when another entry of kind k holds name, noting a refusal when the
+// holder is protected.
+func (q *request) nameTaken(k *kind, name, exceptDN, field string) error {
+	holders, err := q.s.nameHolders(q.ctx(), k, name, exceptDN)
+	if err != nil {
+		return err
+	}
+	if len(holders) == 0 {
+		return nil
+	}
+	ae := &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: field + " is already in use"}
+	if why, ok := q.g.why(holders[0]); ok {
+		return q.deny(why, ae)
+	}
+	return ae
+}
+
+// checkTarget refuses a new DN for an entry of kind k (a create, a rename, a move) that is
+// protected: SCIM must never create an entry where a protected one is, or will be (a
+// protected DN not created yet, a dangling member of a protected group).
+func (q *request) checkTarget(dn, field string) error {
+	if why, ok := q.g.why(dn); ok {
+		return q.deny(why, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: field + " is already in use"})
+	}
+	return nil
 }
 
 // idBatch is how many ids one OR filter looks up.
-const idBatch = 50
+const idBatch = 100
 
-// resolveIDs finds the DNs of SCIM ids among the entries of the given kinds, in batches of
-// OR filters. Unknown ids are absent from the result.
-func (s *Server) resolveIDs(ctx context.Context, st *state, ids []string, kinds ...*kind) (map[string]resolved, error) {
+// resolveIDs finds the DNs of SCIM ids among the visible entries of the given kinds, batch
+// after batch of OR filters, in the order the ids were sent. Unknown and invisible ids are
+// absent from the result; a protected one is noted as a refusal. With strict, the first batch
+// holding an id that no kind knows ends the lookup with the 400 field names: a request naming
+// 20,000 unknown ids costs one search per kind, not one per batch.
+func (q *request) resolveIDs(ids []string, strict bool, field string, kinds ...*kind) (map[string]resolved, error) {
+	ctx, st, g := q.ctx(), q.st, q.g
 	out := map[string]resolved{}
-	todo := map[string]bool{}
+	seen := map[string]bool{}
+	var order []string
 	for _, id := range ids {
-		if id != "" && len(id) <= maxIDLength {
-			todo[id] = true
+		if id == "" || len(id) > maxIDLength {
+			if strict {
+				return nil, unknownID(field, id, ids, kinds)
+			}
+			continue
+		}
+		if !seen[strings.ToLower(id)] {
+			seen[strings.ToLower(id)] = true
+			order = append(order, id)
 		}
 	}
-	for _, k := range kinds {
-		if len(todo) == 0 {
-			break
+	for len(order) > 0 {
+		n := min(idBatch, len(order))
+		batch := order[:n]
+		order = order[n:]
+		pending := map[string][]string{} // lower(id) → the ids as sent
+		for _, id := range batch {
+			pending[strings.ToLower(id)] = append(pending[strings.ToLower(id)], id)
 		}
-		pending := make([]string, 0, len(todo))
-		for id := range todo {
-			pending = append(pending, id)
-		}
-		for len(pending) > 0 {
-			n := min(idBatch, len(pending))
-			batch := pending[:n]
-			pending = pending[n:]
-			subs := make([]mapping.LDAPFilter, len(batch))
-			for i, id := range batch {
-				subs[i] = mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: st.idAttr, Value: id}
+		for _, k := range kinds {
+			if len(pending) == 0 {
+				break
+			}
+			subs := make([]mapping.LDAPFilter, 0, len(pending))
+			for _, sent := range pending {
+				subs = append(subs, mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: st.idAttr, Value: sent[0]})
 			}
 			f := mapping.LDAPFilter{Op: mapping.FilterOr, Subs: subs}
 			if len(subs) == 1 {
 				f = subs[0]
 			}
-			err := s.searchKind(ctx, k, ldapstore.RenderFilter(f), []string{st.idAttr}, func(e mapping.Entry) error {
-				id := e.First(st.idAttr)
-				for _, want := range batch {
-					if strings.EqualFold(want, id) {
-						out[want] = resolved{dn: e.DN, kind: k}
-						delete(todo, want)
+			filter := k.fenced(ldapstore.RenderFilter(f))
+			for _, base := range k.bases {
+				err := q.s.dir.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: filter, Attrs: []string{st.idAttr}}, func(e mapping.Entry) error {
+					key := strings.ToLower(e.First(st.idAttr))
+					sent, ok := pending[key]
+					if !ok {
+						return nil
 					}
+					if why, hidden := g.hidden(k, e.DN); hidden {
+						if why != whyNotInBase {
+							q.deny(why, nil)
+						}
+						return nil
+					}
+					for _, id := range sent {
+						out[id] = resolved{dn: e.DN, kind: k}
+					}
+					delete(pending, key)
+					return nil
+				})
+				if err != nil && !errors.Is(err, ldapstore.ErrNotFound) {
+					return nil, err
 				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
+			}
+		}
+		if strict && len(pending) > 0 {
+			for _, id := range batch {
+				if _, ok := pending[strings.ToLower(id)]; ok {
+					return nil, unknownID(field, id, ids, kinds)
+				}
 			}
 		}
 	}
 	return out, nil
+}
+
+// unknownID is the 400 for an id the request names that no visible entry has. The id is not
+// echoed (it is the client's text); its position is.
+func unknownID(field, id string, ids []string, kinds []*kind) *apiError {
+	what := "user"
+	if len(kinds) > 1 {
+		what = "user or group"
+	}
+	pos := slices.Index(ids, id) + 1
+	return badRequest(mapping.ScimTypeInvalidValue, fmt.Sprintf("%s: value %d is not the id of a %s of this server", field, pos, what))
 }
 
 // resolved is an entry found by id or DN.
@@ -190,10 +272,11 @@ func eachBounded(dns []string, fn func(i int, dn string) error) error {
 // the bases once instead of each DN on its own.
 const walkThreshold = 2000
 
-// resolveDNs turns DNs into SCIM ids. A DN resolves only if it names an entry of one of the
-// kinds, below its bases and matching its filter; dangling DNs (a member deleted without
-// referential integrity) and entries outside the bases are absent from the result.
-func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds ...*kind) (map[string]resolved, error) {
+// resolveDNs turns DNs into SCIM ids. A DN resolves only if it names a visible entry of one of
+// the kinds: below its bases, inside its fence and not protected. Dangling DNs (a member
+// deleted without referential integrity) and invisible entries are absent from the result.
+func (s *Server) resolveDNs(ctx context.Context, g *guard, dns []string, kinds ...*kind) (map[string]resolved, error) {
+	st := g.st
 	out := map[string]resolved{}
 	var todo []string
 	seen := map[string]bool{}
@@ -204,7 +287,7 @@ func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds 
 		}
 		seen[key] = true
 		for _, k := range kinds {
-			if k.inScope(dn) {
+			if _, hidden := g.hidden(k, dn); !hidden {
 				todo = append(todo, dn)
 				break
 			}
@@ -215,7 +298,7 @@ func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds 
 	}
 	if len(todo) > walkThreshold {
 		for _, k := range kinds {
-			err := s.searchKind(ctx, k, "", []string{st.idAttr}, func(e mapping.Entry) error {
+			err := s.searchKind(ctx, g, k, "", []string{st.idAttr}, func(e mapping.Entry) error {
 				key := ldapstore.NormalizeDN(e.DN)
 				if seen[key] {
 					if _, done := out[key]; !done {
@@ -232,7 +315,7 @@ func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds 
 	}
 	var mu sync.Mutex
 	err := eachBounded(todo, func(_ int, dn string) error {
-		r, ok, err := s.resolveDN(ctx, st, dn, kinds...)
+		r, ok, err := s.resolveDN(ctx, g, dn, kinds...)
 		if err != nil || !ok {
 			return err
 		}
@@ -247,17 +330,18 @@ func (s *Server) resolveDNs(ctx context.Context, st *state, dns []string, kinds 
 	return out, nil
 }
 
-// resolveDN looks one DN up as an entry of the first kind whose bases hold it and whose filter
-// it matches.
-func (s *Server) resolveDN(ctx context.Context, st *state, dn string, kinds ...*kind) (resolved, bool, error) {
+// resolveDN looks one DN up as a visible entry of the first kind whose bases hold it and whose
+// fence it matches.
+func (s *Server) resolveDN(ctx context.Context, g *guard, dn string, kinds ...*kind) (resolved, bool, error) {
+	idAttr := g.st.idAttr
 	for _, k := range kinds {
-		if !k.inScope(dn) {
+		if _, hidden := g.hidden(k, dn); hidden {
 			continue
 		}
 		var r resolved
 		found := false
-		err := s.dir.Walk(ctx, ldapstore.Search{Base: dn, Scope: ldapstore.ScopeBase, Filter: k.filter, Attrs: []string{st.idAttr}}, func(e mapping.Entry) error {
-			if id := e.First(st.idAttr); id != "" {
+		err := s.dir.Walk(ctx, ldapstore.Search{Base: dn, Scope: ldapstore.ScopeBase, Filter: k.fence, Attrs: []string{idAttr}}, func(e mapping.Entry) error {
+			if id := e.First(idAttr); id != "" {
 				r, found = resolved{dn: e.DN, id: id, kind: k}, true
 			}
 			return nil
@@ -276,7 +360,8 @@ func (s *Server) resolveDN(ctx context.Context, st *state, dn string, kinds ...*
 }
 
 // managerIDs resolves the manager DNs of entries into ids, for UserFromLDAP.
-func (s *Server) managerIDs(ctx context.Context, st *state, entries []mapping.Entry) (func(dn string) string, error) {
+func (s *Server) managerIDs(ctx context.Context, g *guard, entries []mapping.Entry) (func(dn string) string, error) {
+	st := g.st
 	if st.managerAttr == "" {
 		return func(string) string { return "" }, nil
 	}
@@ -287,7 +372,7 @@ func (s *Server) managerIDs(ctx context.Context, st *state, entries []mapping.En
 	if len(dns) == 0 {
 		return func(string) string { return "" }, nil
 	}
-	ids, err := s.resolveDNs(ctx, st, dns, st.users)
+	ids, err := s.resolveDNs(ctx, g, dns, st.users)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,11 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	ignored  prometheus.Counter
+	// inFlight and queued are the requests being worked on and waiting for their turn;
+	// rejected counts those a full queue or the queue timeout turned away.
+	inFlight prometheus.Gauge
+	queued   prometheus.Gauge
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -31,16 +36,51 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scimbridge_inbound_ignored_attributes_total",
 			Help: "SCIM attribute values received that have no LDAP mapping and were ignored.",
 		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_inbound_requests_in_flight",
+			Help: "SCIM requests being worked on (at most inbound.max_concurrent_requests).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_inbound_requests_queued",
+			Help: "SCIM requests waiting for their turn (at most inbound.max_queued_requests).",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scimbridge_inbound_requests_rejected_total",
+			Help: "SCIM requests answered 503 because the queue was full or they waited too long, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.ignored)
+		reg.MustRegister(m.requests, m.duration, m.ignored, m.inFlight, m.queued, m.rejected)
 	}
 	return m
 }
 
+// observe counts one answered request. Every label value comes from a fixed set: the
+// endpoint from endpointLabel, the method from methodLabel and the status from this server's
+// own answers, never from what a client chose.
 func (m *metrics) observe(endpoint, method string, status int, d time.Duration) {
-	m.requests.WithLabelValues(endpoint, method, strconv.Itoa(status)).Inc()
+	method = methodLabel(method)
+	m.requests.WithLabelValues(endpoint, method, statusLabel(status)).Inc()
 	m.duration.WithLabelValues(endpoint, method).Observe(d.Seconds())
+}
+
+// methodLabel maps a request method to the bounded set GET, POST, PUT, PATCH, DELETE and
+// other: a client may send any token as a method, and one label value per made-up method would
+// grow /metrics without bound.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		return m
+	}
+	return "other"
+}
+
+// statusLabel is the status code as a label value, with anything outside 100–599 as "other".
+func statusLabel(status int) string {
+	if status < 100 || status > 599 {
+		return "other"
+	}
+	return strconv.Itoa(status)
 }
 
 // endpointLabel names the endpoint of a path relative to the base path with a bounded set of

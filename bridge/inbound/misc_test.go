@@ -187,14 +187,14 @@ func TestReloadRotatesTokens(t *testing.T) {
 	e := newEnv(t)
 	cfg := inbound.Config{BasePath: "/scim/v2", Users: inbound.Users{BaseDN: e.people}, Groups: inbound.Groups{BaseDN: e.groups},
 		Tokens: []inbound.Token{tokenFor("entra-next", "the-next-token-0123456789")}}
-	require.NoError(t, e.srv.Reload(cfg))
+	require.NoError(t, e.srv.Reload(context.Background(), cfg))
 	r := e.do("GET", "/Users", nil)
 	e.requireStatus(r, http.StatusUnauthorized)
 	r = e.do("GET", "/Users", nil, "Authorization", "Bearer the-next-token-0123456789")
 	e.requireStatus(r, http.StatusOK)
 	bad := cfg
 	bad.UserAttributes = map[string]string{"userName": "in valid"}
-	require.Error(t, e.srv.Reload(bad), "a bad configuration is refused")
+	require.Error(t, e.srv.Reload(context.Background(), bad), "a bad configuration is refused")
 	r = e.do("GET", "/Users", nil, "Authorization", "Bearer the-next-token-0123456789")
 	e.requireStatus(r, http.StatusOK, "and the old one keeps serving")
 }

@@ -36,12 +36,12 @@ func (q *request) toResources(k *kind, entries []mapping.Entry, withMembers bool
 	ctx, st := q.ctx(), q.st
 	out := make([]map[string]any, 0, len(entries))
 	if k.isUser() {
-		mid, err := q.s.managerIDs(ctx, st, entries)
+		mid, err := q.s.managerIDs(ctx, q.g, entries)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range entries {
-			out = append(out, q.located(k, mapping.UserFromLDAP(e, st.umap, st.marker, st.idAttr, mid)))
+			out = append(out, q.located(k, mapping.UserFromLDAP(k.managed.strip(e), st.umap, st.marker, st.idAttr, mid)))
 		}
 		return out, nil
 	}
@@ -51,14 +51,14 @@ func (q *request) toResources(k *kind, entries []mapping.Entry, withMembers bool
 		for _, e := range entries {
 			dns = append(dns, e.Get(st.gmap.MemberAttr())...)
 		}
-		ids, err := q.s.resolveDNs(ctx, st, dns, st.users, st.groups)
+		ids, err := q.s.resolveDNs(ctx, q.g, dns, st.users, st.groups)
 		if err != nil {
 			return nil, err
 		}
 		members = memberLookup(ids)
 	}
 	for _, e := range entries {
-		out = append(out, q.located(k, mapping.GroupFromLDAP(e, st.gmap, st.idAttr, members)))
+		out = append(out, q.located(k, mapping.GroupFromLDAP(k.managed.strip(e), st.gmap, st.idAttr, members)))
 	}
 	return out, nil
 }
@@ -109,8 +109,11 @@ func projection(v url.Values) (attrs, excluded []string) {
 func (q *request) get(k *kind, id string) {
 	attrs, excluded := projection(q.r.URL.Query())
 	withMembers := !k.isUser() && mapping.Requested(attrs, excluded, "members")
-	e, err := q.s.findByID(q.ctx(), q.st, k, id, q.st.readAttrs(k, withMembers))
+	e, err := q.findByID(k, id, q.st.readAttrs(k, withMembers))
 	if err != nil {
+		if q.denied != "" {
+			q.audit(k, "get", id, err)
+		}
 		q.fail(err)
 		return
 	}
@@ -129,8 +132,8 @@ func (q *request) get(k *kind, id string) {
 }
 
 // respond answers a successful write with the resource read back (200/201), projected by the
-// query's attributes and excludedAttributes.
-func (q *request) respond(k *kind, status int, dn string, withMembers bool) {
+// query's attributes and excludedAttributes, and returns its id.
+func (q *request) respond(k *kind, status int, dn string, withMembers bool) string {
 	attrs := q.st.readAttrs(k, withMembers)
 	var e mapping.Entry
 	if w := q.written; w != nil && ldapstore.SameDN(w.DN, dn) && slices.Equal(q.writtenAttrs, attrs) {
@@ -139,21 +142,27 @@ func (q *request) respond(k *kind, status int, dn string, withMembers bool) {
 		var err error
 		if e, err = q.s.dir.Get(q.ctx(), dn, attrs); err != nil {
 			q.fail(err)
-			return
+			return ""
 		}
 	}
 	res, err := q.toResources(k, []mapping.Entry{e}, withMembers)
 	if err != nil {
 		q.fail(err)
-		return
+		return ""
 	}
+	id, _ := res[0]["id"].(string)
 	loc := ""
 	if status == http.StatusCreated {
-		id, _ := res[0]["id"].(string)
 		loc = q.location(k, id)
 	}
 	pattrs, excluded := projection(q.r.URL.Query())
 	q.writeJSON(status, project(res[0], pattrs, excluded), version(res[0]), loc)
+	return id
+}
+
+// respondCreated answers 201 with the entry at dn and returns its id.
+func (q *request) respondCreated(k *kind, dn string) string {
+	return q.respond(k, http.StatusCreated, dn, true)
 }
 
 // wrote remembers the entry as plan p left it, when the directory returned it.
@@ -164,13 +173,14 @@ func (q *request) wrote(p *plan) {
 	}
 }
 
-// idResolver turns an id into the DN of an entry of the given kinds; ("", nil) when unknown.
+// idResolver turns an id into the DN of a visible entry of the given kinds; ("", nil) when
+// unknown or invisible.
 func (q *request) idResolver(known map[string]resolved, kinds ...*kind) func(string) (string, error) {
 	return func(id string) (string, error) {
 		if r, ok := known[id]; ok {
 			return r.dn, nil
 		}
-		m, err := q.s.resolveIDs(q.ctx(), q.st, []string{id}, kinds...)
+		m, err := q.resolveIDs([]string{id}, false, "", kinds...)
 		if err != nil {
 			return "", err
 		}
@@ -204,6 +214,9 @@ func (q *request) createUser(k *kind, body map[string]any) (string, error) {
 		return "", err
 	}
 	q.s.logIgnored(k.name, w.Ignored)
+	if err := st.checkPassword(w.Password); err != nil {
+		return "", err
+	}
 	if !w.Active && st.cfg.Disable == DisableDelete {
 		return "", badRequest(mapping.ScimTypeInvalidValue, `this server deletes disabled users (inbound.disable = "delete"): a user cannot be created inactive`)
 	}
@@ -211,13 +224,14 @@ func (q *request) createUser(k *kind, body map[string]any) (string, error) {
 	if !w.Active && st.cfg.Disable == DisableMove {
 		parent = st.cfg.DisabledBaseDN
 	}
-	return q.addEntry(k, w.Attrs, w.Password, parent, "userName")
+	return q.addEntry(k, w.Attrs, w.Password, parent, "userName", body)
 }
 
 // addEntry adds a new entry of kind k named by its RDN attribute below parent, after checking
 // that its name (userName, displayName) is free; sets the password (undoing the add when that
-// fails) and answers 201.
-func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string) (string, error) {
+// fails) and answers 201. A name taken by an unmarked entry in managed mode adopts that entry
+// with body when inbound.adopt_existing allows it.
+func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string, body map[string]any) (string, error) {
 	ctx := q.ctx()
 	name := first(attrs, k.nameAttr)
 	if name == "" {
@@ -227,20 +241,24 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 	if rdnVal == "" {
 		return "", badRequest(mapping.ScimTypeInvalidValue, "the attribute that names new entries in the directory has no value")
 	}
-	taken, err := q.s.nameTaken(ctx, k, name, "")
+	holders, err := q.s.nameHolders(ctx, k, name, "")
 	if err != nil {
 		return "", err
 	}
-	if taken {
-		return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: nameField + " is already in use"}
+	if len(holders) > 0 {
+		return q.adoptOrConflict(k, holders, nameField, body)
 	}
 	dn := ldapstore.RDN(k.rdnAttr, rdnVal) + "," + parent
-	full := make(map[string][]string, len(attrs)+1)
+	if err := q.checkTarget(dn, nameField); err != nil {
+		return "", err
+	}
+	full := make(map[string][]string, len(attrs)+2)
 	for a, v := range attrs {
 		full[a] = v
 	}
-	full["objectClass"] = k.objectClasses
-	if err := q.s.dir.Add(ctx, dn, full); err != nil {
+	full["objectClass"] = q.s.objectClasses(k, attrs, nil)
+	k.managed.mark(full)
+	if err := q.s.addFenced(ctx, k, dn, full); err != nil {
 		if errors.Is(err, ldapstore.ErrAlreadyExists) {
 			return "", &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: nameField + " is already in use", cause: err}
 		}
@@ -272,6 +290,9 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 // replace answers PUT /Users/{id} and /Groups/{id}.
 func (q *request) replace(k *kind, id string) {
 	body, err := q.readJSON()
+	if err == nil && !k.isUser() {
+		err = q.checkMemberCount(len(memberIDsOf(body)))
+	}
 	if err != nil {
 		q.audit(k, "replace", id, err)
 		q.fail(err)
@@ -395,12 +416,12 @@ func containsFold(list []any, want string) bool {
 // Assertion control makes the write fail: with If-Match that is a 412, without it the cycle
 // runs again on the new version, so a concurrent change is never overwritten unseen.
 func (q *request) update(k *kind, id string, build func(mapping.Entry) (map[string]any, error), withMembers bool) error {
-	ctx, st := q.ctx(), q.st
+	st := q.st
 	if !k.isUser() {
 		withMembers = true
 	}
 	for attempt := 1; ; attempt++ {
-		e, err := q.s.findByID(ctx, st, k, id, st.readAttrs(k, withMembers))
+		e, err := q.findByID(k, id, st.readAttrs(k, withMembers))
 		if err != nil {
 			return err
 		}
@@ -416,9 +437,9 @@ func (q *request) update(k *kind, id string, build func(mapping.Entry) (map[stri
 			deleted bool
 		)
 		if k.isUser() {
-			dn, deleted, err = q.writeUser(k, e, res)
+			dn, deleted, err = q.writeUser(k, e, res, false)
 		} else {
-			dn, err = q.writeGroup(k, e, res)
+			dn, err = q.writeGroup(k, e, res, false)
 		}
 		if errors.Is(err, ldapstore.ErrAssertionFailed) {
 			if q.r.Header.Get("If-Match") != "" {
@@ -442,14 +463,17 @@ func (q *request) update(k *kind, id string, build func(mapping.Entry) (map[stri
 }
 
 // writeUser writes the user resource res over entry e. deleted is true when res disabled the
-// user and the server deletes disabled users.
-func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (string, bool, error) {
+// user and the server deletes disabled users. adopt marks the entry as managed (it was not).
+func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt bool) (string, bool, error) {
 	ctx, st := q.ctx(), q.st
 	w, err := mapping.UserToLDAP(res, st.umap, st.marker, q.idResolver(nil, st.users))
 	if err != nil {
 		return "", false, err
 	}
 	q.s.logIgnored(k.name, w.Ignored)
+	if err := st.checkPassword(w.Password); err != nil {
+		return "", false, err
+	}
 	if !w.Active && st.cfg.Disable == DisableDelete {
 		if err := q.deleteEntry(k, e); err != nil {
 			return "", false, err
@@ -461,20 +485,24 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 		return "", false, badRequest(mapping.ScimTypeInvalidValue, "userName is required")
 	}
 	if cur := e.First(k.nameAttr); !strings.EqualFold(cur, name) {
-		taken, err := q.s.nameTaken(ctx, k, name, e.DN)
-		if err != nil {
+		if err := q.nameTaken(k, name, e.DN, "userName"); err != nil {
 			return "", false, err
 		}
-		if taken {
-			return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use"}
-		}
 	}
-	mid, err := q.s.managerIDs(ctx, st, []mapping.Entry{e})
+	mid, err := q.s.managerIDs(ctx, q.g, []mapping.Entry{e})
 	if err != nil {
 		return "", false, err
 	}
-	changes := mapping.UserChanges(e, w, st.umap, st.marker, mid)
-	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(e), readAttrs: st.readAttrs(k, true)}
+	changes := mapping.UserChanges(k.managed.strip(e), w, st.umap, st.marker, mid)
+	k.managed.keep(changes)
+	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(k, e), readAttrs: st.readAttrs(k, true)}
+	if adopt {
+		p.assert = q.s.assertion(k.scoped, e)
+		p.extra = adoptChange(k, changes)
+	}
+	if oc := q.s.objectClasses(k, changes, e.Get("objectClass")); len(oc) > 0 && len(e.Get("objectClass")) > 0 {
+		p.extra = append(p.extra, ldapstore.Change{Op: ldapstore.ModAdd, Attr: "objectClass", Values: oc})
+	}
 	parent := ""
 	if st.cfg.Disable == DisableMove {
 		inDisabled := ldapstore.InScope(e.DN, st.cfg.DisabledBaseDN)
@@ -488,13 +516,51 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 	if err := planRename(p, k, changes, parent); err != nil {
 		return "", false, err
 	}
-	p.changes = changeList(changes)
-	dn, err := q.s.apply(ctx, st, p)
+	if err := q.checkTarget(p.newDN(), "userName"); err != nil {
+		return "", false, err
+	}
+	p.changes = append(changeList(changes), p.extra...)
+	dn, err := q.s.apply(ctx, q.g, p)
 	q.wrote(p)
 	if err != nil && errors.Is(err, ldapstore.ErrAlreadyExists) {
 		return "", false, &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness, detail: "userName is already in use", cause: err}
 	}
 	return dn, false, err
+}
+
+// objectClasses returns, for a new entry of kind k with attrs (current nil), its object
+// classes: k's and the optional schema's auxiliary class when attrs use one of its attributes.
+// For an existing entry with the object classes current, it returns only the classes to add for
+// attrs (the changes of a write), usually none.
+func (s *Server) objectClasses(k *kind, attrs map[string][]string, current []string) []string {
+	need := false
+	if s.caps.schema && k.isUser() {
+		for _, a := range mapping.SchemaAttributes() {
+			if vals, _, ok := lookup(attrs, a); ok && len(vals) > 0 {
+				need = true
+			}
+		}
+	}
+	if current == nil {
+		if need {
+			return append(append([]string(nil), k.objectClasses...), mapping.SchemaAuxiliaryClass)
+		}
+		return k.objectClasses
+	}
+	if need && !slices.ContainsFunc(current, func(c string) bool { return strings.EqualFold(c, mapping.SchemaAuxiliaryClass) }) {
+		return []string{mapping.SchemaAuxiliaryClass}
+	}
+	return nil
+}
+
+// checkPassword refuses to send a password to a directory over a connection that is neither
+// TLS nor local, unless inbound.allow_cleartext_passwords says so.
+func (st *state) checkPassword(pw string) error {
+	if pw == "" || !st.cfg.CleartextDirectory || st.cfg.AllowCleartextPasswords {
+		return nil
+	}
+	return badRequest(mapping.ScimTypeInvalidValue, "this server does not set passwords: its connection to the directory is not encrypted "+
+		"(the administrator can use ldaps:// or ldap.start_tls, or set inbound.allow_cleartext_passwords)")
 }
 
 // delete answers DELETE /Users/{id} and /Groups/{id}.
@@ -509,7 +575,7 @@ func (q *request) delete(k *kind, id string) {
 }
 
 func (q *request) deleteByID(k *kind, id string) error {
-	e, err := q.s.findByID(q.ctx(), q.st, k, id, q.st.readAttrs(k, false))
+	e, err := q.findByID(k, id, q.st.readAttrs(k, false))
 	if err != nil {
 		return err
 	}
@@ -526,7 +592,7 @@ func (q *request) deleteEntry(_ *kind, e mapping.Entry) error {
 		return err
 	}
 	q.s.invalidate()
-	q.s.rewriteReferences(q.ctx(), q.st, e.DN, "")
+	q.s.rewriteReferences(q.ctx(), q.g, e.DN, "")
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -61,6 +62,37 @@ type Config struct {
 	MaxResults int
 	// DefaultCount is the page size of a list request without count. Defaults to 100.
 	DefaultCount int
+	// Protect is what the SCIM side never sees or touches (see Protection).
+	Protect Protection
+	// ManagedOnly makes the SCIM side see and change only the entries that carry the managed
+	// marker, which the bridge adds to what it creates.
+	ManagedOnly bool
+	// AdoptExisting lets a POST whose name is taken by an unmarked entry adopt it (mark and
+	// update it) in managed mode, instead of answering 409.
+	AdoptExisting bool
+	// MaxMembers caps the member ids of one request (POST, PUT or PATCH of a group); more is a
+	// 413. Defaults to 20000.
+	MaxMembers int
+	// AllowSensitive names the sensitive LDAP attributes (mapping.SensitiveAttribute) the
+	// attribute maps may use all the same.
+	AllowSensitive []string
+	// MaxConcurrent bounds the requests worked on at once (defaults to 16); MaxQueued the
+	// requests waiting for their turn beyond it (0 defaults to 1024; negative queues none); a request
+	// that waited QueueTimeout (defaults to 30s) or finds the queue full is a 503.
+	MaxConcurrent int
+	MaxQueued     int
+	QueueTimeout  time.Duration
+	// PublicURL is the absolute URL of the base path as clients reach it, for Location and
+	// meta.location; "" builds it from the request.
+	PublicURL string
+	// TrustedProxies are the client addresses whose X-Forwarded-Proto and X-Forwarded-Host
+	// headers are believed.
+	TrustedProxies []netip.Prefix
+	// CleartextDirectory says the connection to the directory is neither TLS nor local, so a
+	// password sent to it crosses the network in clear: SCIM passwords are then refused, unless
+	// AllowCleartextPasswords.
+	CleartextDirectory      bool
+	AllowCleartextPasswords bool
 }
 
 // Users says where users live and what a new one looks like.
@@ -70,16 +102,22 @@ type Users struct {
 	RDNAttribute  string
 	// Filter selects users below BaseDN; every search is ANDed with it.
 	Filter string
+	// ScopeFilter is ANDed with Filter for the SCIM side only (inbound.scope_filter.users):
+	// what it does not match, SCIM neither sees nor changes, and a user created through SCIM
+	// must match it.
+	ScopeFilter string
 	// IDAttribute is the stable id; "" uses the dialect's (entryUUID, nsUniqueId, objectGUID).
 	IDAttribute string
 }
 
 // Groups says where groups live and what a new one looks like.
 type Groups struct {
-	BaseDN          string
-	ObjectClasses   []string
-	RDNAttribute    string
-	Filter          string
+	BaseDN        string
+	ObjectClasses []string
+	RDNAttribute  string
+	Filter        string
+	// ScopeFilter is ANDed with Filter for the SCIM side only (inbound.scope_filter.groups).
+	ScopeFilter     string
 	MemberAttribute string
 }
 
@@ -126,6 +164,7 @@ type Server struct {
 	pager        *ldapstore.Pager // nil without VLV: lists use snapshots
 	snaps        *snapshotCache
 	state        atomic.Pointer[state]
+	guards       guardCache
 	ignored      sync.Map // SCIM attribute paths already logged as unmapped
 	ignoredCount atomic.Int64
 }
@@ -142,6 +181,11 @@ type capabilities struct {
 	// postRead: the directory returns the entry as a Modify left it (RFC 4527), which saves
 	// reading it back for the response.
 	postRead bool
+	// dnAttr is the attribute a filter can match an entry's DN with ("" when none).
+	dnAttr string
+	// schema: the directory has scimbridge's optional schema (etc/schema), whose attributes
+	// then map by default (mapping.SchemaUserAttributes).
+	schema bool
 }
 
 // postReader is the optional ability of a Directory to return the entry with the Modify that
@@ -173,6 +217,12 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if caps.ppolicy, err = o.Directory.HasAttributeType(ctx, "pwdAccountLockedTime"); err != nil {
 		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
 	}
+	if caps.dnAttr, err = dnAttribute(ctx, o.Directory, caps.dialect); err != nil {
+		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
+	}
+	if caps.schema, err = o.Directory.HasAttributeType(ctx, "scimbridgeOtherMail"); err != nil {
+		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
+	}
 	s := &Server{
 		dir:     o.Directory,
 		logger:  o.Logger,
@@ -181,7 +231,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		caps:    caps,
 		snaps:   newSnapshotCache(),
 	}
-	st, err := s.newState(o.Config)
+	st, err := s.prepare(ctx, o.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -190,7 +240,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.pager = o.Directory.NewPager(o.Pager)
 	}
 	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
-		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value).
+		Bool("scimbridge_schema", caps.schema)
 	if st.marker.LockAttr != "" {
 		ev = ev.Str("lock_attribute", st.marker.LockAttr)
 	}
@@ -201,19 +252,63 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	return s, nil
 }
 
-// Reload applies a new configuration to the requests that follow: tokens, limits, bases and
-// attribute maps. On error the old configuration stays.
-func (s *Server) Reload(cfg Config) error {
-	st, err := s.newState(cfg)
+// Reload applies a new configuration to the requests that follow: tokens, limits, bases,
+// fences and attribute maps. On error the old configuration stays. It is Prepare followed by
+// the returned commit.
+func (s *Server) Reload(ctx context.Context, cfg Config) error {
+	commit, err := s.Prepare(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	s.state.Store(st)
-	if s.pager != nil {
-		s.pager.Invalidate()
-	}
-	s.snaps.clear()
+	commit()
 	return nil
+}
+
+// Prepare checks a new configuration completely — maps, filters, the protected groups, read
+// from the directory — without applying it, and returns the function that applies it to the
+// requests that follow. Nothing changes until commit is called; a configuration Prepare
+// refuses is never half applied.
+func (s *Server) Prepare(ctx context.Context, cfg Config) (commit func(), err error) {
+	st, err := s.prepare(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		s.state.Store(st)
+		s.invalidate()
+	}, nil
+}
+
+// prepare builds the state of cfg and, when it protects groups, reads them once, so that a
+// missing group refuses the configuration.
+func (s *Server) prepare(ctx context.Context, cfg Config) (*state, error) {
+	st, err := s.newState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.prot.groups) > 0 {
+		g, err := s.buildGuard(ctx, st)
+		if err != nil {
+			return nil, err
+		}
+		s.guards.mu.Lock()
+		s.guards.cur = g
+		s.guards.mu.Unlock()
+	}
+	return st, nil
+}
+
+// dnAttribute names the attribute a filter can match entries' DNs with: distinguishedName on
+// Active Directory, entryDN where the subschema has it (OpenLDAP, 389-DS), else "".
+func dnAttribute(ctx context.Context, d Directory, dialect ldapstore.Dialect) (string, error) {
+	if dialect == ldapstore.DialectAD {
+		return "distinguishedName", nil
+	}
+	ok, err := d.HasAttributeType(ctx, "entryDN")
+	if err != nil || !ok {
+		return "", err
+	}
+	return "entryDN", nil
 }
 
 // Close releases the VLV pager's connections.
@@ -249,6 +344,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(rec, r)
 		return
 	}
+	ctx := r.Context()
+	release, aerr := st.queue.acquire(ctx, s.metrics)
+	if aerr != nil {
+		writeError(rec, aerr)
+		return
+	}
+	defer release()
+	g, err := s.guard(ctx, st)
+	if err != nil {
+		writeError(rec, errGuard(err))
+		return
+	}
 	if r.ContentLength > st.cfg.MaxBodyBytes {
 		writeError(rec, tooLarge(st.cfg.MaxBodyBytes))
 		return
@@ -259,7 +366,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The answer is buffered and sent once the handler is done, so that the audit event of a
 	// write is logged before the client can see the result.
 	buf := &bufferedWriter{header: http.Header{}}
-	q := &request{s: s, st: st, w: buf, r: r, actor: actor, rel: rel, baseURL: baseURL(r, st.cfg.BasePath)}
+	q := &request{s: s, st: st, g: g, w: buf, r: r, actor: actor, rel: rel, baseURL: st.baseURL(r)}
 	q.route()
 	buf.flushTo(rec)
 }
@@ -301,42 +408,118 @@ func (b *bufferedWriter) flushTo(w http.ResponseWriter) {
 // refuse answers a request without a valid token: 401 with a SCIM error, slowed down when
 // failures come in bursts.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.limiter.delay(r.RemoteAddr, time.Now())
+	now := time.Now()
+	d, ok := s.limiter.delay(r.RemoteAddr, now)
 	if ok {
 		ok = s.limiter.wait(r.Context(), d)
 	}
+	// The path and the number of failures are the client's choice: the line is capped in
+	// length and in rate, and says how many failures went unlogged since the last one.
+	logged, suppressed := s.limiter.logAllowed(now)
 	if !ok {
-		s.logger.Warn().Str("remote", r.RemoteAddr).Msg("authentication failures: too many; answering 429")
+		if logged {
+			s.logger.Warn().Str("remote", r.RemoteAddr).Int64("unlogged_failures", suppressed).Msg("authentication failures: too many; answering 429")
+		}
 		writeError(w, &apiError{status: http.StatusTooManyRequests, detail: "too many failed authentications; retry later", retryAfter: 2})
 		return
 	}
-	s.logger.Info().Str("remote", r.RemoteAddr).Str("path", r.URL.Path).Msg("authentication failed")
+	if logged {
+		s.logger.Info().Str("remote", r.RemoteAddr).Str("path", truncate(r.URL.Path, maxLoggedPath)).Int64("unlogged_failures", suppressed).Msg("authentication failed")
+	}
 	w.Header().Set("WWW-Authenticate", `Bearer realm="scim"`)
 	writeError(w, &apiError{status: http.StatusUnauthorized, detail: "a valid bearer token is required"})
+}
+
+// maxLoggedPath bounds the request path written into log lines about unauthenticated requests.
+const maxLoggedPath = 128
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func tooLarge(limit int64) *apiError {
 	return &apiError{status: http.StatusRequestEntityTooLarge, detail: fmt.Sprintf("the request body exceeds %d bytes", limit)}
 }
 
-// baseURL is the absolute URL of the SCIM base path as the client reached it, for
-// meta.location and Location. Behind a TLS-terminating proxy, X-Forwarded-Proto says https.
-func baseURL(r *http.Request, basePath string) string {
+// baseURL is the absolute URL of the SCIM base path, for meta.location and Location:
+// inbound.public_url when set; otherwise the scheme and Host the request came with, where the
+// X-Forwarded-Proto and X-Forwarded-Host of a proxy count only when the request comes from one
+// of inbound.trusted_proxies.
+func (st *state) baseURL(r *http.Request) string {
+	if st.cfg.PublicURL != "" {
+		return strings.TrimRight(st.cfg.PublicURL, "/")
+	}
 	scheme := "http"
-	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+	if r.TLS != nil {
 		scheme = "https"
 	}
 	host := r.Host
-	if host == "" {
+	if st.trusted(r.RemoteAddr) {
+		if p := strings.ToLower(strings.TrimSpace(r.Header.Get("X-Forwarded-Proto"))); p == "https" || p == "http" {
+			scheme = p
+		}
+		if h := strings.TrimSpace(r.Header.Get("X-Forwarded-Host")); validHost(h) {
+			host = h
+		}
+	}
+	if !validHost(host) {
 		host = "localhost"
 	}
-	return scheme + "://" + host + strings.TrimRight(basePath, "/")
+	return scheme + "://" + host + strings.TrimRight(st.cfg.BasePath, "/")
+}
+
+// trusted reports whether the peer at remoteAddr is one of the trusted proxies.
+func (st *state) trusted(remoteAddr string) bool {
+	if len(st.cfg.TrustedProxies) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remoteAddr)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range st.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validHost accepts a host[:port] as a Host header may carry it, and nothing that could break
+// out of a URL.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for _, c := range h {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.ContainsRune(".-:[]_", c):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // request is one SCIM request being answered.
 type request struct {
-	s       *Server
-	st      *state
+	s  *Server
+	st *state
+	// g is the protected set this request is answered with.
+	g *guard
+	// denied is set when the fence refused something the request named (why: bind_dn,
+	// protected_dns, protected_groups): its audit event says result=denied.
+	denied  string
 	w       http.ResponseWriter
 	r       *http.Request
 	actor   string
@@ -533,9 +716,16 @@ func (q *request) writeJSON(status int, v any, etag, location string) {
 func (q *request) audit(k *kind, op, id string, err error) {
 	ev := q.s.logger.Info()
 	result := "success"
+	if q.denied != "" {
+		// The fence refused something the request named, even if the rest was done.
+		result = "denied"
+		ev = ev.Str("denied_by", q.denied)
+	}
 	if err != nil {
 		ae := classify(err)
-		result = "failure"
+		if result == "success" {
+			result = "failure"
+		}
 		ev = ev.Int("status", ae.status)
 		if ae.scimType != "" {
 			ev = ev.Str("scim_type", ae.scimType)

@@ -10,6 +10,9 @@ import (
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
+// defaultMaxMembers is the default of Config.MaxMembers.
+const defaultMaxMembers = 20000
+
 // state is everything derived from one Config; Reload swaps it whole.
 type state struct {
 	cfg    Config
@@ -26,6 +29,11 @@ type state struct {
 	managerAttr                     string
 	disco                           http.Handler
 	spc                             map[string]any
+	// prot is what is protected; static is its guard when no protected group needs reading.
+	prot   protection
+	static *guard
+	// queue bounds the requests worked on at once.
+	queue *workQueue
 }
 
 // kind is one resource type and where its entries live.
@@ -34,11 +42,20 @@ type kind struct {
 	endpoint string // "Users" or "Groups"
 	// base receives new entries; bases are searched (users: and the disabled base when it is
 	// not below base).
-	base          string
-	bases         []string
-	scopes        []ldapstore.DN // bases, parsed
-	filter        string
-	rdnAttr       string
+	base   string
+	bases  []string
+	scopes []ldapstore.DN // bases, parsed
+	// filter selects the kind's entries ([ldap.users] filter): uniqueness is checked against
+	// all of them. fence is what the SCIM side may see and touch: filter, the kind's
+	// inbound.scope_filter and, in managed mode, the managed marker.
+	filter string
+	// scoped is filter ANDed with the kind's inbound.scope_filter: what adoption may take over.
+	scoped  string
+	fence   string
+	rdnAttr string
+	// managed is the marker the bridge adds to what it creates in managed mode (zero: not in
+	// managed mode).
+	managed       managedMarker
 	objectClasses []string
 	// nameAttr holds userName or displayName: uniqueness checks and sort order.
 	nameAttr string
@@ -57,12 +74,15 @@ func (k *kind) inScope(dn string) bool {
 	return false
 }
 
-// typeFilter ANDs f (already rendered and escaped) with the kind's filter.
-func (k *kind) typeFilter(f string) string {
-	if f == "" {
-		return k.filter
+// fenced ANDs f (already rendered and escaped) with the kind's fence.
+func (k *kind) fenced(f string) string { return and(k.fence, f) }
+
+// and ANDs LDAP filters, leaving out empty ones; none is every entry.
+func and(filters ...string) string {
+	if f := ldapstore.JoinFilters('&', filters...); f != "" {
+		return f
 	}
-	return "(&" + k.filter + f + ")"
+	return "(objectClass=*)"
 }
 
 func (s *Server) newState(cfg Config) (*state, error) {
@@ -78,6 +98,33 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	if cfg.DefaultCount <= 0 {
 		cfg.DefaultCount = min(100, cfg.MaxResults)
 	}
+	if cfg.MaxMembers <= 0 {
+		cfg.MaxMembers = defaultMaxMembers
+	}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = defaultMaxConcurrent
+	}
+	switch {
+	case cfg.MaxQueued == 0:
+		cfg.MaxQueued = defaultMaxQueued
+	case cfg.MaxQueued < 0:
+		cfg.MaxQueued = 0
+	}
+	if cfg.QueueTimeout <= 0 {
+		cfg.QueueTimeout = defaultQueueTimeout
+	}
+	if cfg.AdoptExisting && !cfg.ManagedOnly {
+		add("inbound.adopt_existing: only has a meaning with inbound.managed_only = true")
+	}
+	for key, f := range map[string]string{"inbound.scope_filter.users": cfg.Users.ScopeFilter, "inbound.scope_filter.groups": cfg.Groups.ScopeFilter} {
+		if f != "" {
+			if err := ldapstore.CheckFilter(f); err != nil {
+				add("%s: %q is not a valid LDAP filter", key, f)
+			}
+		}
+	}
+	prot, perrs := newProtection(cfg.Protect, s.caps.dnAttr)
+	errs = append(errs, perrs...)
 	if len(cfg.Tokens) == 0 {
 		add("inbound.token: no token: every request would be refused")
 	}
@@ -129,7 +176,16 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	if idAttr == "" {
 		idAttr = s.caps.dialect.IDAttribute()
 	}
-	umap, err := mapping.NewUserMap(cfg.UserAttributes, cfg.Extensions...)
+	// The optional schema's attributes map by default when the directory has it; the
+	// configuration overrides them like any default.
+	userOver := map[string]string{}
+	if s.caps.schema {
+		userOver = mapping.SchemaUserAttributes()
+	}
+	for k, v := range cfg.UserAttributes {
+		userOver[k] = v
+	}
+	umap, err := mapping.NewUserMap(userOver, cfg.Extensions...)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("inbound: %w", err))
 	}
@@ -141,6 +197,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	if err != nil {
 		errs = append(errs, fmt.Errorf("inbound: %w", err))
 	}
+	errs = append(errs, sensitiveErrors(cfg.AllowSensitive, umap, gmap)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -161,6 +218,11 @@ func (s *Server) newState(cfg Config) (*state, error) {
 		rdnAttr: u.RDNAttribute, objectClasses: u.ObjectClasses, nameAttr: userName,
 		sortKey: ldapstore.SortKey{Attr: userName, OrderingRule: ordering},
 	}
+	if cfg.ManagedOnly {
+		users.managed = defaultManagedMarker(s.caps.dialect, true)
+	}
+	users.scoped = and(users.filter, u.ScopeFilter)
+	users.fence = and(users.scoped, users.managed.filter())
 	if cfg.Disable == DisableMove && !ldapstore.InScope(cfg.DisabledBaseDN, u.BaseDN) {
 		users.bases = append(users.bases, cfg.DisabledBaseDN)
 	}
@@ -169,6 +231,11 @@ func (s *Server) newState(cfg Config) (*state, error) {
 		rdnAttr: g.RDNAttribute, objectClasses: g.ObjectClasses, nameAttr: displayName,
 		sortKey: ldapstore.SortKey{Attr: displayName, OrderingRule: ordering},
 	}
+	if cfg.ManagedOnly {
+		groups.managed = defaultManagedMarker(s.caps.dialect, false)
+	}
+	groups.scoped = and(groups.filter, g.ScopeFilter)
+	groups.fence = and(groups.scoped, groups.managed.filter())
 	for _, k := range []*kind{users, groups} {
 		for _, b := range k.bases {
 			d, err := ldapstore.ParseDN(b)
@@ -185,12 +252,37 @@ func (s *Server) newState(cfg Config) (*state, error) {
 		groupAttrs:          gmap.SearchAttributes(idAttr, true),
 		groupAttrsNoMembers: gmap.SearchAttributes(idAttr, false),
 		managerAttr:         umap.LDAPAttr(mapping.EnterpriseSchemaURN + ":manager"),
+		prot:                prot,
+	}
+	if s.caps.schema {
+		// A write that gives a user an attribute of the optional schema adds its auxiliary
+		// class when the entry lacks it.
+		st.userAttrs = umap.SearchAttributes(marker, idAttr, "objectClass")
+	}
+	if st.static, err = staticGuard(st); err != nil {
+		return nil, err
+	}
+	// A reload keeps the queue (and the requests in it) when its bounds stay.
+	if old := s.state.Load(); old != nil && old.queue.sameBounds(cfg.MaxConcurrent, cfg.MaxQueued, cfg.QueueTimeout) {
+		st.queue = old.queue
+	} else {
+		st.queue = newWorkQueue(cfg.MaxConcurrent, cfg.MaxQueued, cfg.QueueTimeout)
 	}
 	if st.disco, err = discoveryHandler(st); err != nil {
 		return nil, err
 	}
 	st.spc = serviceProviderConfig(st)
 	return st, nil
+}
+
+// sensitiveErrors refuses the mappings to sensitive LDAP attributes that the admin did not
+// allow by name.
+func sensitiveErrors(allowed []string, umap mapping.UserMap, gmap mapping.GroupMap) []error {
+	var errs []error
+	for _, sm := range mapping.SensitiveMappings(allowed, umap.Mappings(), gmap.Mappings()) {
+		errs = append(errs, fmt.Errorf("inbound: %q → %s: refused: %s; SCIM would control it. Name it in inbound.allow_sensitive_attributes to map it all the same", sm.Key, sm.Attr, sm.Why))
+	}
+	return errs
 }
 
 // relPath returns the request path below the base path ("/Users/…"); ok is false outside it.

@@ -12,19 +12,25 @@ import (
 )
 
 // assertionFor is the Assertion control filter that makes a write apply only to the version
-// of e that was read: entryCSN where the directory has it, modifyTimestamp otherwise; "" when
-// the directory lacks the control.
-func (s *Server) assertionFor(e mapping.Entry) string {
+// of e that was read — entryCSN where the directory has it, modifyTimestamp otherwise — and
+// only while e is inside k's fence (scope filter, managed marker); "" when the directory lacks
+// the control.
+func (s *Server) assertionFor(k *kind, e mapping.Entry) string {
+	return s.assertion(k.fence, e)
+}
+
+// assertion is assertionFor with the fence given (adoption takes an unmarked entry).
+func (s *Server) assertion(fence string, e mapping.Entry) string {
 	if !s.caps.assertion {
 		return ""
 	}
+	version := ""
 	if csn := e.First("entryCSN"); csn != "" {
-		return "(entryCSN=" + ldapstore.EscapeFilter(csn) + ")"
+		version = "(entryCSN=" + ldapstore.EscapeFilter(csn) + ")"
+	} else if ts := e.First("modifyTimestamp"); ts != "" {
+		version = "(modifyTimestamp=" + ldapstore.EscapeFilter(ts) + ")"
 	}
-	if ts := e.First("modifyTimestamp"); ts != "" {
-		return "(modifyTimestamp=" + ldapstore.EscapeFilter(ts) + ")"
-	}
-	return ""
+	return and(version, fence)
 }
 
 // ifMatch checks the If-Match header against the entry's version: nil when absent or
@@ -110,6 +116,8 @@ type plan struct {
 	newSuper string // "" keeps the parent
 	password string
 	assert   string
+	// extra are changes beyond the attribute replaces (the managed marker of an adoption).
+	extra []ldapstore.Change
 	// readAttrs, when set, asks for the entry as the write leaves it (Post-Read on the
 	// Modify, when that is the last step); apply sets after to it.
 	readAttrs []string
@@ -175,7 +183,7 @@ func planRename(p *plan, k *kind, changes map[string][]string, parent string) er
 // apply performs the plan as one asserted Modify, then the ModifyDN, then the password, and
 // undoes the earlier steps when a later one fails, so that a failed request leaves the entry
 // as it was. It returns the entry's DN afterwards.
-func (s *Server) apply(ctx context.Context, st *state, p *plan) (string, error) {
+func (s *Server) apply(ctx context.Context, g *guard, p *plan) (string, error) {
 	dn := p.entry.DN
 	newDN := p.newDN()
 	renamed := !ldapstore.SameDN(newDN, dn)
@@ -231,28 +239,30 @@ func (s *Server) apply(ctx context.Context, st *state, p *plan) (string, error) 
 	}
 	s.invalidate()
 	if renamed {
-		s.rewriteReferences(ctx, st, dn, newDN)
+		s.rewriteReferences(ctx, g, dn, newDN)
 	}
 	return newDN, nil
 }
 
 // rewriteReferences keeps the DNs that point at an entry right after it was renamed or
-// deleted (newDN ""): the member values of groups under the groups base and the manager
-// values of users. OpenLDAP without the refint overlay does neither. Failures are logged: the
-// entry's own write succeeded, and readers skip DNs they cannot resolve.
-func (s *Server) rewriteReferences(ctx context.Context, st *state, oldDN, newDN string) {
+// deleted (newDN ""): the member values of the groups and the manager values of the users the
+// SCIM side can see (never of protected ones). OpenLDAP without the refint overlay does
+// neither. Failures are logged: the entry's own write succeeded, and readers skip DNs they
+// cannot resolve.
+func (s *Server) rewriteReferences(ctx context.Context, g *guard, oldDN, newDN string) {
 	ctx = context.WithoutCancel(ctx)
+	st := g.st
 	member := st.gmap.MemberAttr()
-	s.rewriteIn(ctx, st.groups, member, oldDN, newDN, true)
+	s.rewriteIn(ctx, g, st.groups, member, oldDN, newDN, true)
 	if st.managerAttr != "" {
-		s.rewriteIn(ctx, st.users, st.managerAttr, oldDN, newDN, false)
+		s.rewriteIn(ctx, g, st.users, st.managerAttr, oldDN, newDN, false)
 	}
 }
 
-func (s *Server) rewriteIn(ctx context.Context, k *kind, attr, oldDN, newDN string, placeholder bool) {
+func (s *Server) rewriteIn(ctx context.Context, g *guard, k *kind, attr, oldDN, newDN string, placeholder bool) {
 	f := ldapstore.RenderFilter(mapping.LDAPFilter{Op: mapping.FilterEqual, Attr: attr, Value: oldDN})
 	var holders []mapping.Entry
-	err := s.searchKind(ctx, k, f, []string{"1.1"}, func(e mapping.Entry) error {
+	err := s.searchKind(ctx, g, k, f, []string{"1.1"}, func(e mapping.Entry) error {
 		holders = append(holders, e)
 		return nil
 	})

@@ -33,7 +33,8 @@ in_root getent passwd scimbridge
 echo "== files"
 for f in /usr/bin/scimbridge /usr/lib/systemd/system/scimbridge.service /usr/lib/sysusers.d/scimbridge.conf \
 	/etc/scimbridge/scimbridge.toml /usr/share/doc/scimbridge/README.md /usr/share/doc/scimbridge/changelog.Debian.gz \
-	/usr/share/scimbridge/prometheus/scimbridge.rules.yml /usr/share/scimbridge/grafana/scimbridge.json; do
+	/usr/share/scimbridge/prometheus/scimbridge.rules.yml /usr/share/scimbridge/grafana/scimbridge.json \
+	/usr/share/scimbridge/schema/scimbridge.ldif /usr/share/doc/scimbridge/examples/scimbridge.service.d/allow-network.conf; do
 	in_root stat -c '%n %U:%G %a' "$f"
 done
 in_root stat -c '%n %U:%G %a' /etc/scimbridge

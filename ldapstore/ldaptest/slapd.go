@@ -2,14 +2,17 @@ package ldaptest
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,11 +92,26 @@ type Options struct {
 	ReadableConfig bool
 	// ReadOnlyService gives the service account read access only, below the suffix.
 	ReadOnlyService bool
+	// Schemas are further slapd.conf schema files, included after the stock ones (core,
+	// cosine, inetorgperson, nis): OptionalSchema() for scimbridge's own.
+	Schemas []string
+	// ServiceDN places the service account elsewhere than cn=scimbridge,ou=services (a test of
+	// a bind DN inside the users base); its parent must be one of the base entries.
+	ServiceDN string
+}
+
+// OptionalSchema is the path of scimbridge's optional schema for slapd.conf
+// (etc/schema/scimbridge.schema in the source tree this package is built from).
+func OptionalSchema() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "etc", "schema", "scimbridge.schema")
 }
 
 // Server is a running private slapd.
 type Server struct {
 	URL string
+	// LDAPIURL is the same server on a Unix socket (ldapi://, the path percent-encoded).
+	LDAPIURL string
 	// LDAPSURL and CAFile are set with Options.TLS.
 	LDAPSURL  string
 	CAFile    string
@@ -145,7 +163,7 @@ func Start(opts Options) (*Server, error) {
 		Suffix:    opts.Suffix,
 		RootDN:    "cn=admin," + opts.Suffix,
 		RootPW:    DefaultRootPW,
-		ServiceDN: "cn=scimbridge,ou=services," + opts.Suffix,
+		ServiceDN: cmp.Or(opts.ServiceDN, "cn=scimbridge,ou=services,"+opts.Suffix),
 		ServicePW: DefaultServicePW,
 		PeopleDN:  "ou=people," + opts.Suffix,
 		GroupsDN:  "ou=groups," + opts.Suffix,
@@ -168,6 +186,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.Port = opts.Port
 	s.URL = "ldap://127.0.0.1:" + strconv.Itoa(opts.Port)
+	s.LDAPIURL = "ldapi://" + url.PathEscape(filepath.Join(opts.Dir, "ldapi"))
 	if opts.TLS {
 		p, err := freePort()
 		if err != nil {
@@ -202,6 +221,9 @@ include {{.SchemaDir}}/core.schema
 include {{.SchemaDir}}/cosine.schema
 include {{.SchemaDir}}/inetorgperson.schema
 include {{.SchemaDir}}/nis.schema
+{{- range .Schemas}}
+include {{.}}
+{{- end}}
 
 modulepath {{.ModulePath}}
 moduleload back_mdb
@@ -332,6 +354,7 @@ func (s *Server) configure() error {
 		"LogOps":          s.opts.LogOps,
 		"ReadableConfig":  s.opts.ReadableConfig,
 		"ServiceAccess":   map[bool]string{false: "write", true: "read"}[s.opts.ReadOnlyService],
+		"Schemas":         s.opts.Schemas,
 	})
 	if err != nil {
 		return fmt.Errorf("ldaptest: slapd.conf: %w", err)
@@ -380,13 +403,20 @@ objectClass: organizationalUnit
 ou: services
 
 dn: %[3]s
-objectClass: person
-objectClass: simpleSecurityObject
-cn: scimbridge
-sn: scimbridge
-userPassword: %[4]s
+%[5]suserPassword: %[4]s
 description: the account scimbridge binds as
-`, s.Suffix, rdnValue(s.Suffix), s.ServiceDN, s.ServicePW)
+`, s.Suffix, rdnValue(s.Suffix), s.ServiceDN, s.ServicePW, s.serviceClasses())
+}
+
+// serviceClasses are the object classes and naming attributes of the service account: a
+// person named by cn (the default), or an inetOrgPerson named by its DN's RDN attribute (a
+// bind DN among the users).
+func (s *Server) serviceClasses() string {
+	attr, value, _ := strings.Cut(strings.SplitN(s.ServiceDN, ",", 2)[0], "=")
+	if strings.EqualFold(attr, "cn") {
+		return "objectClass: person\nobjectClass: simpleSecurityObject\ncn: " + value + "\nsn: " + value + "\n"
+	}
+	return "objectClass: inetOrgPerson\ncn: " + value + "\nsn: " + value + "\n" + attr + ": " + value + "\n"
 }
 
 // Start starts slapd (again, after Stop) on the same port and data, and waits until it answers.
@@ -399,7 +429,7 @@ func (s *Server) Start() error {
 	var lastErr error
 	// The port may still be in TIME_WAIT-free limbo just after a Stop; try a few times.
 	for attempt := 0; attempt < 5; attempt++ {
-		urls := s.URL + "/"
+		urls := s.URL + "/ " + s.LDAPIURL + "/"
 		if s.LDAPSURL != "" {
 			urls += " " + s.LDAPSURL + "/"
 		}
