@@ -36,7 +36,7 @@ func TestSystemdUnit(t *testing.T) {
 	bin := binary(t)
 	for _, withDropins := range []bool{false, true} {
 		dir := t.TempDir()
-		text := strings.Replace(string(unit), "ExecStart=/usr/local/bin/scimbridge ", "ExecStart="+bin+" ", 1)
+		text := regexp.MustCompile(`(?m)^ExecStart=\S+ `).ReplaceAllLiteralString(string(unit), "ExecStart="+bin+" ")
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "scimbridge.service"), []byte(text), 0o644))
 		if withDropins {
 			d := filepath.Join(dir, "scimbridge.service.d")
