@@ -196,7 +196,8 @@ func (s *Store) Delete(ctx context.Context, dn string) error {
 }
 
 // SetPassword sets an entry's password with the directory's own mechanism: the Password
-// Modify extended operation (RFC 3062), or unicodePwd on Active Directory (which requires TLS).
+// Modify extended operation (RFC 3062; 389-DS takes it only over TLS), or unicodePwd on Active
+// Directory (which requires TLS). Without TLS to those two, nothing is sent: ErrUnsupported.
 // The password never appears in an error.
 func (s *Store) SetPassword(ctx context.Context, dn, password string) error {
 	d, err := s.Dialect(ctx)
@@ -223,6 +224,11 @@ func (s *Store) SetPassword(ctx context.Context, dn, password string) error {
 	}
 	req := ldap.NewPasswordModifyRequest(dn, "", password)
 	return s.withConn(ctx, "set password", false, func(c *ldap.Conn) error {
+		if _, ok := c.TLSConnectionState(); !ok && d == Dialect389DS {
+			// 389-DS answers the Password Modify operation only over TLS; say so before the
+			// password crosses the wire in clear.
+			return &Error{Op: "set password", DN: dn, Err: errors.New("389 Directory Server only accepts passwords over TLS: use ldaps:// or start_tls"), kind: ErrUnsupported}
+		}
 		_, err := c.PasswordModify(req)
 		return scrub(wrap("set password", dn, err))
 	})
