@@ -65,7 +65,13 @@ sha256 = %[3]q
 // extraInbound is added to the [inbound] table; scheme is "http" or "https".
 func startSCIM(t *testing.T, name, extraInbound, scheme string) *scimDaemon {
 	t.Helper()
-	s := ldaptest.Shared(t)
+	return startSCIMOn(t, ldaptest.KindOpenLDAP, name, extraInbound, scheme)
+}
+
+// startSCIMOn is startSCIM on the package's server of kind k.
+func startSCIMOn(t *testing.T, k ldaptest.Kind, name, extraInbound, scheme string) *scimDaemon {
+	t.Helper()
+	s := ldaptest.SharedKind(t, k)
 	ou, err := s.NewOU(name)
 	require.NoError(t, err)
 	dir := t.TempDir()

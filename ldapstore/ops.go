@@ -152,7 +152,7 @@ func (s *Store) Modify(ctx context.Context, dn string, changes []Change, opts Mo
 	if err != nil {
 		return err
 	}
-	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrap("modify", dn, c.Modify(req)) })
+	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrapModify(dn, c.Modify(req)) })
 }
 
 // modifyRequest builds the LDAP Modify of changes with the controls opts asks for, and says
@@ -181,6 +181,18 @@ func modifyRequest(dn string, changes []Change, opts ModifyOptions, extra ...lda
 		}
 	}
 	return req, idempotent, nil
+}
+
+// wrapModify wraps a Modify's error. A Modify creates no entry, so entryAlreadyExists (68)
+// can only mean a value already present: Active Directory answers it for a member added twice
+// (where other servers answer 20). It is ErrValueExists, keeping its code.
+func wrapModify(dn string, err error) error {
+	err = wrap("modify", dn, err)
+	var e *Error
+	if errors.As(err, &e) && e.Code == int(ldap.LDAPResultEntryAlreadyExists) {
+		e.kind = ErrValueExists
+	}
+	return err
 }
 
 // ModifyDN renames (newRDN like "uid=ada") and/or moves (newSuperior, "" to stay) an entry.

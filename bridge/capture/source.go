@@ -7,6 +7,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // DefaultSource is the change source used for a dialect when changes.source is not set.
@@ -32,11 +33,17 @@ func IDAttribute(cfg *config.Config, d ldapstore.Dialect) string {
 
 // ScopeFromConfig builds the Reader's scope from [ldap.users] and [ldap.groups].
 func ScopeFromConfig(cfg *config.Config, d ldapstore.Dialect) Scope {
-	return Scope{
+	sc := Scope{
 		Users:       ldapstore.Search{Base: cfg.LDAP.Users.BaseDN, Scope: ldapstore.ScopeSub, Filter: cfg.LDAP.Users.Filter},
 		Groups:      ldapstore.Search{Base: cfg.LDAP.Groups.BaseDN, Scope: ldapstore.ScopeSub, Filter: cfg.LDAP.Groups.Filter},
 		IDAttribute: IDAttribute(cfg, d),
+		Dialect:     d,
 	}
+	// The disabled marker may be operational (389-DS's nsAccountLock), which "*" leaves out.
+	if m := mapping.ProfileFor(string(d)).Marker; m.Attr != "" {
+		sc.Attrs = append(sc.Attrs, m.Attr)
+	}
+	return sc
 }
 
 // NewSource builds the change source [changes] names (source, overlap), or the dialect's

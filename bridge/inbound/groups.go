@@ -48,8 +48,15 @@ func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
 	for a, v := range w.Attrs {
 		attrs[a] = v
 	}
-	attrs[st.gmap.MemberAttr()] = st.gmap.MemberValues(w.MemberDNs)
-	return q.addEntry(k, attrs, "", k.base, "displayName")
+	if vals := st.gmap.MemberValues(w.MemberDNs); len(vals) > 0 {
+		attrs[st.gmap.MemberAttr()] = vals
+	}
+	if st.ad {
+		if err := q.adNewEntry(k, attrs, first(attrs, k.nameAttr), "displayName"); err != nil {
+			return "", err
+		}
+	}
+	return q.addEntry(k, attrs, "", k.base, "displayName", false)
 }
 
 // writeGroup writes the group resource res over entry e (read with its members).
@@ -86,7 +93,7 @@ func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, cha
 		}
 	}
 	p := &plan{entry: e, assert: q.s.assertionFor(e), readAttrs: readAttrs}
-	if err := planRename(p, k, changes, ""); err != nil {
+	if err := planRename(p, k, changes, "", st.ad); err != nil {
 		return "", err
 	}
 	p.changes = append(changeList(changes), extra...)
@@ -224,9 +231,9 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		return dn, nil
 	}
 	switch {
-	case errors.Is(err, ldapstore.ErrValueExists), errors.Is(err, ldapstore.ErrNoSuchAttribute):
-		// 20 and 16: some members were already in (or already out of) the group. Under
-		// at-least-once delivery that is success: send only what is left to do.
+	case q.s.isHarmlessMemberError(err):
+		// 20 and 16 (AD: 68 and 53): some members were already in (or already out of) the
+		// group. Under at-least-once delivery that is success: send only what is left to do.
 		memberChanges, err = q.memberDelta(e.DN, member, addDNs, removeDNs, true)
 		if err != nil {
 			return "", err
@@ -236,7 +243,7 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		}
 		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k))
 	}
-	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
+	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 && !st.gmap.EmptyGroups() {
 		// Removing the last member of a groupOfNames, which requires one: keep the group valid
 		// with the placeholder member.
 		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})

@@ -211,13 +211,21 @@ func (q *request) createUser(k *kind, body map[string]any) (string, error) {
 	if !w.Active && st.cfg.Disable == DisableMove {
 		parent = st.cfg.DisabledBaseDN
 	}
-	return q.addEntry(k, w.Attrs, w.Password, parent, "userName")
+	enable := false
+	if st.ad {
+		if err := q.adNewEntry(k, w.Attrs, first(w.Attrs, k.nameAttr), "userName"); err != nil {
+			return "", err
+		}
+		enable = w.Active
+	}
+	return q.addEntry(k, w.Attrs, w.Password, parent, "userName", enable)
 }
 
 // addEntry adds a new entry of kind k named by its RDN attribute below parent, after checking
-// that its name (userName, displayName) is free; sets the password (undoing the add when that
-// fails) and answers 201.
-func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string) (string, error) {
+// that its name (userName, displayName) is free; sets the password and, with enable, enables
+// the Active Directory account created disabled (undoing the add when either fails) and answers
+// 201.
+func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string, enable bool) (string, error) {
 	ctx := q.ctx()
 	name := first(attrs, k.nameAttr)
 	if name == "" {
@@ -247,12 +255,20 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 		return "", err
 	}
 	q.s.invalidate()
+	undo := func(err error) (string, error) {
+		if derr := q.s.dir.Delete(context.WithoutCancel(ctx), dn); derr != nil {
+			q.s.logger.Error().Err(derr).Str("dn", dn).Msg("could not remove a user whose password or enabling was refused")
+		}
+		return "", err
+	}
 	if password != "" {
 		if err := q.s.dir.SetPassword(ctx, dn, password); err != nil {
-			if derr := q.s.dir.Delete(context.WithoutCancel(ctx), dn); derr != nil {
-				q.s.logger.Error().Err(derr).Str("dn", dn).Msg("could not remove a user whose password was refused")
-			}
-			return "", err
+			return undo(err)
+		}
+	}
+	if enable {
+		if err := q.adEnable(dn); err != nil {
+			return undo(err)
 		}
 	}
 	e, err := q.s.dir.Get(ctx, dn, q.st.readAttrs(k, true))
@@ -474,6 +490,10 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 		return "", false, err
 	}
 	changes := mapping.UserChanges(e, w, st.umap, st.marker, mid)
+	if st.ad && !strings.EqualFold(k.rdnAttr, "cn") {
+		// cn is AD's naming attribute whatever the RDN of new entries says.
+		dropRDN(changes, "cn")
+	}
 	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(e), readAttrs: st.readAttrs(k, true)}
 	parent := ""
 	if st.cfg.Disable == DisableMove {
@@ -485,7 +505,7 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any) (strin
 			parent = k.base
 		}
 	}
-	if err := planRename(p, k, changes, parent); err != nil {
+	if err := planRename(p, k, changes, parent, st.ad); err != nil {
 		return "", false, err
 	}
 	p.changes = changeList(changes)

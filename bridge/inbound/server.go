@@ -142,6 +142,9 @@ type capabilities struct {
 	// postRead: the directory returns the entry as a Modify left it (RFC 4527), which saves
 	// reading it back for the response.
 	postRead bool
+	// domainNC is Active Directory's domain naming context, where account names must be
+	// unique.
+	domainNC string
 }
 
 // postReader is the optional ability of a Directory to return the entry with the Modify that
@@ -163,7 +166,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbound: reading the root DSE: %w", err)
 	}
-	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion)}
+	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion), domainNC: domainNC(dse)}
 	if _, ok := o.Directory.(postReader); ok {
 		caps.postRead = dse.Supports(ldapstore.OIDPostRead)
 	}
@@ -190,7 +193,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.pager = o.Directory.NewPager(o.Pager)
 	}
 	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
-		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value)
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.String())
 	if st.marker.LockAttr != "" {
 		ev = ev.Str("lock_attribute", st.marker.LockAttr)
 	}

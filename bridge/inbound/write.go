@@ -137,13 +137,20 @@ func (p *plan) newDN() string {
 // values in changes, and the move to parent (when not ""). The old RDN value stays in the
 // Modify (an RDN value cannot be removed while it names the entry); the ModifyDN with
 // deleteOldRDN then removes it.
-func planRename(p *plan, k *kind, changes map[string][]string, parent string) error {
+//
+// With rdnFixed (Active Directory), the naming attribute never appears in the Modify: the
+// ModifyDN alone changes it.
+func planRename(p *plan, k *kind, changes map[string][]string, parent string, rdnFixed bool) error {
 	oldVal, err := ldapstore.RDNValue(p.entry.DN, k.rdnAttr)
 	if err != nil {
 		// An entry named by another attribute (created outside the bridge): leave its name.
 		oldVal = ""
 	}
 	vals, key, changed := lookup(changes, k.rdnAttr)
+	if changed && rdnFixed {
+		// The directory changes its naming attribute only through ModifyDN (AD).
+		delete(changes, key)
+	}
 	if changed && oldVal != "" {
 		if len(vals) == 0 {
 			return badRequest(mapping.ScimTypeInvalidValue, "the attribute that names the entry in the directory cannot be removed")
@@ -152,7 +159,7 @@ func planRename(p *plan, k *kind, changes map[string][]string, parent string) er
 		// a change of case only is no rename.
 		if !strings.EqualFold(vals[0], oldVal) {
 			p.newRDN = ldapstore.RDN(k.rdnAttr, vals[0])
-			keep := true
+			keep := !rdnFixed
 			for _, v := range vals {
 				if strings.EqualFold(v, oldVal) {
 					keep = false
@@ -241,9 +248,13 @@ func (s *Server) apply(ctx context.Context, st *state, p *plan) (string, error) 
 // values of users. OpenLDAP without the refint overlay does neither. Failures are logged: the
 // entry's own write succeeded, and readers skip DNs they cannot resolve.
 func (s *Server) rewriteReferences(ctx context.Context, st *state, oldDN, newDN string) {
+	if st.ad {
+		// member and manager are linked attributes: AD keeps them right itself.
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	member := st.gmap.MemberAttr()
-	s.rewriteIn(ctx, st.groups, member, oldDN, newDN, true)
+	s.rewriteIn(ctx, st.groups, member, oldDN, newDN, !st.gmap.EmptyGroups())
 	if st.managerAttr != "" {
 		s.rewriteIn(ctx, st.users, st.managerAttr, oldDN, newDN, false)
 	}
