@@ -169,7 +169,7 @@ func LDAPConfig(cfg *config.Config) ldapstore.Config {
 		URLs: l.URLs, StartTLS: l.StartTLS, CAFile: l.CAFile, InsecureSkipVerify: l.InsecureSkipVerify,
 		BindDN: l.BindDN, BindPassword: l.BindPassword.Reveal(), PoolSize: l.PoolSize,
 		DialTimeout: l.DialTimeout.Duration, Timeout: l.Timeout.Duration, PageSize: l.PageSize,
-		Dialect: ldapstore.Dialect(l.Dialect),
+		Dialect: ldapstore.Dialect(l.Dialect), RangeSize: l.RangeSize,
 	}
 }
 

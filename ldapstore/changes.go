@@ -204,6 +204,7 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 	if opts.ShowDeleted {
 		extra = append(extra, ldap.NewControlMicrosoftShowDeleted())
 	}
+	q.Attrs = s.rangeRequest(q.Attrs)
 	var fnErr error
 	seen := false
 	err := s.withConn(ctx, "search", true, func(c *ldap.Conn) error {
@@ -221,6 +222,9 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 			}
 			for _, e := range res.Entries {
 				seen = true
+				if err := s.completeRanges(c, e); err != nil {
+					return err
+				}
 				if err := fn(toEntry(e)); err != nil {
 					fnErr = err
 					return nil
@@ -241,6 +245,9 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 			}
 			for _, e := range res.Entries {
 				seen = true
+				if err := s.completeRanges(c, e); err != nil {
+					return err
+				}
 				if err := fn(toEntry(e)); err != nil {
 					fnErr = err
 					return nil

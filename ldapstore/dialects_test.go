@@ -2,6 +2,10 @@ package ldapstore_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -9,6 +13,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // dialectOf is the dialect each kind of test server must be detected as.
@@ -85,6 +90,57 @@ func TestPasswordsOnEveryServer(t *testing.T) {
 			user.Close()
 			_, err = ldapstore.Open(ctx, ldapstore.Config{URLs: []string{s.URL}, BindDN: dn, BindPassword: "wrong"}, zerolog.Nop())
 			require.ErrorIs(t, err, ldapstore.ErrDenied)
+		})
+	}
+}
+
+// TestRangedMemberReadsOnAD: with a range size of 100, a group of 300 members is read in
+// ranges (member;range=0-99, 100-199, …) and every member comes back, by Get and by Walk.
+// Without one the plain attribute is asked for (Samba returns it whole; AD ranges it at
+// MaxValRange, which the same continuation follows).
+func TestRangedMemberReadsOnAD(t *testing.T) {
+	s, ou := ldaptest.OUIn(t, ldaptest.KindAD, "ranged")
+	ctx := context.Background()
+	admin := storeFor(t, s)
+	const n = 300
+	group := "CN=big,ou=groups," + ou
+	members := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 4 {
+				members[i] = fmt.Sprintf("CN=m%03d,ou=people,%s", i, ou)
+				errs[i] = admin.Add(ctx, members[i], map[string][]string{"objectClass": {"user"}, "sAMAccountName": {fmt.Sprintf("rg-%s-%03d", ou[3:13], i)}})
+			}
+		}()
+	}
+	wg.Wait()
+	require.NoError(t, errors.Join(errs...))
+	t.Logf("%d users added in %s", n, time.Since(start))
+	require.NoError(t, admin.Add(ctx, group, map[string][]string{"objectClass": {"group"}, "member": members}))
+
+	for _, size := range []int{100, 0} {
+		t.Run(fmt.Sprintf("range size %d", size), func(t *testing.T) {
+			st := storeFor(t, s, func(c *ldapstore.Config) { c.RangeSize = size })
+			e, err := st.Get(ctx, group, []string{"member", "cn"})
+			require.NoError(t, err)
+			require.Len(t, e.Get("member"), n, "every member is read")
+			require.Equal(t, "big", e.First("cn"))
+			var walked []string
+			require.NoError(t, st.Walk(ctx, ldapstore.Search{Base: "ou=groups," + ou, Scope: ldapstore.ScopeSub, Filter: "(objectClass=group)", Attrs: []string{"member"}},
+				func(e mapping.Entry) error { walked = append(walked, e.Get("member")...); return nil }))
+			norm := func(dns []string) []string {
+				out := make([]string, len(dns))
+				for i, dn := range dns {
+					out[i] = ldapstore.NormalizeDN(dn)
+				}
+				return out
+			}
+			require.ElementsMatch(t, norm(members), norm(walked))
 		})
 	}
 }

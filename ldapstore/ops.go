@@ -70,12 +70,15 @@ func (s *Store) Get(ctx context.Context, dn string, attrs []string) (mapping.Ent
 	var out mapping.Entry
 	err := s.withConn(ctx, "get", true, func(c *ldap.Conn) error {
 		res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
-			"(objectClass=*)", attrs, nil))
+			"(objectClass=*)", s.rangeRequest(attrs), nil))
 		if err != nil {
 			return wrap("get", dn, err)
 		}
 		if len(res.Entries) != 1 {
 			return &Error{Op: "get", DN: dn, Err: fmt.Errorf("%d entries", len(res.Entries)), kind: ErrNotFound}
+		}
+		if err := s.completeRanges(c, res.Entries[0]); err != nil {
+			return err
 		}
 		out = toEntry(res.Entries[0])
 		return nil

@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -193,25 +195,36 @@ const (
 )
 
 // SAMAccountName derives an Active Directory pre-Windows 2000 logon name from a SCIM userName
-// (or a group's displayName): the part before '@', without the characters AD forbids, cut to
-// max characters (20 for users). It returns "" when nothing usable is left.
+// (or a group's displayName): the part before '@', without the characters AD forbids. A name
+// longer than max characters (20 for users) keeps its first max-5 characters and ends in '-'
+// and 4 hex digits of a hash of the whole name, so that long names sharing a prefix
+// ("christopher.montgomery1", "christopher.montgomery2") do not collide; the same name always
+// gives the same result. It returns "" when nothing usable is left.
 func SAMAccountName(name string, max int) string {
+	whole := name
 	if local, _, ok := strings.Cut(name, "@"); ok && local != "" {
 		name = local
 	}
-	var b strings.Builder
-	n := 0
+	var clean []rune
 	for _, r := range strings.TrimSpace(name) {
-		if n == max {
-			break
-		}
 		if r < 0x20 || r == 0x7f || strings.ContainsRune(samInvalid, r) {
 			continue
 		}
-		b.WriteRune(r)
-		n++
+		clean = append(clean, r)
 	}
-	out := strings.TrimRight(b.String(), ". ")
+	out := string(clean)
+	if len(clean) > max {
+		sum := sha256.Sum256([]byte(strings.ToLower(whole)))
+		keep := max - 5
+		if keep < 1 {
+			keep = max
+		}
+		out = strings.TrimRight(string(clean[:keep]), ". ")
+		if keep < max {
+			out += "-" + hex.EncodeToString(sum[:2])
+		}
+	}
+	out = strings.TrimRight(out, ". ")
 	if strings.Trim(out, ". ") == "" {
 		return ""
 	}

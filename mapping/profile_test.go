@@ -15,7 +15,9 @@ func TestSAMAccountName(t *testing.T) {
 		want string
 	}{
 		"local part of a UPN":    {"jane.doe@contoso.com", 20, "jane.doe"},
-		"cut to 20":              {"Test_User_ab6490ee-1e48-479e-a20b", 20, "Test_User_ab6490ee-1"},
+		"long: prefix and hash":  {"Test_User_ab6490ee-1e48-479e-a20b", 20, "Test_User_ab649-cd14"},
+		"long, other suffix":     {"Test_User_ab6490ee-1e48-479e-a20c", 20, "Test_User_ab649-88c0"},
+		"exactly 20":             {"abcdefghijklmnopqrst@x", 20, "abcdefghijklmnopqrst"},
 		"forbidden characters":   {`a"b/c\d[e]f:g;h|i=j,k+l*m?n<o>p`, 20, "abcdefghijklmnop"},
 		"spaces kept for groups": {"Tour Guides", 64, "Tour Guides"},
 		"trailing dots dropped":  {"john...@x", 20, "john"},

@@ -99,9 +99,12 @@ type LDAP struct {
 	// DialTimeout bounds connecting and binding. Defaults to "5s".
 	DialTimeout Duration `toml:"dial_timeout"`
 	// PageSize is the paged-search page size. Defaults to 500 (slapd's default sizelimit).
-	PageSize int    `toml:"page_size"`
-	Users    Users  `toml:"users"`
-	Groups   Groups `toml:"groups"`
+	PageSize int `toml:"page_size"`
+	// RangeSize reads Active Directory's member in ranges of this many values; 0 (the
+	// default) leaves the size to the DC. A restart applies it.
+	RangeSize int    `toml:"range_size"`
+	Users     Users  `toml:"users"`
+	Groups    Groups `toml:"groups"`
 }
 
 // Users says where users live and what they look like.
@@ -668,6 +671,9 @@ func (c *Config) validate(reg Registry) []error {
 	}
 	if l.PageSize < 1 || l.PageSize > 10000 {
 		add("ldap.page_size: must be between 1 and 10000, got %d", l.PageSize)
+	}
+	if l.RangeSize < 0 || l.RangeSize > 100000 {
+		add("ldap.range_size: must be between 0 and 100000, got %d", l.RangeSize)
 	}
 	positive("ldap.timeout", l.Timeout)
 	positive("ldap.dial_timeout", l.DialTimeout)

@@ -163,6 +163,9 @@ func (sm *samba) provision() error {
 		"pid directory = " + filepath.Join(dir, "run"),
 		"ncalrpc dir = " + filepath.Join(dir, "run", "ncalrpc"),
 		"log file = " + filepath.Join(dir, "samba.log"),
+		// Like slapd's dbnosync in the tests: no fsync per write (what Samba's own selftest
+		// does); the benchmarks say what a durable DC does.
+		"ldb:nosync = true",
 	}
 	var b strings.Builder
 	for _, line := range strings.Split(string(conf), "\n") {
