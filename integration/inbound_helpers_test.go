@@ -71,11 +71,17 @@ func startSCIM(t *testing.T, name, extraInbound, scheme string) *scimDaemon {
 // startSCIMOn is startSCIM on the package's server of kind k.
 func startSCIMOn(t *testing.T, k ldaptest.Kind, name, extraInbound, scheme string) *scimDaemon {
 	t.Helper()
+	return startSCIMWith(t, k, name, "", extraInbound, scheme)
+}
+
+// startSCIMWith is startSCIMOn with extraLDAP added to the [ldap] table.
+func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound, scheme string) *scimDaemon {
+	t.Helper()
 	s := ldaptest.SharedKind(t, k)
 	ou, err := s.NewOU(name)
 	require.NoError(t, err)
 	dir := t.TempDir()
-	cfg, admin, inbound := baseConfig(t, s, dir, "")
+	cfg, admin, inbound := baseConfig(t, s, dir, extraLDAP)
 	const token = "integration-token-0123456789abcdef"
 	cfg += inboundTOML(ou, inbound, token, extraInbound)
 	d := startDaemon(t, dir, cfg, admin, inbound)
