@@ -25,13 +25,12 @@ type ChangelogOptions struct {
 // are assigned at commit, so the log is read in changeNumber order without overlap. The
 // plugin must record the entry's id: nsslapd-attribute: nsuniqueid:targetUniqueId.
 //
-// Its cursor is "changelog:N:FP": N is the last changeNumber delivered and FP a fingerprint
-// of that record (its changeTime and targetDN), so that a trimmed log (firstchangenumber
-// beyond N), another server's log (same number, another record) or a server restored from a
-// backup (lastchangenumber below N) gives ErrCursorExpired.
-//
-// Experimental: built to the documented format and tested over recorded entries; the
-// real-server suite comes later.
+// Its cursor is "changelog:LOG:N:FP": LOG identifies the changelog (the nsUniqueId of its
+// cn=changelog entry, which each server, and each re-creation of the changelog, gives anew), N
+// is the last changeNumber delivered and FP a fingerprint of that record (its changeTime and
+// targetDN). Another server's log or a re-created one (LOG differs, or the same number holds
+// another record), a trimmed log (firstchangenumber beyond N) and a server restored from a
+// backup (lastchangenumber below N) give ErrCursorExpired, answered with a full reconcile.
 type Changelog389 struct {
 	r    changelogReader
 	opts ChangelogOptions
@@ -53,6 +52,8 @@ type changelogReader interface {
 	entries(ctx context.Context, from, to uint64) ([]mapping.Entry, error)
 	// idOf reads the nsUniqueId of the entry at dn, "" when it is gone.
 	idOf(ctx context.Context, dn string) (string, error)
+	// identity names this changelog: it differs between servers and re-creations.
+	identity(ctx context.Context) (string, error)
 }
 
 var changelogAttrs = []string{
@@ -87,34 +88,39 @@ func changelogFingerprint(e mapping.Entry) uint64 {
 	return fingerprint(e.First("changeTime"), strings.ToLower(e.First("targetDN")))
 }
 
-func (c *Changelog389) encode(n, fp uint64) string {
-	return changelogSource + ":" + strconv.FormatUint(n, 10) + ":" + strconv.FormatUint(fp, 16)
+func (c *Changelog389) encode(log string, n, fp uint64) string {
+	return changelogSource + ":" + log + ":" + strconv.FormatUint(n, 10) + ":" + strconv.FormatUint(fp, 16)
 }
 
-func (c *Changelog389) decode(cursor string) (n, fp uint64, err error) {
+func (c *Changelog389) decode(cursor string) (log string, n, fp uint64, err error) {
 	if cursor == "" {
-		return 0, 0, nil
+		return "", 0, 0, nil
 	}
-	f, err := splitCursor(changelogSource, changelogSource, cursor, 2)
+	f, err := splitCursor(changelogSource, changelogSource, cursor, 3)
 	if err != nil {
-		return 0, 0, err
+		// A cursor without the changelog's identity (an older format) cannot be checked.
+		return "", 0, 0, expired(changelogSource, "cursor %q does not name its changelog", abbrev(cursor))
 	}
-	n, err1 := strconv.ParseUint(f[0], 10, 64)
-	fp, err2 := strconv.ParseUint(f[1], 16, 64)
+	n, err1 := strconv.ParseUint(f[1], 10, 64)
+	fp, err2 := strconv.ParseUint(f[2], 16, 64)
 	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("ldapstore: changelog: malformed cursor %q", abbrev(cursor))
+		return "", 0, 0, fmt.Errorf("ldapstore: changelog: malformed cursor %q", abbrev(cursor))
 	}
-	return n, fp, nil
+	return f[0], n, fp, nil
 }
 
 // Head returns a cursor at the last change number the log holds now.
 func (c *Changelog389) Head(ctx context.Context) (string, error) {
+	log, err := c.r.identity(ctx)
+	if err != nil {
+		return "", err
+	}
 	_, last, err := c.r.bounds(ctx)
 	if err != nil {
 		return "", err
 	}
 	if last == 0 {
-		return c.encode(0, 0), nil
+		return c.encode(log, 0, 0), nil
 	}
 	e, ok, err := c.r.entry(ctx, last)
 	if err != nil {
@@ -124,7 +130,7 @@ func (c *Changelog389) Head(ctx context.Context) (string, error) {
 	if ok {
 		fp = changelogFingerprint(e)
 	}
-	return c.encode(last, fp), nil
+	return c.encode(log, last, fp), nil
 }
 
 // Poll returns the events of up to limit change numbers after cursor, in order. An empty
@@ -133,9 +139,16 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 	if limit <= 0 {
 		limit = defaultBatchLimit
 	}
-	n, fp, err := c.decode(cursor)
+	log, n, fp, err := c.decode(cursor)
 	if err != nil {
 		return Batch{}, err
+	}
+	cur, err := c.r.identity(ctx)
+	if err != nil {
+		return Batch{}, err
+	}
+	if cursor != "" && log != cur {
+		return Batch{}, expired(changelogSource, "the changelog is %s, the cursor's %s: another server's, or re-created", cur, log)
 	}
 	first, last, err := c.r.bounds(ctx)
 	if err != nil {
@@ -162,7 +175,7 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 	}
 	from := max(n+1, first)
 	if last == 0 || from > last {
-		return Batch{Cursor: c.encode(n, fp)}, nil
+		return Batch{Cursor: c.encode(cur, n, fp)}, nil
 	}
 	to := min(last, from+uint64(limit)-1)
 	recs, err := c.r.entries(ctx, from, to)
@@ -204,7 +217,7 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 			nextFP = changelogFingerprint(r.e)
 		}
 	}
-	b.Cursor = c.encode(next, nextFP)
+	b.Cursor = c.encode(cur, next, nextFP)
 	return b, nil
 }
 
@@ -314,6 +327,18 @@ func (r *storeChangelog) idOf(ctx context.Context, dn string) (string, error) {
 		return "", err
 	}
 	return e.First("nsUniqueId"), nil
+}
+
+func (r *storeChangelog) identity(ctx context.Context) (string, error) {
+	e, err := r.s.Get(ctx, r.base, []string{"nsUniqueId"})
+	if err != nil {
+		return "", err
+	}
+	id := e.First("nsUniqueId")
+	if id == "" {
+		return "", &Error{Op: "read changelog identity", DN: r.base, Err: errors.New("no nsUniqueId readable: give the bridge's account read access to it"), kind: ErrDenied}
+	}
+	return id, nil
 }
 
 // compile-time check that the store-backed reader satisfies the interface.

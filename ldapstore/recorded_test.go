@@ -77,6 +77,7 @@ type fakeChangelog struct {
 	recs        []mapping.Entry
 	first, last uint64
 	ids         map[string]string // DN → nsUniqueId, for records without targetUniqueId
+	log         string            // the changelog identity; "" is "cl-1"
 }
 
 func (f *fakeChangelog) bounds(context.Context) (uint64, uint64, error) { return f.first, f.last, nil }
@@ -116,6 +117,13 @@ func (f *fakeChangelog) idOf(_ context.Context, dn string) (string, error) {
 	return f.ids[strings.ToLower(dn)], nil
 }
 
+func (f *fakeChangelog) identity(context.Context) (string, error) {
+	if f.log == "" {
+		return "cl-1", nil
+	}
+	return f.log, nil
+}
+
 const (
 	svcDN = "cn=scimbridge,ou=services,dc=example,dc=com"
 	adaID = "4a3c1e01-a91f11ee-8e5fd3a1-2b1c0000"
@@ -142,7 +150,7 @@ func TestChangelog389RecordedEntries(t *testing.T) {
 			break
 		}
 	}
-	require.True(t, strings.HasPrefix(cursor, "changelog:9:"), cursor)
+	require.True(t, strings.HasPrefix(cursor, "changelog:cl-1:9:"), cursor)
 	const (
 		grace = "4a3c1e02-a91f11ee-8e5fd3a1-2b1c0000"
 		team  = "4a3c1e03-a91f11ee-8e5fd3a1-2b1c0000"
@@ -188,6 +196,7 @@ func TestChangelog389ExpiredCursors(t *testing.T) {
 		want   string
 	}{
 		"trimmed":                {func(f *fakeChangelog) { f.first = 6 }, "trimmed"},
+		"re-created changelog":   {func(f *fakeChangelog) { f.log = "cl-2" }, "re-created"},
 		"restored from a backup": {func(f *fakeChangelog) { f.last = 2; f.recs = f.recs[:2] }, "before the cursor"},
 		"another server": {func(f *fakeChangelog) {
 			f.recs[2] = mapping.Entry{DN: f.recs[2].DN, Attrs: map[string][]string{

@@ -190,12 +190,7 @@ func usnEvent(e mapping.Entry, kind EventKind) (uint64, Event, error) {
 		ev.Time = t
 	}
 	if kind == EventDelete {
-		// A tombstone is renamed "CN=name\0ADEL:guid,CN=Deleted Objects,…"; the DN it had is
-		// its last known RDN under its last known parent.
-		rdn, parent := e.First("msDS-LastKnownRDN"), e.First("lastKnownParent")
-		if rdn != "" && parent != "" {
-			ev.DN = "CN=" + EscapeDN(rdn) + "," + parent
-		}
+		ev.DN = deletedDN(e)
 	}
 	return usn, ev, nil
 }

@@ -645,7 +645,7 @@ func TestNewSourceFollowsTheDialect(t *testing.T) {
 	_, err = capture.NewSource(ctx, cfg, st)
 	require.ErrorContains(t, err, `unknown value "nope"`)
 	require.Equal(t, "changelog", capture.DefaultSource(ldapstore.Dialect389DS))
-	require.Equal(t, "usn", capture.DefaultSource(ldapstore.DialectAD))
+	require.Equal(t, "dirsync", capture.DefaultSource(ldapstore.DialectAD))
 	require.Equal(t, "timestamp", capture.DefaultSource(ldapstore.DialectGeneric))
 
 	_, err = capture.New(capture.Options{})

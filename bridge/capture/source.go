@@ -18,7 +18,7 @@ func DefaultSource(d ldapstore.Dialect) string {
 	case ldapstore.Dialect389DS:
 		return "changelog"
 	case ldapstore.DialectAD:
-		return "usn"
+		return "dirsync"
 	}
 	return "timestamp"
 }
@@ -63,6 +63,8 @@ func NewSource(ctx context.Context, cfg *config.Config, store *ldapstore.Store) 
 		return ldapstore.NewAccesslog(store, ldapstore.AccesslogOptions{Overlap: overlap}), nil
 	case "changelog":
 		return ldapstore.NewChangelog389(store, ldapstore.ChangelogOptions{}), nil
+	case "dirsync":
+		return ldapstore.NewDirSync(ctx, store, ldapstore.DirSyncOptions{Filter: classFilter(cfg)})
 	case "usn":
 		var bases []string
 		if cfg.LDAP.BaseDN != "" {
@@ -85,7 +87,19 @@ func NewSource(ctx context.Context, cfg *config.Config, store *ldapstore.Store) 
 			IDAttribute: IDAttribute(cfg, d), Attribute: attr, Overlap: overlap,
 		})
 	}
-	return nil, fmt.Errorf("capture: changes.source: unknown value %q (want \"accesslog\", \"changelog\", \"usn\" or \"timestamp\")", name)
+	return nil, fmt.Errorf("capture: changes.source: unknown value %q (want \"accesslog\", \"changelog\", \"dirsync\", \"usn\" or \"timestamp\")", name)
+}
+
+// classFilter selects the objects of the users' and groups' structural classes (the last of
+// each list), which deleted objects keep: a filter on other attributes would miss deletes.
+func classFilter(cfg *config.Config) string {
+	var parts []string
+	for _, classes := range [][]string{cfg.LDAP.Users.ObjectClasses, cfg.LDAP.Groups.ObjectClasses} {
+		if len(classes) > 0 {
+			parts = append(parts, "(objectClass="+ldapstore.EscapeFilter(classes[len(classes)-1])+")")
+		}
+	}
+	return anyOf(parts...)
 }
 
 func anyOf(filters ...string) string {

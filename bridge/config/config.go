@@ -137,8 +137,8 @@ type Groups struct {
 
 // Changes configures change capture.
 type Changes struct {
-	// Source is accesslog, changelog, usn or timestamp. Defaults per dialect: openldap →
-	// accesslog, 389ds → changelog, ad → usn, generic → timestamp.
+	// Source is accesslog, changelog, dirsync, usn or timestamp. Defaults per dialect:
+	// openldap → accesslog, 389ds → changelog, ad → dirsync, generic → timestamp.
 	Source string `toml:"source"`
 	// PollInterval is how often the change log is read. Defaults to "1s".
 	PollInterval Duration `toml:"poll_interval"`
@@ -282,7 +282,7 @@ var (
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"json", "console"}
 	dialects    = []string{"auto", "openldap", "389ds", "ad", "generic"}
-	sources     = []string{"accesslog", "changelog", "usn", "timestamp"}
+	sources     = []string{"accesslog", "changelog", "dirsync", "usn", "timestamp"}
 	disables    = []string{"attribute", "move", "delete"}
 	deprovs     = []string{"disable", "delete"}
 	extTypes    = []string{"string", "boolean", "integer", "dateTime"}
