@@ -144,3 +144,37 @@ func TestRangedMemberReadsOnAD(t *testing.T) {
 		})
 	}
 }
+
+// TestADSourcesReportDeletesWhereTheEntryWas: DirSync and uSNChanged see a delete as a
+// tombstone under CN=Deleted Objects; the event names the DN the entry had (from the
+// tombstone's name and lastKnownParent, which Samba and AD without the Recycle Bin set, not
+// msDS-LastKnownRDN), so that it is recognised as inside the users base.
+func TestADSourcesReportDeletesWhereTheEntryWas(t *testing.T) {
+	s, ou := ldaptest.OUIn(t, ldaptest.KindAD, "tomb")
+	ctx := context.Background()
+	st := storeFor(t, s)
+	dirsync, err := ldapstore.NewDirSync(ctx, st, ldapstore.DirSyncOptions{})
+	require.NoError(t, err)
+	usn, err := ldapstore.NewUSN(ctx, st, ldapstore.USNOptions{})
+	require.NoError(t, err)
+	for _, src := range []interface {
+		Head(context.Context) (string, error)
+		Poll(context.Context, string, int) (ldapstore.Batch, error)
+	}{dirsync, usn} {
+		dn := "CN=Ada Lovelace,ou=people," + ou
+		require.NoError(t, st.Add(ctx, dn, map[string][]string{"objectClass": {"user"}, "sAMAccountName": {"tomb-" + ou[8:16]}}))
+		e, err := st.Get(ctx, dn, []string{"objectGUID"})
+		require.NoError(t, err)
+		head, err := src.Head(ctx)
+		require.NoError(t, err)
+		require.NoError(t, st.Delete(ctx, dn))
+		b, err := src.Poll(ctx, head, 100)
+		require.NoError(t, err)
+		require.Len(t, b.Events, 1)
+		ev := b.Events[0]
+		require.Equal(t, ldapstore.EventDelete, ev.Kind)
+		require.Equal(t, e.First("objectGUID"), ev.ID)
+		require.True(t, ldapstore.DNEqual(dn, ev.DN), "%s is where it was, not %s", dn, ev.DN)
+		require.NotEmpty(t, ev.Position)
+	}
+}

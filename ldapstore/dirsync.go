@@ -1,9 +1,12 @@
 package ldapstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -167,8 +170,60 @@ func (d *DirSync) Poll(ctx context.Context, cursor string, _ int) (Batch, error)
 	if perr != nil {
 		return Batch{}, perr
 	}
+	if err := d.order(ctx, b.Events); err != nil {
+		return Batch{}, err
+	}
 	b.Cursor, b.More = d.encode(cur, next), more
 	return b, nil
+}
+
+// dirSyncChunk is how many objects one uSNChanged lookup reads.
+const dirSyncChunk = 50
+
+// order puts events in the order the DC wrote the objects: DirSync returns them in no
+// particular order and without uSNChanged (which is not replicated), so it is read for each,
+// tombstones included, and the events sorted by it. Position and Time come from there too.
+func (d *DirSync) order(ctx context.Context, evs []Event) error {
+	type stamp struct {
+		usn  uint64
+		time string
+	}
+	stamps := map[string]stamp{}
+	for i := 0; i < len(evs); i += dirSyncChunk {
+		var f strings.Builder
+		f.WriteString("(|")
+		for _, ev := range evs[i:min(i+dirSyncChunk, len(evs))] {
+			idf, err := IDFilter("objectGUID", ev.ID)
+			if err != nil {
+				return err
+			}
+			f.WriteString(idf)
+		}
+		f.WriteString(")")
+		err := d.s.WalkWith(ctx, Search{Base: d.nc, Scope: ScopeSub, Filter: f.String(), Attrs: []string{"objectGUID", "uSNChanged", "whenChanged"}},
+			SearchOptions{ShowDeleted: true}, func(e mapping.Entry) error {
+				usn, _ := strconv.ParseUint(strings.TrimSpace(e.First("uSNChanged")), 10, 64)
+				stamps[e.First("objectGUID")] = stamp{usn, e.First("whenChanged")}
+				return nil
+			})
+		if err != nil {
+			return err
+		}
+	}
+	for i := range evs {
+		st, ok := stamps[evs[i].ID]
+		if !ok {
+			continue
+		}
+		evs[i].Position = strconv.FormatUint(st.usn, 10)
+		if t, err := parseGenTime(st.time); err == nil {
+			evs[i].Time = t
+		}
+	}
+	slices.SortStableFunc(evs, func(a, b Event) int {
+		return cmp.Compare(stamps[a.ID].usn, stamps[b.ID].usn)
+	})
+	return nil
 }
 
 // dirSyncEvent turns a DirSync result into an event; ok is false for an object without an id.

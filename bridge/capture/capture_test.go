@@ -81,6 +81,8 @@ type env struct {
 	r              *capture.Reader
 	reg            *prometheus.Registry
 	src            capture.Source
+	// scope is the Reader's; the zero value is OpenLDAP's below people and groups.
+	scope capture.Scope
 }
 
 func openStore(t *testing.T, s *ldaptest.Server) *ldapstore.Store {
@@ -114,13 +116,16 @@ func (e *env) open(t *testing.T, batch int) {
 	e.db = db
 	t.Cleanup(func() { _ = db.Close() })
 	e.reg = prometheus.NewRegistry()
-	r, err := capture.New(capture.Options{
-		Source: e.src, Directory: e.st, State: db, Sink: e.rec.sink, Logger: zerolog.Nop(), Registerer: e.reg,
-		Scope: capture.Scope{
+	if e.scope.IDAttribute == "" {
+		e.scope = capture.Scope{
 			Users:       ldapstore.Search{Base: e.people, Filter: "(objectClass=inetOrgPerson)"},
 			Groups:      ldapstore.Search{Base: e.groups, Filter: "(objectClass=groupOfNames)"},
 			IDAttribute: "entryUUID",
-		},
+		}
+	}
+	r, err := capture.New(capture.Options{
+		Source: e.src, Directory: e.st, State: db, Sink: e.rec.sink, Logger: zerolog.Nop(), Registerer: e.reg,
+		Scope: e.scope,
 		PollInterval: 50 * time.Millisecond, BatchSize: batch,
 	})
 	require.NoError(t, err)

@@ -171,7 +171,27 @@ func Start389(opts Options) (*Server, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if err := ds.allowChangelog(); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// allowChangelog lets the service account read the retro changelog (which exists once the
+// plugin has started): 389-DS gives nobody but the Directory Manager access to it.
+func (ds *ds389) allowChangelog() error {
+	conn, err := ds.s.Root()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	req := ldap.NewModifyRequest(ChangelogSuffix, nil)
+	req.Add("aci", []string{`(targetattr="*||nsUniqueId")(version 3.0; acl "scimbridge reads the changelog"; allow (read,search,compare) userdn="ldap:///` + ds.s.ServiceDN + `";)`})
+	if err := conn.Modify(req); err != nil {
+		return fmt.Errorf("ldaptest: aci on %s: %w", ChangelogSuffix, err)
+	}
+	return nil
 }
 
 // ds389 starts and stops a private ns-slapd.
@@ -371,3 +391,63 @@ func (ds *ds389) configure() error {
 }
 
 func (ds *ds389) cleanup() {}
+
+// TrimChangelog makes a 389-DS trim its retro changelog as its nsslapd-changelogmaxage does in
+// production: it restarts the server with a maximum age of one second and a trimming interval
+// of one second, waits until firstchangenumber exceeds past (every record up to change number
+// past is gone), and restarts it with its configuration as before.
+func (s *Server) TrimChangelog(past uint64) error {
+	if s.Kind != Kind389DS {
+		return errors.New("ldaptest: TrimChangelog needs a 389-DS")
+	}
+	const plugin = "cn=Retro Changelog Plugin,cn=plugins,cn=config"
+	set := func(maxAge, interval []string) error {
+		conn, err := s.Root()
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		req := ldap.NewModifyRequest(plugin, nil)
+		req.Replace("nsslapd-changelogmaxage", maxAge)
+		req.Replace("nsslapd-changelog-trim-interval", interval)
+		if err := conn.Modify(req); err != nil {
+			return fmt.Errorf("ldaptest: configuring changelog trimming: %w", err)
+		}
+		if err := s.Stop(); err != nil {
+			return err
+		}
+		return s.Start()
+	}
+	if err := set([]string{"1s"}, []string{"1"}); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		first, err := s.firstChangeNumber()
+		if err != nil {
+			return err
+		}
+		if first > past {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ldaptest: the changelog still starts at %d after 60s", first)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return set(nil, nil)
+}
+
+func (s *Server) firstChangeNumber() (uint64, error) {
+	conn, err := s.Root()
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"firstchangenumber"}, nil))
+	if err != nil || len(res.Entries) != 1 {
+		return 0, fmt.Errorf("ldaptest: reading firstchangenumber: %w", err)
+	}
+	n, _ := strconv.ParseUint(res.Entries[0].GetAttributeValue("firstchangenumber"), 10, 64)
+	return n, nil
+}

@@ -2,6 +2,7 @@ package ldaptest
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
@@ -40,7 +41,7 @@ const InstallADHint = "Samba AD DC is not installed: run `make test` (it install
 // InstalledAD reports whether Samba's AD DC is on this machine and the tests may run it (a
 // network namespace needs root).
 func InstalledAD() bool {
-	for _, p := range []string{sambaPath, sambaToolPath, "/usr/share/samba/setup/provision.ldif"} {
+	for _, p := range []string{sambaPath, sambaToolPath, "/usr/share/samba/setup/provision.ldif", "/usr/bin/ldbmodify"} {
 		if _, err := os.Stat(p); err != nil {
 			return false
 		}
@@ -334,4 +335,38 @@ func (sm *samba) configure() error {
 		return fmt.Errorf("ldaptest: adding the service account to Domain Admins: %w", err)
 	}
 	return nil
+}
+
+// NewInvocationID does to a Samba AD DC what a restore from a backup does to a DC: it stops
+// it, gives its database a new invocationId (in its NTDS Settings object, with ldbmodify on the
+// local database) and starts it again. Update sequence numbers and DirSync cookies of before
+// then belong to another database incarnation.
+func (s *Server) NewInvocationID() error {
+	if s.Kind != KindAD {
+		return errors.New("ldaptest: NewInvocationID needs a Samba AD DC")
+	}
+	conn, err := s.Root()
+	if err != nil {
+		return err
+	}
+	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"dsServiceName"}, nil))
+	conn.Close()
+	if err != nil || len(res.Entries) != 1 {
+		return fmt.Errorf("ldaptest: reading dsServiceName: %w", err)
+	}
+	ntds := res.Entries[0].GetAttributeValue("dsServiceName")
+	if err := s.Stop(); err != nil {
+		return err
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return err
+	}
+	inv := fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	cmd := exec.Command("ldbmodify", "-H", filepath.Join(s.Dir, "private", "sam.ldb"))
+	cmd.Stdin = strings.NewReader("dn: " + ntds + "\nchangetype: modify\nreplace: invocationId\ninvocationId: " + inv + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ldaptest: ldbmodify invocationId: %w: %s", err, out)
+	}
+	return s.Start()
 }
