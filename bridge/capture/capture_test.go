@@ -125,7 +125,7 @@ func (e *env) open(t *testing.T, batch int) {
 	}
 	r, err := capture.New(capture.Options{
 		Source: e.src, Directory: e.st, State: db, Sink: e.rec.sink, Logger: zerolog.Nop(), Registerer: e.reg,
-		Scope: e.scope,
+		Scope:        e.scope,
 		PollInterval: 50 * time.Millisecond, BatchSize: batch,
 	})
 	require.NoError(t, err)
