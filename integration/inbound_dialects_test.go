@@ -117,3 +117,31 @@ func TestInboundLargeADGroup(t *testing.T) {
 	require.True(t, strings.Contains(r.raw, uid))
 	require.Equal(t, 0, d.stop())
 }
+
+// TestInboundPagingWithoutVLV: 389-DS refuses a VLV search that no VLV index serves once it
+// would sort more entries than the bind's look-through limit (adminLimitExceeded); the list
+// is then paged from a snapshot instead, with the same answer.
+func TestInboundPagingWithoutVLV(t *testing.T) {
+	d := startSCIMOn(t, ldaptest.Kind389DS, "novlv", "", "http")
+	limit := func(n string) {
+		require.NoError(t, d.slapd.LDIF("dn: "+d.slapd.ServiceDN+"\nchangetype: modify\nreplace: nsLookThroughLimit\nnsLookThroughLimit: "+n+"\n-\nreplace: nsPagedLookThroughLimit\nnsPagedLookThroughLimit: -1\n"))
+	}
+	for _, u := range []string{"erin", "dave", "carl", "bea", "abe"} {
+		r := d.call("POST", "/Users", map[string]any{"schemas": []any{scimUser}, "userName": u})
+		d.expect(r, http.StatusCreated, "")
+	}
+	limit("2")
+	t.Cleanup(func() { limit("-1") })
+	for range 2 {
+		r := d.call("GET", "/Users?startIndex=2&count=2", nil)
+		d.expect(r, http.StatusOK, "")
+		require.EqualValues(t, 5, r.body["totalResults"])
+		var names []string
+		for _, u := range listed(r) {
+			names = append(names, u["userName"].(string))
+		}
+		require.Equal(t, []string{"bea", "carl"}, names, "sorted by userName, the second page of two")
+	}
+	require.Equal(t, 1, strings.Count(d.stderr.String(), "the directory refused a VLV search"), "said once")
+	require.Equal(t, 0, d.stop())
+}

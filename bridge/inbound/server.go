@@ -128,6 +128,9 @@ type Server struct {
 	state        atomic.Pointer[state]
 	ignored      sync.Map // SCIM attribute paths already logged as unmapped
 	ignoredCount atomic.Int64
+	// noVLV holds the queries whose VLV search the directory refused (see refuseVLV).
+	noVLV      sync.Map
+	noVLVCount atomic.Int64
 }
 
 // maxIgnoredLogged bounds the unmapped attribute paths remembered (and logged).
@@ -216,6 +219,8 @@ func (s *Server) Reload(cfg Config) error {
 		s.pager.Invalidate()
 	}
 	s.snaps.clear()
+	s.noVLV.Clear()
+	s.noVLVCount.Store(0)
 	return nil
 }
 
