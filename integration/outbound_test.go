@@ -323,3 +323,61 @@ func TestOutboundReloadAndOfflineSync(t *testing.T) {
 	}))
 	require.NoError(t, copyDB.Close())
 }
+
+// TestOutboundResumesAndRecovers: on each kind of directory, the daemon stopped and started
+// again delivers what changed meanwhile from its cursor; and when the log no longer covers the
+// cursor — a 389-DS changelog trimmed past it, an AD DC restored from a backup (a new
+// invocationId) — it says so and catches up with a full reconcile, the delete made meanwhile
+// included.
+func TestOutboundResumesAndRecovers(t *testing.T) {
+	for _, k := range ldaptest.Kinds {
+		t.Run(string(k), func(t *testing.T) { outboundResumes(t, k) })
+	}
+}
+
+func outboundResumes(t *testing.T, k ldaptest.Kind) {
+	o := newOutEnvOn(t, k, "resume")
+	target := strictTarget(t)
+	o.addUser("ada", "Ada", "Lovelace")
+	o.addGroup("app", "ada")
+	o.start(o.provisioner("app", target.URL, `groups = ["`+o.groupDN("app")+`"]`))
+	waitFor(t, "ada on the target", func() bool { _, ok := target.UserByName(o.userName("ada")); return ok })
+	ada, _ := target.UserByName(o.userName("ada"))
+	adaID := ada["id"].(string)
+	require.Equal(t, 0, o.d.stop())
+
+	o.addUser("bob", "Bob", "Builder")
+	o.modify(o.groupDN("app"), "add: member", "member: "+o.userDN("bob"))
+	o.modify(o.userDN("ada"), "replace: title", "title: Countess")
+	o.restart()
+	waitFor(t, "bob and ada's title on the target", func() bool {
+		_, b := target.UserByName(o.userName("bob"))
+		u, _ := target.User(adaID)
+		return b && u["title"] == "Countess"
+	})
+	require.NotContains(t, o.d.stderr.String(), "no longer covers the cursor", "resumed from the cursor")
+	require.Equal(t, 0, o.d.stop())
+	if k == ldaptest.KindOpenLDAP {
+		return // a purged accesslog: TestPurgedAccesslogLeadsToAReconcile (bridge/capture)
+	}
+
+	o.ldif("dn: " + o.userDN("ada") + "\nchangetype: delete\n")
+	o.addUser("carol", "Carol", "Shannon")
+	o.modify(o.groupDN("app"), "add: member", "member: "+o.userDN("carol"))
+	if k == ldaptest.Kind389DS {
+		_, last, err := o.s.ChangelogBounds()
+		require.NoError(t, err)
+		require.NoError(t, o.s.TrimChangelog(last-1)) // 389-DS keeps the newest record
+	} else {
+		require.NoError(t, o.s.NewInvocationID())
+	}
+	o.restart()
+	waitFor(t, "carol on the target and ada disabled", func() bool {
+		_, c := target.UserByName(o.userName("carol"))
+		u, _ := target.User(adaID)
+		return c && !active(u)
+	})
+	require.Contains(t, o.d.stderr.String(), "no longer covers the cursor")
+	require.EqualValues(t, 3, target.Creates(), "nobody was created twice")
+	require.Equal(t, 0, o.d.stop())
+}

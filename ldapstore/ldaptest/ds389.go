@@ -395,7 +395,8 @@ func (ds *ds389) cleanup() {}
 // TrimChangelog makes a 389-DS trim its retro changelog as its nsslapd-changelogmaxage does in
 // production: it restarts the server with a maximum age of one second and a trimming interval
 // of one second, waits until firstchangenumber exceeds past (every record up to change number
-// past is gone), and restarts it with its configuration as before.
+// past is gone; 389-DS never trims its newest record), and restarts it with its configuration
+// as before.
 func (s *Server) TrimChangelog(past uint64) error {
 	if s.Kind != Kind389DS {
 		return errors.New("ldaptest: TrimChangelog needs a 389-DS")
@@ -439,15 +440,22 @@ func (s *Server) TrimChangelog(past uint64) error {
 }
 
 func (s *Server) firstChangeNumber() (uint64, error) {
+	first, _, err := s.ChangelogBounds()
+	return first, err
+}
+
+// ChangelogBounds reads a 389-DS's firstchangenumber and lastchangenumber.
+func (s *Server) ChangelogBounds() (first, last uint64, err error) {
 	conn, err := s.Root()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close()
-	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"firstchangenumber"}, nil))
+	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"firstchangenumber", "lastchangenumber"}, nil))
 	if err != nil || len(res.Entries) != 1 {
-		return 0, fmt.Errorf("ldaptest: reading firstchangenumber: %w", err)
+		return 0, 0, fmt.Errorf("ldaptest: reading the changelog bounds: %w", err)
 	}
-	n, _ := strconv.ParseUint(res.Entries[0].GetAttributeValue("firstchangenumber"), 10, 64)
-	return n, nil
+	first, _ = strconv.ParseUint(res.Entries[0].GetAttributeValue("firstchangenumber"), 10, 64)
+	last, _ = strconv.ParseUint(res.Entries[0].GetAttributeValue("lastchangenumber"), 10, 64)
+	return first, last, nil
 }
