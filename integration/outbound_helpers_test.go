@@ -111,10 +111,11 @@ func (o *outEnv) userDN(uid string) string {
 func (o *outEnv) groupDN(cn string) string { return "cn=" + cn + "," + o.groups }
 
 // userName is what the default outbound mapping sends as userName for the user uid: uid, or
-// on AD the userPrincipalName uid@example.org.
+// on AD the userPrincipalName, which is unique in the forest: uid@<the test's OU>.example.org.
 func (o *outEnv) userName(uid string) string {
 	if o.ad() {
-		return uid + "@example.org"
+		_, suffix, _ := strings.Cut(strings.SplitN(o.ou, ",", 2)[0], "-")
+		return uid + "@" + suffix + ".example.org"
 	}
 	return uid
 }
