@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/scimbridge/scimbridge/mapping"
 )
@@ -19,6 +20,9 @@ type ChangelogOptions struct {
 	// BridgeDNs are the authors whose changes are tagged OriginBridge. Defaults to the
 	// store's bind DN.
 	BridgeDNs []string
+	// GapGrace is how long a missing change number is waited for once later ones are
+	// visible: 389-DS counts a change before its record is readable. Defaults to 10s.
+	GapGrace time.Duration
 }
 
 // Changelog389 reads 389 Directory Server's retro changelog (cn=changelog). Change numbers
@@ -28,13 +32,14 @@ type ChangelogOptions struct {
 // Its cursor is "changelog:LOG:N:FP": LOG identifies the changelog (the nsUniqueId of its
 // cn=changelog entry, which each server, and each re-creation of the changelog, gives anew), N
 // is the last changeNumber delivered and FP a fingerprint of that record (its changeTime and
-// targetDN). Another server's log or a re-created one (LOG differs, or the same number holds
+// targetDN, type and changes). Another server's log or a re-created one (LOG differs, or the same number holds
 // another record), a trimmed log (firstchangenumber beyond N) and a server restored from a
 // backup (lastchangenumber below N) give ErrCursorExpired, answered with a full reconcile.
 type Changelog389 struct {
 	r    changelogReader
 	opts ChangelogOptions
 	log  func(msg string, n uint64)
+	now  func() time.Time
 
 	warnOnce sync.Once
 }
@@ -78,14 +83,18 @@ func newChangelog389(r changelogReader, opts ChangelogOptions) *Changelog389 {
 	if opts.Base == "" {
 		opts.Base = "cn=changelog"
 	}
-	return &Changelog389{r: r, opts: opts, log: func(string, uint64) {}}
+	if opts.GapGrace <= 0 {
+		opts.GapGrace = defaultOverlap
+	}
+	return &Changelog389{r: r, opts: opts, log: func(string, uint64) {}, now: time.Now}
 }
 
 // Name is the source's name, as configured in changes.source.
 func (c *Changelog389) Name() string { return changelogSource }
 
+// changelogFingerprint identifies a record beyond its number: what changed where and when.
 func changelogFingerprint(e mapping.Entry) uint64 {
-	return fingerprint(e.First("changeTime"), strings.ToLower(e.First("targetDN")))
+	return fingerprint(e.First("changeTime"), strings.ToLower(e.First("targetDN")), strings.ToLower(e.First("changeType")), e.First("changes"))
 }
 
 func (c *Changelog389) encode(log string, n, fp uint64) string {
@@ -203,9 +212,25 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 		}
 		return 0
 	})
-	b := Batch{More: to < last}
-	next, nextFP := to, uint64(0)
+	// Deliver in changeNumber order, and only as far as the numbers run without a gap: 389-DS
+	// counts a change (lastchangenumber) before its record is visible in cn=changelog, so a
+	// number missing now may appear a moment later and must not be stepped over. A gap is
+	// only taken for good (an aborted operation's number) once a later record is older than
+	// the gap grace.
+	b := Batch{}
+	next, nextFP := n, fp
+	expected := from
+	now := c.now()
 	for _, r := range sorted {
+		if r.n < expected {
+			continue
+		}
+		if r.n > expected {
+			t, err := parseGenTime(r.e.First("changeTime"))
+			if err != nil || now.Sub(t) < c.opts.GapGrace {
+				break
+			}
+		}
 		ev, ok, err := c.parse(ctx, r.n, r.e)
 		if err != nil {
 			return Batch{}, err
@@ -213,10 +238,10 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 		if ok {
 			b.Events = append(b.Events, ev)
 		}
-		if r.n == to {
-			nextFP = changelogFingerprint(r.e)
-		}
+		next, nextFP = r.n, changelogFingerprint(r.e)
+		expected = r.n + 1
 	}
+	b.More = next < last && next == to
 	b.Cursor = c.encode(cur, next, nextFP)
 	return b, nil
 }

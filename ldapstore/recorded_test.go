@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -364,4 +365,37 @@ func TestOriginIsDNNormalised(t *testing.T) {
 	require.Equal(t, OriginBridge, originOf("dn:cn=scimbridge,ou=services,dc=example,dc=org", bridge))
 	require.Equal(t, OriginExternal, originOf("cn=admin,dc=example,dc=org", bridge))
 	require.Equal(t, OriginUnknown, originOf("", bridge))
+}
+
+// TestChangelog389WaitsForACountedRecord: 389-DS counts a change (lastchangenumber) before its
+// record is readable. A number missing below visible ones is waited for, not stepped over,
+// until the later records are older than the gap grace (an aborted operation's number).
+func TestChangelog389WaitsForACountedRecord(t *testing.T) {
+	f, src := newFakeChangelog(t)
+	ctx := context.Background()
+	missing := f.recs[3] // change 4
+	f.recs = append(f.recs[:3:3], f.recs[4:]...)
+	recorded, _ := time.Parse("20060102150405Z", "20240102030405Z")
+	src.now = func() time.Time { return recorded.Add(time.Second) }
+
+	b, err := src.Poll(ctx, "", 100)
+	require.NoError(t, err)
+	require.Len(t, b.Events, 3, "changes 1 to 3, then the gap")
+	require.True(t, strings.HasPrefix(b.Cursor, "changelog:cl-1:3:"), b.Cursor)
+	require.False(t, b.More)
+
+	// The record appears: it and everything after it are delivered, nothing twice.
+	f.recs = append(f.recs[:3:3], append([]mapping.Entry{missing}, f.recs[3:]...)...)
+	b2, err := src.Poll(ctx, b.Cursor, 100)
+	require.NoError(t, err)
+	require.Len(t, b2.Events, 6)
+	require.Equal(t, "4", b2.Events[0].Position)
+
+	// A number that never comes is stepped over once the grace has passed.
+	f.recs = append(f.recs[:3:3], f.recs[4:]...)
+	src.now = func() time.Time { return recorded.Add(time.Hour) }
+	b3, err := src.Poll(ctx, b.Cursor, 100)
+	require.NoError(t, err)
+	require.Len(t, b3.Events, 5)
+	require.Equal(t, "5", b3.Events[0].Position)
 }
