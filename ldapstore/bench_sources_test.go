@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -132,72 +131,17 @@ func benchSources(b *testing.B, k ldaptest.Kind) []sourceBench {
 	var out []sourceBench
 	for i, sc := range srcs {
 		r := sourceBench{name: sc.name, note: sc.note}
-		read := 0
 		start := time.Now()
-		cursor := heads[i]
-		for {
-			batch, err := sc.src.Poll(ctx, cursor, 1000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			read += len(batch.Events)
-			cursor = batch.Cursor
-			if !batch.More {
-				break
-			}
-		}
+		read, cursor := readAll(b, sc.src, heads[i])
 		if read < backlog {
 			b.Fatalf("%s read %d events of %d", sc.name, read, backlog)
 		}
 		r.rate = float64(read) / time.Since(start).Seconds()
 
-		const changes = 500
-		var mu sync.Mutex
-		wrote := make(map[string]time.Time, changes)
-		seen := make(map[string]time.Time, changes)
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for j := range changes {
-				d := dn(j)
-				if err := st.Modify(ctx, d, []ldapstore.Change{{Op: ldapstore.ModReplace, Attr: "title", Values: []string{fmt.Sprint(i, j)}}}, ldapstore.ModifyOptions{}); err != nil {
-					b.Error(err)
-					return
-				}
-				mu.Lock()
-				wrote[ldapstore.NormalizeDN(d)] = time.Now()
-				mu.Unlock()
-			}
-		}()
-		for finished := false; !finished || len(seen) < changes; {
-			select {
-			case <-done:
-				finished = true
-			default:
-			}
-			batch, err := sc.src.Poll(ctx, cursor, 1000)
-			if err != nil {
-				b.Fatal(err)
-			}
-			now := time.Now()
-			for _, ev := range batch.Events {
-				if _, ok := seen[ldapstore.NormalizeDN(ev.DN)]; !ok {
-					seen[ldapstore.NormalizeDN(ev.DN)] = now
-				}
-			}
-			cursor = batch.Cursor
-			if finished && len(seen) < changes {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		lags := make([]time.Duration, 0, changes)
-		mu.Lock()
-		for d, w := range wrote {
-			lags = append(lags, max(seen[d].Sub(w), 0))
-		}
-		mu.Unlock()
-		slices.Sort(lags)
-		r.p50, r.p99 = lags[len(lags)/2], lags[len(lags)*99/100]
+		r.p50, r.p99 = measureLag(b, sc.src, cursor, 500, func(j int) (string, error) {
+			d := dn(j)
+			return d, st.Modify(ctx, d, []ldapstore.Change{{Op: ldapstore.ModReplace, Attr: "title", Values: []string{fmt.Sprint(i, j)}}}, ldapstore.ModifyOptions{})
+		})
 		out = append(out, r)
 	}
 	return out

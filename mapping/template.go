@@ -609,27 +609,17 @@ func activeTemplate(m map[string]string, marker ActiveMarker) {
 //	enterprise employeeNumber           employeeID
 //	enterprise department, organization department, company
 func DefaultUserMappingFor(p Profile, idAttr string) map[string]string {
+	m := DefaultUserMapping(idAttr, p.Marker)
 	if p.Dialect != DialectAD {
-		return DefaultUserMapping(idAttr, p.Marker)
+		return m
 	}
-	m := map[string]string{
-		"userName":                              `{{ coalesce .userPrincipalName .sAMAccountName }}`,
-		"name.givenName":                        `{{ .givenName }}`,
-		"name.familyName":                       `{{ .sn }}`,
-		"displayName":                           `{{ coalesce .displayName .cn }}`,
-		`emails[type eq "work"].value`:          `{{ .mail }}`,
-		`phoneNumbers[type eq "work"].value`:    `{{ .telephoneNumber }}`,
-		`phoneNumbers[type eq "mobile"].value`:  `{{ .mobile }}`,
-		"title":                                 `{{ .title }}`,
-		"preferredLanguage":                     `{{ .preferredLanguage }}`,
-		EnterpriseSchemaURN + ":employeeNumber": `{{ .employeeID }}`,
-		EnterpriseSchemaURN + ":department":     `{{ .department }}`,
-		EnterpriseSchemaURN + ":organization":   `{{ .company }}`,
-	}
-	if idAttr != "" {
-		m["externalId"] = fmt.Sprintf(`{{ attr %s }}`, strconv.Quote(idAttr))
-	}
-	activeTemplate(m, p.Marker)
+	// AD names people otherwise; sn and cn are never derived from the login there.
+	delete(m, "name.formatted")
+	m["userName"] = `{{ coalesce .userPrincipalName .sAMAccountName }}`
+	m["name.familyName"] = `{{ .sn }}`
+	m[EnterpriseSchemaURN+":employeeNumber"] = `{{ .employeeID }}`
+	m[EnterpriseSchemaURN+":department"] = `{{ .department }}`
+	m[EnterpriseSchemaURN+":organization"] = `{{ .company }}`
 	return m
 }
 

@@ -400,25 +400,32 @@ func TestPurgedAccesslogLeadsToAReconcile(t *testing.T) {
 	}, 20*time.Second, 200*time.Millisecond)
 
 	e.open(t, 1000)
+	byID := requireReconciled(t, e, cursor, aliceID, bobID, carolID)
+	require.Equal(t, lower(carol), lower(byID[carolID].DN))
+
+	// And the log is followed again from the new cursor.
+	require.NoError(t, e.st.Delete(ctx, alice))
 	chs := e.sync(t)
+	require.Equal(t, []sum{{ldapstore.EventDelete, capture.ObjectUser, aliceID, lower(alice), ""}}, summarize(chs))
+}
+
+// requireReconciled syncs e's reader, which must find the cursor lost and reconcile: the add
+// (added), modify (changed) and delete (deleted) made meanwhile, a fresh cursor, one reconcile.
+func requireReconciled(t *testing.T, e *env, cursor, added, changed, deleted string) map[string]capture.Change {
+	t.Helper()
 	byID := map[string]capture.Change{}
-	for _, c := range chs {
+	for _, c := range e.sync(t) {
 		require.True(t, c.Reconcile)
 		byID[c.ID] = c
 	}
 	require.Len(t, byID, 3)
-	require.Equal(t, ldapstore.EventUpsert, byID[aliceID].Kind)
-	require.Nil(t, byID[aliceID].Prev, "the add made meanwhile")
-	require.False(t, byID[bobID].Unchanged(), "the change made meanwhile")
-	require.Equal(t, ldapstore.EventDelete, byID[carolID].Kind, "the delete made meanwhile")
-	require.Equal(t, lower(carol), lower(byID[carolID].DN))
+	require.Equal(t, ldapstore.EventUpsert, byID[added].Kind)
+	require.Nil(t, byID[added].Prev, "the add made meanwhile")
+	require.False(t, byID[changed].Unchanged(), "the change made meanwhile")
+	require.Equal(t, ldapstore.EventDelete, byID[deleted].Kind, "the delete made meanwhile")
 	require.NotEqual(t, cursor, e.cursor(t), "a fresh cursor")
 	require.Equal(t, uint64(1), e.r.Stats().Reconciles)
-
-	// And the log is followed again from the new cursor.
-	require.NoError(t, e.st.Delete(ctx, alice))
-	chs = e.sync(t)
-	require.Equal(t, []sum{{ldapstore.EventDelete, capture.ObjectUser, aliceID, lower(alice), ""}}, summarize(chs))
+	return byID
 }
 
 func TestTimestampSourceFindsDeletesThroughTheReconcile(t *testing.T) {
@@ -485,22 +492,10 @@ func TestReconcileNeverDeletesOnAFailedEnumeration(t *testing.T) {
 	}
 	require.Len(t, e.sync(t), 3)
 
-	// A partial result: the walk breaks after one entry.
-	r, err := capture.New(capture.Options{
-		Source: e.src, Directory: failingDir{Directory: e.st, after: 1}, State: e.db, Sink: e.rec.sink,
-		Scope: capture.Scope{Users: ldapstore.Search{Base: e.people}, IDAttribute: "entryUUID"},
-	})
-	require.NoError(t, err)
-	_, err = r.Reconcile(ctx)
-	require.ErrorIs(t, err, ldapstore.ErrUnavailable)
-	for _, c := range e.rec.take() {
-		require.NotEqual(t, ldapstore.EventDelete, c.Kind)
-	}
-	require.Len(t, e.idmap(t), 3)
-
-	// The directory down altogether.
+	// A partial result (the walk breaking off): TestCaptureNeverDeletesOnAPartialRead, on
+	// every kind of directory. Here, the directory down altogether.
 	require.NoError(t, s.Stop())
-	_, err = e.r.Reconcile(ctx)
+	_, err := e.r.Reconcile(ctx)
 	require.ErrorIs(t, err, ldapstore.ErrUnavailable)
 	_, err = e.r.Sync(ctx)
 	require.Error(t, err)

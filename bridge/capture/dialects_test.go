@@ -251,18 +251,7 @@ func TestCaptureLostLogLeadsToAReconcile(t *testing.T) {
 			require.ErrorIs(t, err, ldapstore.ErrCursorExpired)
 
 			e.open(t, 1000)
-			byID := map[string]capture.Change{}
-			for _, c := range e.sync(t) {
-				require.True(t, c.Reconcile)
-				byID[c.ID] = c
-			}
-			require.Len(t, byID, 3)
-			require.Equal(t, ldapstore.EventUpsert, byID[aliceID].Kind)
-			require.Nil(t, byID[aliceID].Prev, "the add made meanwhile")
-			require.False(t, byID[bobID].Unchanged(), "the change made meanwhile")
-			require.Equal(t, ldapstore.EventDelete, byID[carolID].Kind, "the delete made meanwhile")
-			require.NotEqual(t, cursor, e.cursor(t), "a fresh cursor")
-			require.Equal(t, uint64(1), e.r.Stats().Reconciles)
+			requireReconciled(t, e, cursor, aliceID, bobID, carolID)
 
 			// And the log is followed again from the new cursor.
 			require.NoError(t, s.LDIF("dn: "+alice+"\nchangetype: delete\n"))

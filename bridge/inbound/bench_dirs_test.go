@@ -87,14 +87,7 @@ func benchDirectory(b *testing.B, k ldaptest.Kind, n int) dirBench {
 	}
 	defer s.Close()
 	ctx := context.Background()
-	open := func() *ldapstore.Store {
-		st, err := ldapstore.Open(ctx, ldapstore.Config{URLs: []string{s.URL}, BindDN: s.ServiceDN, BindPassword: s.ServicePW,
-			PoolSize: benchConcurrency, Timeout: time.Minute, PageSize: 500}, zerolog.Nop())
-		if err != nil {
-			b.Fatal(err)
-		}
-		return st
-	}
+	open := func() *ldapstore.Store { return benchStore(b, s) }
 	raw := open()
 	defer raw.Close()
 	dialect, err := raw.Dialect(ctx)

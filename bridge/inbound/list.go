@@ -275,7 +275,7 @@ func (s *Server) refuseVLV(k *kind, filter string, err error) bool {
 	if s.noVLVCount.Load() < maxVLVRefusals {
 		if _, loaded := s.noVLV.LoadOrStore(k.name+"\x00"+filter, true); !loaded {
 			if s.noVLVCount.Add(1) == 1 {
-				s.logger.Warn().Err(err).Str("resource", k.name).Msg("the directory refused a VLV search (389-DS needs a VLV index for it); paging such queries from snapshots")
+				s.logger.Warn().Err(err).Str("resource", k.name).Msg("the directory refused a VLV search (389-DS: no VLV index and over the account's look-through limit); paging such queries from snapshots")
 			}
 		}
 	}

@@ -325,13 +325,7 @@ func (ds *ds389) stop() error {
 	if ds.cmd == nil {
 		return nil
 	}
-	_ = ds.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-ds.done:
-	case <-time.After(30 * time.Second):
-		_ = ds.cmd.Process.Kill()
-		<-ds.done
-	}
+	terminate(ds.cmd.Process.Pid, ds.done, 30*time.Second)
 	ds.cmd, ds.done = nil, nil
 	return nil
 }

@@ -224,13 +224,7 @@ func (sm *samba) stop() error {
 		return nil
 	}
 	pid := sm.cmd.Process.Pid
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-sm.done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-sm.done
-	}
+	terminate(pid, sm.done, 20*time.Second)
 	// The prefork children follow their master; make sure none is left behind.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	sm.ldap.dropConnections()
@@ -273,16 +267,8 @@ func (s *Server) LDAPS() (*ldap.Conn, error) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
-	conn, err := ldap.DialURL(s.LDAPSURL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}),
+	return dialBind(s.LDAPSURL, s.RootDN, s.RootPW,
 		ldap.DialWithTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: tlsHost(s.LDAPSURL)}))
-	if err != nil {
-		return nil, fmt.Errorf("ldaptest: dial: %w", err)
-	}
-	if err := conn.Bind(s.RootDN, s.RootPW); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("ldaptest: bind: %w", err)
-	}
-	return conn, nil
 }
 
 func tlsHost(url string) string {

@@ -453,15 +453,21 @@ func (s *Server) Stop() error {
 	if s.cmd == nil {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	terminate(s.cmd.Process.Pid, s.done, 10*time.Second)
 	s.cmd, s.done = nil, nil
 	return nil
+}
+
+// terminate sends SIGTERM to pid and waits for done, then kills its process group after
+// grace; a server started with Setpgid leads that group.
+func terminate(pid int, done <-chan struct{}, grace time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+	}
 }
 
 // Close stops the server and removes its directory when Start made it.
@@ -495,11 +501,16 @@ func (s *Server) PID() int {
 
 // Root opens a connection bound as the rootdn, for test setup and checks.
 func (s *Server) Root() (*ldap.Conn, error) {
-	conn, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	return dialBind(s.URL, s.RootDN, s.RootPW)
+}
+
+// dialBind connects to url (with opts, such as a TLS configuration) and binds as dn.
+func dialBind(url, dn, pw string, opts ...ldap.DialOpt) (*ldap.Conn, error) {
+	conn, err := ldap.DialURL(url, append([]ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second})}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("ldaptest: dial: %w", err)
 	}
-	if err := conn.Bind(s.RootDN, s.RootPW); err != nil {
+	if err := conn.Bind(dn, pw); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("ldaptest: bind: %w", err)
 	}
