@@ -145,3 +145,33 @@ func TestInboundPagingWithoutVLV(t *testing.T) {
 	require.Equal(t, 1, strings.Count(d.stderr.String(), "the directory refused a VLV search"), "said once")
 	require.Equal(t, 0, d.stop())
 }
+
+// TestInbound389GroupOfUniqueNames: 389-DS groups of class groupOfUniqueNames keep their
+// members in uniqueMember; a group may be created empty and emptied again.
+func TestInbound389GroupOfUniqueNames(t *testing.T) {
+	d := startSCIMWith(t, ldaptest.Kind389DS, "uniquenames", "", "", "http", func(cfg string) string {
+		return strings.Replace(cfg, "[ldap.groups]\n", "[ldap.groups]\nobject_classes = [\"groupOfUniqueNames\"]\n", 1)
+	})
+	r := d.call("POST", "/Users", map[string]any{"schemas": []any{scimUser}, "userName": "una"})
+	d.expect(r, http.StatusCreated, "")
+	uid := r.body["id"].(string)
+	r = d.call("POST", "/Groups", map[string]any{"schemas": []any{scimGroup}, "displayName": "uniques"})
+	d.expect(r, http.StatusCreated, "")
+	gid := r.body["id"].(string)
+	g, ok := d.get("cn=uniques," + d.groups)
+	require.True(t, ok)
+	require.Contains(t, g.Get("objectClass"), "groupOfUniqueNames")
+	require.Empty(t, g.Get("uniqueMember"))
+	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("add", "members", []any{map[string]any{"value": uid}})))
+	d.expect(r, http.StatusNoContent, "")
+	g, _ = d.get("cn=uniques," + d.groups)
+	require.True(t, hasDN(g.Get("uniqueMember"), "uid=una,"+d.people))
+	r = d.call("GET", "/Groups?filter="+f(`members[value eq "`+uid+`"]`), nil)
+	d.expect(r, http.StatusOK, "")
+	require.EqualValues(t, 1, r.body["totalResults"])
+	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("remove", `members[value eq "`+uid+`"]`, nil)))
+	d.expect(r, http.StatusNoContent, "")
+	g, _ = d.get("cn=uniques," + d.groups)
+	require.Empty(t, g.Get("uniqueMember"))
+	require.Equal(t, 0, d.stop())
+}

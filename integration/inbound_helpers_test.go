@@ -74,8 +74,9 @@ func startSCIMOn(t *testing.T, k ldaptest.Kind, name, extraInbound, scheme strin
 	return startSCIMWith(t, k, name, "", extraInbound, scheme)
 }
 
-// startSCIMWith is startSCIMOn with extraLDAP added to the [ldap] table.
-func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound, scheme string) *scimDaemon {
+// startSCIMWith is startSCIMOn with extraLDAP added to the [ldap] table and the
+// configuration passed through edits before the daemon starts.
+func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound, scheme string, edits ...func(string) string) *scimDaemon {
 	t.Helper()
 	s := ldaptest.SharedKind(t, k)
 	ou, err := s.NewOU(name)
@@ -84,6 +85,9 @@ func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound,
 	cfg, admin, inbound := baseConfig(t, s, dir, extraLDAP)
 	const token = "integration-token-0123456789abcdef"
 	cfg += inboundTOML(ou, inbound, token, extraInbound)
+	for _, edit := range edits {
+		cfg = edit(cfg)
+	}
 	d := startDaemon(t, dir, cfg, admin, inbound)
 	root, err := ldapstore.Open(context.Background(), ldapstore.Config{URLs: []string{s.URL}, BindDN: s.RootDN, BindPassword: s.RootPW}, zerolog.Nop())
 	require.NoError(t, err)

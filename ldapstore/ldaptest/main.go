@@ -18,6 +18,7 @@ var (
 	sharedMu   sync.Mutex
 	shared     = map[Kind]*sharedServer{}
 	sharedOpts Options
+	skipSaid   sync.Map // Kind → true once its install hint was printed
 )
 
 // RunMain runs a test package's tests with one private server of each kind they use, shared by
@@ -55,6 +56,10 @@ func Shared(t testing.TB) *Server {
 func SharedKind(t testing.TB, k Kind) *Server {
 	t.Helper()
 	if ok, hint := KindInstalled(k); !ok {
+		if _, said := skipSaid.LoadOrStore(k, true); !said {
+			// Once per package on stderr too, so that a run without -v says it.
+			fmt.Fprintf(os.Stderr, "SKIP %s tests: %s\n", k, hint)
+		}
 		t.Skip(hint)
 	}
 	sharedMu.Lock()
