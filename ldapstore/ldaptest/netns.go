@@ -1,7 +1,6 @@
 package ldaptest
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -222,22 +221,4 @@ func (f *forwarder) close() {
 	f.l.Close()
 	f.dropConnections()
 	f.wg.Wait()
-}
-
-// waitPort waits until something listens on 127.0.0.1:port inside ns.
-func (ns *netNS) waitPort(ctx context.Context, port int, exited <-chan struct{}) error {
-	for {
-		c, err := ns.dial(port)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("ldaptest: nothing listens on port %d in the namespace: %w", port, err)
-		case <-exited:
-			return errors.New("ldaptest: the server exited during start")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
