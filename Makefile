@@ -1,5 +1,5 @@
 # scimbridge — `make test` and `make demo` work on a fresh Debian 12 machine: they install
-# what they need (slapd, ldap-utils) with apt-get when it is missing.
+# what they need (slapd, 389-DS, Samba AD DC) with apt-get when it is missing.
 
 GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
@@ -24,14 +24,34 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/scimbridge
 
-# deps installs Debian's OpenLDAP server and clients when they are missing. The preseed
-# keeps the package from creating a system instance: the tests run private ones.
+# deps installs, with apt-get, the directory servers the tests run privately when they are
+# missing: OpenLDAP (slapd, ldap-utils), 389 Directory Server (389-ds-base) and a Samba AD DC.
+# The preseed keeps slapd from creating a system instance; a policy-rc.d keeps the packages'
+# services (smbd, nmbd, …) from starting during the install, and they are disabled afterwards
+# under systemd: the tests run their own servers, never the system's.
+DIRECTORY_PACKAGES_SLAPD := slapd ldap-utils
+DIRECTORY_PACKAGES_389   := 389-ds-base
+DIRECTORY_PACKAGES_SAMBA := samba samba-ad-dc samba-ad-provision winbind python3-samba ldb-tools
 deps:
-	@if [ ! -x /usr/sbin/slapd ] || ! command -v ldapmodify >/dev/null 2>&1; then \
-		echo "make: installing slapd and ldap-utils (apt-get)"; \
+	@missing=""; \
+	{ [ -x /usr/sbin/slapd ] && command -v ldapmodify >/dev/null 2>&1; } || missing="$$missing $(DIRECTORY_PACKAGES_SLAPD)"; \
+	{ [ -x /usr/sbin/dscreate ] && [ -x /usr/sbin/ns-slapd ]; } || missing="$$missing $(DIRECTORY_PACKAGES_389)"; \
+	{ [ -x /usr/sbin/samba ] && [ -x /usr/bin/samba-tool ] && [ -f /usr/share/samba/setup/provision.ldif ]; } || missing="$$missing $(DIRECTORY_PACKAGES_SAMBA)"; \
+	if [ -n "$$missing" ]; then \
+		echo "make: installing$$missing (apt-get)"; \
 		echo "slapd slapd/no_configuration boolean true" | $(SUDO) debconf-set-selections; \
+		policy=""; \
+		if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod 755 /usr/sbin/policy-rc.d && policy=1; \
+		fi; \
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slapd ldap-utils >/dev/null; \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		rc=$$?; \
+		if [ -n "$$policy" ]; then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; \
+		if [ $$rc -ne 0 ]; then echo "make: apt-get install$$missing failed (exit $$rc)"; exit $$rc; fi; \
+		if [ -d /run/systemd/system ]; then \
+			$(SUDO) systemctl disable --now smbd nmbd winbind samba-ad-dc >/dev/null 2>&1 || true; \
+		fi; \
 	fi
 	@if ! command -v promtool >/dev/null 2>&1; then \
 		echo "make: installing promtool (apt-get install prometheus) for the alerting rules' tests"; \
@@ -52,10 +72,11 @@ deps:
 vet:
 	$(GO) vet ./...
 
-# test runs every test, the LDAP integration tests included (each test package starts its
-# own slapd on 127.0.0.1).
+# test runs every test, the LDAP integration tests included: each test package starts the
+# servers it uses once (slapd and 389-DS on 127.0.0.1, a Samba AD DC in a network namespace of
+# its own). 389-DS and Samba need root; without it their tests skip and say so.
 test: deps vet
-	$(GO) test -race -timeout 15m ./...
+	$(GO) test -race -timeout 20m ./...
 
 # test-short skips the long bursts; for a quick loop while developing.
 test-short: deps

@@ -136,6 +136,12 @@ func (b *Bridge) Start(ctx context.Context) error {
 		b.shutdownServers(context.Background())
 		return err
 	}
+	if err := ApplyDialect(ctx, cfg, store); err != nil {
+		cancel()
+		b.shutdownServers(context.Background())
+		store.Close()
+		return err
+	}
 	b.mu.Lock()
 	b.store = store
 	b.mu.Unlock()
@@ -191,7 +197,7 @@ func LDAPConfig(cfg *config.Config) ldapstore.Config {
 		URLs: l.URLs, StartTLS: l.StartTLS, CAFile: l.CAFile, InsecureSkipVerify: l.InsecureSkipVerify,
 		BindDN: l.BindDN, BindPassword: l.BindPassword.Reveal(), PoolSize: l.PoolSize,
 		DialTimeout: l.DialTimeout.Duration, Timeout: l.Timeout.Duration, PageSize: l.PageSize,
-		Dialect: ldapstore.Dialect(l.Dialect),
+		Dialect: ldapstore.Dialect(l.Dialect), RangeSize: l.RangeSize,
 	}
 }
 
@@ -290,8 +296,13 @@ func (b *Bridge) shutdownServers(ctx context.Context) {
 // running and sets scimbridge_config_last_reload_successful to 0.
 func (b *Bridge) Reload(cfg *config.Config) error {
 	b.mu.Lock()
-	old := b.cfg
+	old, store := b.cfg, b.store
 	b.mu.Unlock()
+	if store != nil {
+		if d, err := store.Dialect(context.Background()); err == nil {
+			cfg.ApplyDialect(string(d))
+		}
+	}
 	var errs []error
 	if old.Admin.Listen != cfg.Admin.Listen {
 		errs = append(errs, errors.New("admin.listen: needs a restart"))

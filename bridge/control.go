@@ -229,6 +229,9 @@ func (pv *provisioning) plan(ctx context.Context, req PlanRequest, logger zerolo
 		if err := c.LoadSecrets(); err != nil {
 			return nil, err
 		}
+		if err := ApplyDialect(ctx, c, pv.store); err != nil {
+			return nil, err
+		}
 		cfg = c
 	}
 	return planWith(ctx, pv.engine, cfg, req, logger)

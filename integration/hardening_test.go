@@ -34,7 +34,7 @@ func TestProtectedEntriesThroughTheBinary(t *testing.T) {
 	s := ldaptest.Private(t, ldaptest.Options{ServiceDN: "uid=scimbridge-svc,ou=people," + ldaptest.DefaultSuffix})
 	operator := "uid=operator,ou=people," + s.Suffix
 	require.NoError(t, s.LDIF("dn: "+operator+"\nobjectClass: inetOrgPerson\nuid: operator\ncn: Operator\nsn: Operator\nuserPassword: operator-secret\n"))
-	d := startSCIMAt(t, s, s.Suffix, fmt.Sprintf("protected_dns = [%q]\n", operator), "http")
+	d := startSCIMAt(t, s, s.Suffix, "", fmt.Sprintf("protected_dns = [%q]\n", operator), "http")
 	waitFor(t, "the warning about the bind DN in the users base", func() bool {
 		return contains(d.stderr.String(), "contains the bridge's own account (ldap.bind_dn)")
 	})

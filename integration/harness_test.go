@@ -113,12 +113,21 @@ dir = %q
 [admin]
 listen = %q
 [ldap]
-url = %q
+%s
 bind_dn = %q
 bind_password_file = "ldap-password"
 base_dn = %q
-%s`, filepath.Join(dir, "state"), admin, s.URL, s.ServiceDN, s.Suffix, extra)
+%s`, filepath.Join(dir, "state"), admin, ldapURLTOML(s), s.ServiceDN, s.Suffix, extra)
 	return cfg, admin, inbound
+}
+
+// ldapURLTOML is how the daemon reaches s: 389-DS and Active Directory take passwords only
+// over TLS, so the daemon uses their LDAPS listener, verified with their CA.
+func ldapURLTOML(s *ldaptest.Server) string {
+	if s.Kind == ldaptest.KindOpenLDAP || s.LDAPSURL == "" {
+		return fmt.Sprintf("url = %q", s.URL)
+	}
+	return fmt.Sprintf("url = %q\nca_file = %q", s.LDAPSURL, s.CAFile)
 }
 
 // startDaemon writes cfg to a file and runs `scimbridge serve` on it until /readyz answers.

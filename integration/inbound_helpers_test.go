@@ -67,20 +67,37 @@ sha256 = %[3]q
 // extraInbound is added to the [inbound] table; scheme is "http" or "https".
 func startSCIM(t *testing.T, name, extraInbound, scheme string) *scimDaemon {
 	t.Helper()
-	s := ldaptest.Shared(t)
-	ou, err := s.NewOU(name)
-	require.NoError(t, err)
-	return startSCIMAt(t, s, ou, extraInbound, scheme)
+	return startSCIMOn(t, ldaptest.KindOpenLDAP, name, extraInbound, scheme)
 }
 
-// startSCIMAt runs the real binary on slapd s with the users and groups bases ou=people and
-// ou=groups below ou.
-func startSCIMAt(t *testing.T, s *ldaptest.Server, ou, extraInbound, scheme string) *scimDaemon {
+// startSCIMOn is startSCIM on the package's server of kind k.
+func startSCIMOn(t *testing.T, k ldaptest.Kind, name, extraInbound, scheme string) *scimDaemon {
+	t.Helper()
+	return startSCIMWith(t, k, name, "", extraInbound, scheme)
+}
+
+// startSCIMWith is startSCIMOn with extraLDAP added to the [ldap] table and the
+// configuration passed through edits before the daemon starts.
+func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound, scheme string, edits ...func(string) string) *scimDaemon {
+	t.Helper()
+	s := ldaptest.SharedKind(t, k)
+	ou, err := s.NewOU(name)
+	require.NoError(t, err)
+	return startSCIMAt(t, s, ou, extraLDAP, extraInbound, scheme, edits...)
+}
+
+// startSCIMAt runs the real binary on server s with the users and groups bases ou=people and
+// ou=groups below ou; extraLDAP is added to the [ldap] table, extraInbound to [inbound], and
+// the configuration passes through edits before the daemon starts.
+func startSCIMAt(t *testing.T, s *ldaptest.Server, ou, extraLDAP, extraInbound, scheme string, edits ...func(string) string) *scimDaemon {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, admin, inbound := baseConfig(t, s, dir, "")
+	cfg, admin, inbound := baseConfig(t, s, dir, extraLDAP)
 	const token = "integration-token-0123456789abcdef"
 	cfg += inboundTOML(ou, inbound, token, extraInbound)
+	for _, edit := range edits {
+		cfg = edit(cfg)
+	}
 	d := startDaemon(t, dir, cfg, admin, inbound)
 	root, err := ldapstore.Open(context.Background(), ldapstore.Config{URLs: []string{s.URL}, BindDN: s.RootDN, BindPassword: s.RootPW}, zerolog.Nop())
 	require.NoError(t, err)

@@ -15,20 +15,86 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 func f(filter string) string { return url.QueryEscape(filter) }
 
 // TestInboundEntraSequence drives `scimbridge serve` over HTTP through Microsoft Entra ID's
-// documented provisioning sequence, checking the directory with LDAP searches after each step.
+// documented provisioning sequence on each kind of directory, checking the directory with
+// LDAP searches after each step.
 func TestInboundEntraSequence(t *testing.T) {
-	d := startSCIM(t, "entra", "", "http")
+	for _, k := range ldaptest.Kinds {
+		t.Run(string(k), func(t *testing.T) { entraSequence(t, k) })
+	}
+}
+
+// dirView says where the daemon's writes land in one kind of directory: its dialect's
+// default maps and naming.
+type dirView struct {
+	kind                                             ldaptest.Kind
+	idAttr, userClass, groupClass                    string
+	userName, externalID, employeeNumber, department string
+}
+
+var views = map[ldaptest.Kind]dirView{
+	ldaptest.KindOpenLDAP: {ldaptest.KindOpenLDAP, "entryUUID", "inetOrgPerson", "groupOfNames", "uid", "businessCategory", "employeeNumber", "departmentNumber"},
+	ldaptest.Kind389DS:    {ldaptest.Kind389DS, "nsUniqueId", "inetOrgPerson", "groupOfNames", "uid", "businessCategory", "employeeNumber", "departmentNumber"},
+	ldaptest.KindAD:       {ldaptest.KindAD, "objectGUID", "user", "group", "userPrincipalName", "adminDescription", "employeeID", "department"},
+}
+
+func (v dirView) ad() bool { return v.kind == ldaptest.KindAD }
+
+// userDN is where a user created with userName lands: named by uid, or on AD by the
+// sAMAccountName derived from it.
+func (v dirView) userDN(people, userName string) string {
+	if v.ad() {
+		return "CN=" + mapping.SAMAccountName(userName, mapping.MaxUserSAMAccountName) + "," + people
+	}
+	return "uid=" + userName + "," + people
+}
+
+// idFilter finds an entry by its SCIM id.
+func (v dirView) idFilter(t *testing.T, id string) string {
+	f, err := ldapstore.IDFilter(v.idAttr, id)
+	require.NoError(t, err)
+	return f
+}
+
+// disabled reads the dialect's disabled marker.
+func (v dirView) disabled(e mapping.Entry) bool {
+	switch v.kind {
+	case ldaptest.Kind389DS:
+		return strings.EqualFold(e.First("nsAccountLock"), "true")
+	case ldaptest.KindAD:
+		n, _ := strconv.Atoi(e.First("userAccountControl"))
+		return n&2 != 0
+	}
+	return slices.Contains(e.Get("employeeType"), "scimbridge:disabled")
+}
+
+// members are a group's member values; an empty OpenLDAP group holds the placeholder.
+func (v dirView) emptyMembers() []string {
+	if v.kind == ldaptest.KindOpenLDAP {
+		return []string{""}
+	}
+	return nil
+}
+
+func entraSequence(t *testing.T, k ldaptest.Kind) {
+	v := views[k]
+	d := startSCIMOn(t, k, "entra", "", "http")
 
 	// Test Connection: a random userName → 200 with no results.
 	r := d.call("GET", "/Users?filter="+f(`userName eq "e9e30dba-f08f-4109-8486-d5c6a331660a"`), nil)
@@ -51,17 +117,24 @@ func TestInboundEntraSequence(t *testing.T) {
 	d.expect(r, http.StatusCreated, "")
 	id := r.body["id"].(string)
 	require.Equal(t, d.base+"/Users/"+id, r.header.Get("Location"))
-	dn := "uid=Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1," + d.people
-	require.Equal(t, []string{strings.ToLower(dn)}, d.search(d.people, "(entryUUID="+id+")"), "id is the entryUUID of the new entry")
+	dn := v.userDN(d.people, "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1")
+	require.Equal(t, []string{strings.ToLower(dn)}, d.search(d.people, v.idFilter(t, id)), "id is the %s of the new entry", v.idAttr)
 	e, _ := d.get(dn)
-	require.Equal(t, []string{"inetOrgPerson"}, e.Get("objectClass"))
-	require.Equal(t, "givenName familyName", e.First("cn"))
+	require.Contains(t, e.Get("objectClass"), v.userClass)
+	require.Equal(t, "Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1", e.First(v.userName))
 	require.Equal(t, "familyName", e.First("sn"))
 	require.Equal(t, "givenName", e.First("givenName"))
 	require.Equal(t, "Test_User_fd0ea19b-0777-472c-9f96-4f70d2226f2e@testuser.com", e.First("mail"))
-	require.Equal(t, "0a21f0f2-8d2a-4f8e-bf98-7371c9e4dc6c", e.First("businessCategory"))
-	require.Equal(t, "701984", e.First("employeeNumber"))
-	require.Equal(t, "Tour Operations", e.First("departmentNumber"))
+	require.Equal(t, "0a21f0f2-8d2a-4f8e-bf98-7371c9e4dc6c", e.First(v.externalID))
+	require.Equal(t, "701984", e.First(v.employeeNumber))
+	require.Equal(t, "Tour Operations", e.First(v.department))
+	require.False(t, v.disabled(e), "created active")
+	if v.ad() {
+		require.Equal(t, "Test_User_ab649-b775", e.First("sAMAccountName"), "derived from userName within AD's 20 characters: a prefix and a hash of the whole")
+		require.Equal(t, "512", e.First("userAccountControl"), "an enabled normal account, nothing else")
+	} else {
+		require.Equal(t, "givenName familyName", e.First("cn"))
+	}
 
 	// Get User; by filter on userName and on externalId.
 	r = d.call("GET", "/Users/"+id, nil)
@@ -91,16 +164,21 @@ func TestInboundEntraSequence(t *testing.T) {
 	r = d.call("POST", "/Users", map[string]any{"schemas": []any{scimUser}, "userName": "the.manager", "name": map[string]any{"familyName": "Boss"}})
 	d.expect(r, http.StatusCreated, "")
 	mgr := r.body["id"].(string)
+	mgrDN := v.userDN(d.people, "the.manager")
 	r = d.call("PATCH", "/Users/"+id, ops(scimOp("Add", scimEnt+":manager", mgr)))
 	d.expect(r, http.StatusOK, "")
 	e, _ = d.get(dn)
-	require.True(t, hasDN(e.Get("manager"), "uid=the.manager,"+d.people))
+	require.True(t, hasDN(e.Get("manager"), mgrDN))
 
 	// Disable with the string "False", as Entra sends it.
 	r = d.call("PATCH", "/Users/"+id, ops(scimOp("Replace", "active", "False")))
 	d.expect(r, http.StatusOK, "")
 	require.Equal(t, false, r.body["active"])
-	require.Len(t, d.search(d.people, "(&(uid=Test_User_ab6490ee-1e48-479e-a20b-2d77186b5dd1)(employeeType=scimbridge:disabled))"), 1)
+	e, _ = d.get(dn)
+	require.True(t, v.disabled(e), "the dialect's disabled marker is set")
+	r = d.call("GET", "/Users?filter="+f(`active eq false`), nil)
+	d.expect(r, http.StatusOK, "")
+	require.EqualValues(t, 1, r.body["totalResults"], "active filters on the dialect's marker")
 
 	// Groups: create without members, add and remove members.
 	r = d.call("POST", "/Groups", `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group","http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
@@ -110,7 +188,9 @@ func TestInboundEntraSequence(t *testing.T) {
 	gdn := "cn=Tour Guides," + d.groups
 	g, ok := d.get(gdn)
 	require.True(t, ok)
-	require.Equal(t, []string{"groupOfNames"}, g.Get("objectClass"))
+	require.Contains(t, g.Get("objectClass"), v.groupClass)
+	require.Equal(t, v.emptyMembers(), g.Get("member"), "a group may be created empty")
+	require.Equal(t, "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159", g.First(v.externalID))
 	r = d.call("GET", "/Groups?excludedAttributes=members&filter="+f(`displayName eq "Tour Guides"`), nil)
 	d.expect(r, http.StatusOK, "")
 	require.EqualValues(t, 1, r.body["totalResults"])
@@ -119,20 +199,44 @@ func TestInboundEntraSequence(t *testing.T) {
 	g, _ = d.get(gdn)
 	require.Len(t, g.Get("member"), 2)
 	require.True(t, hasDN(g.Get("member"), dn))
-	require.True(t, hasDN(g.Get("member"), "uid=the.manager,"+d.people))
+	require.True(t, hasDN(g.Get("member"), mgrDN))
+	// Entra adds a member again (at-least-once): harmless, on AD too (68 there).
+	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("Add", "members", []any{map[string]any{"value": mgr}})))
+	d.expect(r, http.StatusNoContent, "")
 	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("Remove", "members", []any{map[string]any{"value": mgr}})))
 	d.expect(r, http.StatusNoContent, "")
 	g, _ = d.get(gdn)
 	require.Len(t, g.Get("member"), 1)
+	// And removes it again: harmless too (53 on AD).
+	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("Remove", "members", []any{map[string]any{"value": mgr}})))
+	d.expect(r, http.StatusNoContent, "")
 
-	// Rename: userName is the RDN. The id stays, and the group member follows.
+	// Rename: a new userName. Where userName is the RDN (uid) the entry is renamed; on AD
+	// the entry keeps its name (its sAMAccountName) and only userPrincipalName changes. The
+	// id stays, and the group member follows.
 	r = d.call("PATCH", "/Users/"+id, ops(scimOp("Replace", "userName", "renamed.user@testuser.com")))
 	d.expect(r, http.StatusOK, "")
 	require.Equal(t, id, r.body["id"])
 	newDN := "uid=renamed.user@testuser.com," + d.people
-	require.Equal(t, []string{strings.ToLower(newDN)}, d.search(d.people, "(entryUUID="+id+")"))
+	if v.ad() {
+		newDN = dn
+	}
+	require.Equal(t, []string{strings.ToLower(newDN)}, d.search(d.people, v.idFilter(t, id)))
+	e, _ = d.get(newDN)
+	require.Equal(t, "renamed.user@testuser.com", e.First(v.userName))
 	g, _ = d.get(gdn)
 	require.True(t, hasDN(g.Get("member"), newDN), "the group member DN follows the rename")
+
+	// A group rename: displayName is the group's RDN, changed with ModifyDN only (AD refuses
+	// a Modify of its naming attribute).
+	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("Replace", "displayName", "Tour Leaders")))
+	d.expect(r, http.StatusNoContent, "")
+	_, ok = d.get(gdn)
+	require.False(t, ok)
+	gdn = "cn=Tour Leaders," + d.groups
+	g, ok = d.get(gdn)
+	require.True(t, ok)
+	require.True(t, hasDN(g.Get("member"), newDN), "members stay")
 
 	// An admin's ldapmodify is visible on the next GET.
 	require.NoError(t, d.slapd.LDIF("dn: "+newDN+"\nchangetype: modify\nreplace: title\ntitle: Countess\n"))
@@ -144,12 +248,12 @@ func TestInboundEntraSequence(t *testing.T) {
 	r = d.call("PATCH", "/Groups/"+gid, ops(scimOp("Remove", `members[value eq "`+id+`"]`, nil)))
 	d.expect(r, http.StatusNoContent, "")
 	g, _ = d.get(gdn)
-	require.Equal(t, []string{""}, g.Get("member"))
+	require.Equal(t, v.emptyMembers(), g.Get("member"))
 
 	// Delete the user and the group.
 	r = d.call("DELETE", "/Users/"+id, nil)
 	d.expect(r, http.StatusNoContent, "")
-	require.Empty(t, d.search(d.people, "(entryUUID="+id+")"))
+	require.Empty(t, d.search(d.people, v.idFilter(t, id)))
 	r = d.call("GET", "/Users/"+id, nil)
 	d.expect(r, http.StatusNotFound, "")
 	r = d.call("DELETE", "/Groups/"+gid, nil)
@@ -305,16 +409,22 @@ func selfSigned(t *testing.T, dir string) (string, string) {
 }
 
 // TestInboundPassesSelftest: `scimbridge selftest`, which replays Entra ID's documented
-// conversation, passes every step against `scimbridge serve`, and cleans up after itself.
+// conversation, passes every step against `scimbridge serve` on each kind of directory, and
+// cleans up after itself.
 func TestInboundPassesSelftest(t *testing.T) {
-	d := startSCIM(t, "selftest", "", "http")
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(tokenFile, []byte(d.token+"\n"), 0o600))
-	out, err := exec.Command(binary(t), "selftest", "--url", d.base, "--token-file", tokenFile).CombinedOutput()
-	require.NoError(t, err, "selftest failed:\n%s", out)
-	t.Logf("selftest:\n%s", out)
-	require.NotContains(t, string(out), "FAIL")
-	require.Contains(t, string(out), "PASS")
-	require.Empty(t, d.search(d.people, "(objectClass=inetOrgPerson)"), "selftest removed its users")
-	require.Empty(t, d.search(d.groups, "(objectClass=groupOfNames)"), "and its groups")
+	for _, k := range ldaptest.Kinds {
+		t.Run(string(k), func(t *testing.T) {
+			v := views[k]
+			d := startSCIMOn(t, k, "selftest", "", "http")
+			tokenFile := filepath.Join(t.TempDir(), "token")
+			require.NoError(t, os.WriteFile(tokenFile, []byte(d.token+"\n"), 0o600))
+			out, err := exec.Command(binary(t), "selftest", "--url", d.base, "--token-file", tokenFile).CombinedOutput()
+			require.NoError(t, err, "selftest failed:\n%s", out)
+			t.Logf("selftest:\n%s", out)
+			require.NotContains(t, string(out), "FAIL")
+			require.Contains(t, string(out), "PASS")
+			require.Empty(t, d.search(d.people, "(objectClass="+v.userClass+")"), "selftest removed its users")
+			require.Empty(t, d.search(d.groups, "(objectClass="+v.groupClass+")"), "and its groups")
+		})
+	}
 }

@@ -23,6 +23,7 @@ import (
 type outEnv struct {
 	t      *testing.T
 	s      *ldaptest.Server
+	kind   ldaptest.Kind
 	ou     string
 	people string
 	groups string
@@ -37,10 +38,16 @@ const targetToken = "target-token-0123456789abcdef"
 
 func newOutEnv(t *testing.T, name string) *outEnv {
 	t.Helper()
-	s, ou := ldaptest.OU(t, name)
+	return newOutEnvOn(t, ldaptest.KindOpenLDAP, name)
+}
+
+// newOutEnvOn is newOutEnv on the package's server of kind k.
+func newOutEnvOn(t *testing.T, k ldaptest.Kind, name string) *outEnv {
+	t.Helper()
+	s, ou := ldaptest.OUIn(t, k, name)
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(targetToken+"\n"), 0o600))
-	return &outEnv{t: t, s: s, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, dir: dir, token: targetToken}
+	return &outEnv{t: t, s: s, kind: k, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, dir: dir, token: targetToken}
 }
 
 // strictTarget starts the in-repo strict SCIM server for the test.
@@ -91,16 +98,85 @@ func (o *outEnv) restart() *daemon {
 	return o.d
 }
 
-func (o *outEnv) userDN(uid string) string { return "uid=" + uid + "," + o.people }
+func (o *outEnv) ad() bool { return o.kind == ldaptest.KindAD }
+
+// userDN is the DN of the user with login uid: named by uid, or by cn on AD.
+func (o *outEnv) userDN(uid string) string {
+	if o.ad() {
+		return "CN=" + uid + "," + o.people
+	}
+	return "uid=" + uid + "," + o.people
+}
+
 func (o *outEnv) groupDN(cn string) string { return "cn=" + cn + "," + o.groups }
+
+// userName is what the default outbound mapping sends as userName for the user uid: uid, or
+// on AD the userPrincipalName, which is unique in the forest: uid@<the test's OU>.example.org.
+func (o *outEnv) userName(uid string) string {
+	if o.ad() {
+		_, suffix, _ := strings.Cut(strings.SplitN(o.ou, ",", 2)[0], "-")
+		return uid + "@" + suffix + ".example.org"
+	}
+	return uid
+}
+
+// sam is a sAMAccountName for name unique to the test's OU (AD's are unique in the domain).
+func (o *outEnv) sam(name string) string {
+	_, suffix, _ := strings.Cut(strings.SplitN(o.ou, ",", 2)[0], "-")
+	if len(name) > 11 {
+		name = name[:11]
+	}
+	return name + "-" + suffix[:8]
+}
+
+// rename gives the user uid the login to: a modrdn and, on AD, the new userPrincipalName
+// (AD's names are independent of the RDN).
+func (o *outEnv) rename(uid, to string) {
+	o.t.Helper()
+	rdn := "uid=" + to
+	if o.ad() {
+		rdn = "CN=" + to
+	}
+	o.ldif("dn: " + o.userDN(uid) + "\nchangetype: modrdn\nnewrdn: " + rdn + "\ndeleteoldrdn: 1\n")
+	if o.ad() {
+		o.modify(o.userDN(to), "replace: userPrincipalName", "userPrincipalName: "+o.userName(to))
+	}
+}
+
+// fixMember does what the refint overlay would after a rename: AD keeps member values right
+// itself, OpenLDAP and 389-DS (without their referential integrity plugins) do not.
+func (o *outEnv) fixMember(group, oldUID, newUID string) {
+	o.t.Helper()
+	if o.ad() {
+		return
+	}
+	o.modify(o.groupDN(group), "delete: member", "member: "+o.userDN(oldUID), "-", "add: member", "member: "+o.userDN(newUID))
+}
+
+// disable marks the user disabled the directory's own way.
+func (o *outEnv) disable(uid string) {
+	o.t.Helper()
+	switch o.kind {
+	case ldaptest.Kind389DS:
+		o.modify(o.userDN(uid), "replace: nsAccountLock", "nsAccountLock: true")
+	case ldaptest.KindAD:
+		o.modify(o.userDN(uid), "replace: userAccountControl", "userAccountControl: 514")
+	default:
+		o.modify(o.userDN(uid), "add: employeeType", "employeeType: scimbridge:disabled")
+	}
+}
 
 func (o *outEnv) ldif(text string) {
 	o.t.Helper()
 	require.NoError(o.t, o.s.LDIF(text))
 }
 
-// userLDIF is an inetOrgPerson entry.
+// userLDIF is an inetOrgPerson entry, or an enabled AD user.
 func (o *outEnv) userLDIF(uid, given, sn string, extra ...string) string {
+	if o.ad() {
+		return fmt.Sprintf("dn: %s\nobjectClass: user\nsAMAccountName: %s\nuserPrincipalName: %s\ngivenName: %s\nsn: %s\nmail: %s@example.org\nuserAccountControl: 512\n%s\n",
+			o.userDN(uid), o.sam(uid), o.userName(uid), given, sn, uid, strings.Join(append(extra, ""), "\n"))
+	}
 	return fmt.Sprintf("dn: %s\nobjectClass: inetOrgPerson\nuid: %s\ncn: %s %s\ngivenName: %s\nsn: %s\nmail: %s@example.org\n%s\n",
 		o.userDN(uid), uid, given, sn, given, sn, uid, strings.Join(append(extra, ""), "\n"))
 }
@@ -113,7 +189,11 @@ func (o *outEnv) addUser(uid, given, sn string, extra ...string) {
 func (o *outEnv) addGroup(cn string, members ...string) {
 	o.t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "dn: %s\nobjectClass: groupOfNames\ncn: %s\n", o.groupDN(cn), cn)
+	if o.ad() {
+		fmt.Fprintf(&b, "dn: %s\nobjectClass: group\nsAMAccountName: %s\n", o.groupDN(cn), o.sam(cn))
+	} else {
+		fmt.Fprintf(&b, "dn: %s\nobjectClass: groupOfNames\ncn: %s\n", o.groupDN(cn), cn)
+	}
 	for _, m := range members {
 		fmt.Fprintf(&b, "member: %s\n", o.userDN(m))
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/scimbridge/scimbridge/mapping"
 )
@@ -19,23 +20,26 @@ type ChangelogOptions struct {
 	// BridgeDNs are the authors whose changes are tagged OriginBridge. Defaults to the
 	// store's bind DN.
 	BridgeDNs []string
+	// GapGrace is how long a missing change number is waited for once later ones are
+	// visible: 389-DS counts a change before its record is readable. Defaults to 10s.
+	GapGrace time.Duration
 }
 
 // Changelog389 reads 389 Directory Server's retro changelog (cn=changelog). Change numbers
 // are assigned at commit, so the log is read in changeNumber order without overlap. The
 // plugin must record the entry's id: nsslapd-attribute: nsuniqueid:targetUniqueId.
 //
-// Its cursor is "changelog:N:FP": N is the last changeNumber delivered and FP a fingerprint
-// of that record (its changeTime and targetDN), so that a trimmed log (firstchangenumber
-// beyond N), another server's log (same number, another record) or a server restored from a
-// backup (lastchangenumber below N) gives ErrCursorExpired.
-//
-// Experimental: built to the documented format and tested over recorded entries; the
-// real-server suite comes later.
+// Its cursor is "changelog:LOG:N:FP": LOG identifies the changelog (the nsUniqueId of its
+// cn=changelog entry, which each server, and each re-creation of the changelog, gives anew), N
+// is the last changeNumber delivered and FP a fingerprint of that record (its changeTime and
+// targetDN, type and changes). Another server's log or a re-created one (LOG differs, or the same number holds
+// another record), a trimmed log (firstchangenumber beyond N) and a server restored from a
+// backup (lastchangenumber below N) give ErrCursorExpired, answered with a full reconcile.
 type Changelog389 struct {
 	r    changelogReader
 	opts ChangelogOptions
 	log  func(msg string, n uint64)
+	now  func() time.Time
 
 	warnOnce sync.Once
 }
@@ -53,6 +57,8 @@ type changelogReader interface {
 	entries(ctx context.Context, from, to uint64) ([]mapping.Entry, error)
 	// idOf reads the nsUniqueId of the entry at dn, "" when it is gone.
 	idOf(ctx context.Context, dn string) (string, error)
+	// identity names this changelog: it differs between servers and re-creations.
+	identity(ctx context.Context) (string, error)
 }
 
 var changelogAttrs = []string{
@@ -77,44 +83,53 @@ func newChangelog389(r changelogReader, opts ChangelogOptions) *Changelog389 {
 	if opts.Base == "" {
 		opts.Base = "cn=changelog"
 	}
-	return &Changelog389{r: r, opts: opts, log: func(string, uint64) {}}
+	if opts.GapGrace <= 0 {
+		opts.GapGrace = defaultOverlap
+	}
+	return &Changelog389{r: r, opts: opts, log: func(string, uint64) {}, now: time.Now}
 }
 
 // Name is the source's name, as configured in changes.source.
 func (c *Changelog389) Name() string { return changelogSource }
 
+// changelogFingerprint identifies a record beyond its number: what changed where and when.
 func changelogFingerprint(e mapping.Entry) uint64 {
-	return fingerprint(e.First("changeTime"), strings.ToLower(e.First("targetDN")))
+	return fingerprint(e.First("changeTime"), strings.ToLower(e.First("targetDN")), strings.ToLower(e.First("changeType")), e.First("changes"))
 }
 
-func (c *Changelog389) encode(n, fp uint64) string {
-	return changelogSource + ":" + strconv.FormatUint(n, 10) + ":" + strconv.FormatUint(fp, 16)
+func (c *Changelog389) encode(log string, n, fp uint64) string {
+	return changelogSource + ":" + log + ":" + strconv.FormatUint(n, 10) + ":" + strconv.FormatUint(fp, 16)
 }
 
-func (c *Changelog389) decode(cursor string) (n, fp uint64, err error) {
+func (c *Changelog389) decode(cursor string) (log string, n, fp uint64, err error) {
 	if cursor == "" {
-		return 0, 0, nil
+		return "", 0, 0, nil
 	}
-	f, err := splitCursor(changelogSource, changelogSource, cursor, 2)
+	f, err := splitCursor(changelogSource, changelogSource, cursor, 3)
 	if err != nil {
-		return 0, 0, err
+		// A cursor without the changelog's identity (an older format) cannot be checked.
+		return "", 0, 0, expired(changelogSource, "cursor %q does not name its changelog", abbrev(cursor))
 	}
-	n, err1 := strconv.ParseUint(f[0], 10, 64)
-	fp, err2 := strconv.ParseUint(f[1], 16, 64)
+	n, err1 := strconv.ParseUint(f[1], 10, 64)
+	fp, err2 := strconv.ParseUint(f[2], 16, 64)
 	if err1 != nil || err2 != nil {
-		return 0, 0, fmt.Errorf("ldapstore: changelog: malformed cursor %q", abbrev(cursor))
+		return "", 0, 0, fmt.Errorf("ldapstore: changelog: malformed cursor %q", abbrev(cursor))
 	}
-	return n, fp, nil
+	return f[0], n, fp, nil
 }
 
 // Head returns a cursor at the last change number the log holds now.
 func (c *Changelog389) Head(ctx context.Context) (string, error) {
+	log, err := c.r.identity(ctx)
+	if err != nil {
+		return "", err
+	}
 	_, last, err := c.r.bounds(ctx)
 	if err != nil {
 		return "", err
 	}
 	if last == 0 {
-		return c.encode(0, 0), nil
+		return c.encode(log, 0, 0), nil
 	}
 	e, ok, err := c.r.entry(ctx, last)
 	if err != nil {
@@ -124,7 +139,7 @@ func (c *Changelog389) Head(ctx context.Context) (string, error) {
 	if ok {
 		fp = changelogFingerprint(e)
 	}
-	return c.encode(last, fp), nil
+	return c.encode(log, last, fp), nil
 }
 
 // Poll returns the events of up to limit change numbers after cursor, in order. An empty
@@ -133,9 +148,16 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 	if limit <= 0 {
 		limit = defaultBatchLimit
 	}
-	n, fp, err := c.decode(cursor)
+	log, n, fp, err := c.decode(cursor)
 	if err != nil {
 		return Batch{}, err
+	}
+	cur, err := c.r.identity(ctx)
+	if err != nil {
+		return Batch{}, err
+	}
+	if cursor != "" && log != cur {
+		return Batch{}, expired(changelogSource, "the changelog is %s, the cursor's %s: another server's, or re-created", cur, log)
 	}
 	first, last, err := c.r.bounds(ctx)
 	if err != nil {
@@ -162,7 +184,7 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 	}
 	from := max(n+1, first)
 	if last == 0 || from > last {
-		return Batch{Cursor: c.encode(n, fp)}, nil
+		return Batch{Cursor: c.encode(cur, n, fp)}, nil
 	}
 	to := min(last, from+uint64(limit)-1)
 	recs, err := c.r.entries(ctx, from, to)
@@ -190,9 +212,25 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 		}
 		return 0
 	})
-	b := Batch{More: to < last}
-	next, nextFP := to, uint64(0)
+	// Deliver in changeNumber order, and only as far as the numbers run without a gap: 389-DS
+	// counts a change (lastchangenumber) before its record is visible in cn=changelog, so a
+	// number missing now may appear a moment later and must not be stepped over. A gap is
+	// only taken for good (an aborted operation's number) once a later record is older than
+	// the gap grace.
+	b := Batch{}
+	next, nextFP := n, fp
+	expected := from
+	now := c.now()
 	for _, r := range sorted {
+		if r.n < expected {
+			continue
+		}
+		if r.n > expected {
+			t, err := parseGenTime(r.e.First("changeTime"))
+			if err != nil || now.Sub(t) < c.opts.GapGrace {
+				break
+			}
+		}
 		ev, ok, err := c.parse(ctx, r.n, r.e)
 		if err != nil {
 			return Batch{}, err
@@ -200,11 +238,11 @@ func (c *Changelog389) Poll(ctx context.Context, cursor string, limit int) (Batc
 		if ok {
 			b.Events = append(b.Events, ev)
 		}
-		if r.n == to {
-			nextFP = changelogFingerprint(r.e)
-		}
+		next, nextFP = r.n, changelogFingerprint(r.e)
+		expected = r.n + 1
 	}
-	b.Cursor = c.encode(next, nextFP)
+	b.More = next < last && next == to
+	b.Cursor = c.encode(cur, next, nextFP)
 	return b, nil
 }
 
@@ -314,6 +352,18 @@ func (r *storeChangelog) idOf(ctx context.Context, dn string) (string, error) {
 		return "", err
 	}
 	return e.First("nsUniqueId"), nil
+}
+
+func (r *storeChangelog) identity(ctx context.Context) (string, error) {
+	e, err := r.s.Get(ctx, r.base, []string{"nsUniqueId"})
+	if err != nil {
+		return "", err
+	}
+	id := e.First("nsUniqueId")
+	if id == "" {
+		return "", &Error{Op: "read changelog identity", DN: r.base, Err: errors.New("no nsUniqueId readable: give the bridge's account read access to it"), kind: ErrDenied}
+	}
+	return id, nil
 }
 
 // compile-time check that the store-backed reader satisfies the interface.

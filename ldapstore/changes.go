@@ -205,6 +205,7 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 	if opts.ShowDeleted {
 		extra = append(extra, ldap.NewControlMicrosoftShowDeleted())
 	}
+	q.Attrs = s.rangeRequest(q.Attrs)
 	var fnErr error
 	seen := false
 	err := s.withConn(ctx, "search", true, func(c *ldap.Conn) error {
@@ -222,6 +223,9 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 			}
 			for _, e := range res.Entries {
 				seen = true
+				if err := s.completeRanges(c, e); err != nil {
+					return err
+				}
 				if err := fn(toEntry(e)); err != nil {
 					fnErr = err
 					return nil
@@ -243,6 +247,9 @@ func (s *Store) WalkWith(ctx context.Context, q Search, opts SearchOptions, fn f
 			}
 			for _, e := range res.Entries {
 				seen = true
+				if err := s.completeRanges(c, e); err != nil {
+					return err
+				}
 				if err := fn(toEntry(e)); err != nil {
 					fnErr = err
 					return nil

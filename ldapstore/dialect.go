@@ -55,6 +55,10 @@ type RootDSE struct {
 	NamingContexts    []string
 	SupportedControls []string
 	SupportedExts     []string
+	// SubschemaDN is where the server publishes its schema (the root DSE's subschemaSubentry:
+	// cn=Subschema on OpenLDAP, cn=schema on 389-DS, CN=Aggregate,CN=Schema,CN=Configuration,…
+	// on Active Directory).
+	SubschemaDN string
 	// Raw holds every attribute read, for `scimbridge status` and debugging.
 	Raw map[string][]string
 }
@@ -140,6 +144,10 @@ func (s *Store) RootDSE(ctx context.Context) (*RootDSE, error) {
 	r.NamingContexts = all("namingContexts")
 	r.SupportedControls = all("supportedControl")
 	r.SupportedExts = all("supportedExtension")
+	r.SubschemaDN = first("subschemaSubentry")
+	if r.SubschemaDN == "" {
+		r.SubschemaDN = defaultSubschemaDN
+	}
 	r.Dialect = s.cfg.Dialect
 	if r.Dialect == "" || r.Dialect == DialectAuto {
 		r.Dialect = DetectDialect(raw)
@@ -160,15 +168,24 @@ func (s *Store) Dialect(ctx context.Context) (Dialect, error) {
 	return r.Dialect, nil
 }
 
+// defaultSubschemaDN is OpenLDAP's subschema entry, used when the root DSE names none.
+const defaultSubschemaDN = "cn=Subschema"
+
 // HasAttributeType reports whether the server's subschema defines the attribute type name
-// (e.g. pwdAccountLockedTime when ppolicy is loaded).
+// (e.g. pwdAccountLockedTime when ppolicy is loaded). The subschema entry is the one the root
+// DSE names in subschemaSubentry, which differs between servers.
 func (s *Store) HasAttributeType(ctx context.Context, name string) (bool, error) {
+	dse, err := s.RootDSE(ctx)
+	if err != nil {
+		return false, err
+	}
+	dn := dse.SubschemaDN
 	var found bool
-	err := s.withConn(ctx, "subschema", true, func(c *ldap.Conn) error {
-		res, err := c.Search(ldap.NewSearchRequest("cn=Subschema", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
+	err = s.withConn(ctx, "subschema", true, func(c *ldap.Conn) error {
+		res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
 			"(objectClass=subschema)", []string{"attributeTypes"}, nil))
 		if err != nil {
-			return wrap("read subschema", "cn=Subschema", err)
+			return wrap("read subschema", dn, err)
 		}
 		needle := "'" + strings.ToLower(name) + "'"
 		for _, e := range res.Entries {

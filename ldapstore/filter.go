@@ -3,6 +3,7 @@ package ldapstore
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/go-ldap/ldap/v3"
@@ -50,6 +51,13 @@ func render(b *strings.Builder, f mapping.LDAPFilter) {
 		item(b, f.Attr, "<=", value(f.Attr, f.Value))
 	case mapping.FilterPresent:
 		item(b, f.Attr, "=", "*")
+	case mapping.FilterBitAnd:
+		// attr:1.2.840.113556.1.4.803:=N — only digits reach the value.
+		if _, err := strconv.ParseUint(f.Value, 10, 32); err != nil {
+			b.WriteString("(!(objectClass=*))")
+			return
+		}
+		b.WriteString("(" + attrName(f.Attr) + ":" + oidBitAnd + ":=" + f.Value + ")")
 	case mapping.FilterSubstring:
 		var v strings.Builder
 		v.WriteString(ldap.EscapeFilter(f.Initial))
@@ -68,6 +76,9 @@ func render(b *strings.Builder, f mapping.LDAPFilter) {
 		b.WriteString("(!(objectClass=*))")
 	}
 }
+
+// oidBitAnd is Active Directory's LDAP_MATCHING_RULE_BIT_AND.
+const oidBitAnd = "1.2.840.113556.1.4.803"
 
 func item(b *strings.Builder, attr, op, escaped string) {
 	b.WriteByte('(')

@@ -70,12 +70,15 @@ func (s *Store) Get(ctx context.Context, dn string, attrs []string) (mapping.Ent
 	var out mapping.Entry
 	err := s.withConn(ctx, "get", true, func(c *ldap.Conn) error {
 		res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false,
-			"(objectClass=*)", attrs, nil))
+			"(objectClass=*)", s.rangeRequest(attrs), nil))
 		if err != nil {
 			return wrap("get", dn, err)
 		}
 		if len(res.Entries) != 1 {
 			return &Error{Op: "get", DN: dn, Err: fmt.Errorf("%d entries", len(res.Entries)), kind: ErrNotFound}
+		}
+		if err := s.completeRanges(c, res.Entries[0]); err != nil {
+			return err
 		}
 		out = toEntry(res.Entries[0])
 		return nil
@@ -169,7 +172,7 @@ func (s *Store) Modify(ctx context.Context, dn string, changes []Change, opts Mo
 	if err != nil {
 		return err
 	}
-	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrap("modify", dn, c.Modify(req)) })
+	return s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error { return wrapModify(dn, c.Modify(req)) })
 }
 
 // modifyRequest builds the LDAP Modify of changes with the controls opts asks for, and says
@@ -200,6 +203,18 @@ func modifyRequest(dn string, changes []Change, opts ModifyOptions, extra ...lda
 	return req, idempotent, nil
 }
 
+// wrapModify wraps a Modify's error. A Modify creates no entry, so entryAlreadyExists (68)
+// can only mean a value already present: Active Directory answers it for a member added twice
+// (where other servers answer 20). It is ErrValueExists, keeping its code.
+func wrapModify(dn string, err error) error {
+	err = wrap("modify", dn, err)
+	var e *Error
+	if errors.As(err, &e) && e.Code == int(ldap.LDAPResultEntryAlreadyExists) {
+		e.kind = ErrValueExists
+	}
+	return err
+}
+
 // ModifyDN renames (newRDN like "uid=ada") and/or moves (newSuperior, "" to stay) an entry.
 func (s *Store) ModifyDN(ctx context.Context, dn, newRDN string, deleteOldRDN bool, newSuperior string) error {
 	req := ldap.NewModifyDNRequest(dn, newRDN, deleteOldRDN, newSuperior)
@@ -213,7 +228,8 @@ func (s *Store) Delete(ctx context.Context, dn string) error {
 }
 
 // SetPassword sets an entry's password with the directory's own mechanism: the Password
-// Modify extended operation (RFC 3062), or unicodePwd on Active Directory (which requires TLS).
+// Modify extended operation (RFC 3062; 389-DS takes it only over TLS), or unicodePwd on Active
+// Directory (which requires TLS). Without TLS to those two, nothing is sent: ErrUnsupported.
 // The password never appears in an error.
 func (s *Store) SetPassword(ctx context.Context, dn, password string) error {
 	d, err := s.Dialect(ctx)
@@ -240,6 +256,11 @@ func (s *Store) SetPassword(ctx context.Context, dn, password string) error {
 	}
 	req := ldap.NewPasswordModifyRequest(dn, "", password)
 	return s.withConn(ctx, "set password", false, func(c *ldap.Conn) error {
+		if _, ok := c.TLSConnectionState(); !ok && d == Dialect389DS {
+			// 389-DS answers the Password Modify operation only over TLS; say so before the
+			// password crosses the wire in clear.
+			return &Error{Op: "set password", DN: dn, Err: errors.New("389 Directory Server only accepts passwords over TLS: use ldaps:// or start_tls"), kind: ErrUnsupported}
+		}
 		_, err := c.PasswordModify(req)
 		return scrub(wrap("set password", dn, err))
 	})

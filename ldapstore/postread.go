@@ -57,7 +57,7 @@ func (s *Store) ModifyWithPostRead(ctx context.Context, dn string, changes []Cha
 	err = s.withConn(ctx, "modify", idempotent, func(c *ldap.Conn) error {
 		res, err := c.ModifyWithResult(req)
 		if err != nil {
-			return wrap("modify", dn, err)
+			return wrapModify(dn, err)
 		}
 		e, ok, err = postReadEntry(res.Controls)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -77,6 +78,7 @@ type fakeChangelog struct {
 	recs        []mapping.Entry
 	first, last uint64
 	ids         map[string]string // DN → nsUniqueId, for records without targetUniqueId
+	log         string            // the changelog identity; "" is "cl-1"
 }
 
 func (f *fakeChangelog) bounds(context.Context) (uint64, uint64, error) { return f.first, f.last, nil }
@@ -116,6 +118,13 @@ func (f *fakeChangelog) idOf(_ context.Context, dn string) (string, error) {
 	return f.ids[strings.ToLower(dn)], nil
 }
 
+func (f *fakeChangelog) identity(context.Context) (string, error) {
+	if f.log == "" {
+		return "cl-1", nil
+	}
+	return f.log, nil
+}
+
 const (
 	svcDN = "cn=scimbridge,ou=services,dc=example,dc=com"
 	adaID = "4a3c1e01-a91f11ee-8e5fd3a1-2b1c0000"
@@ -142,7 +151,7 @@ func TestChangelog389RecordedEntries(t *testing.T) {
 			break
 		}
 	}
-	require.True(t, strings.HasPrefix(cursor, "changelog:9:"), cursor)
+	require.True(t, strings.HasPrefix(cursor, "changelog:cl-1:9:"), cursor)
 	const (
 		grace = "4a3c1e02-a91f11ee-8e5fd3a1-2b1c0000"
 		team  = "4a3c1e03-a91f11ee-8e5fd3a1-2b1c0000"
@@ -188,6 +197,7 @@ func TestChangelog389ExpiredCursors(t *testing.T) {
 		want   string
 	}{
 		"trimmed":                {func(f *fakeChangelog) { f.first = 6 }, "trimmed"},
+		"re-created changelog":   {func(f *fakeChangelog) { f.log = "cl-2" }, "re-created"},
 		"restored from a backup": {func(f *fakeChangelog) { f.last = 2; f.recs = f.recs[:2] }, "before the cursor"},
 		"another server": {func(f *fakeChangelog) {
 			f.recs[2] = mapping.Entry{DN: f.recs[2].DN, Attrs: map[string][]string{
@@ -355,4 +365,37 @@ func TestOriginIsDNNormalised(t *testing.T) {
 	require.Equal(t, OriginBridge, originOf("dn:cn=scimbridge,ou=services,dc=example,dc=org", bridge))
 	require.Equal(t, OriginExternal, originOf("cn=admin,dc=example,dc=org", bridge))
 	require.Equal(t, OriginUnknown, originOf("", bridge))
+}
+
+// TestChangelog389WaitsForACountedRecord: 389-DS counts a change (lastchangenumber) before its
+// record is readable. A number missing below visible ones is waited for, not stepped over,
+// until the later records are older than the gap grace (an aborted operation's number).
+func TestChangelog389WaitsForACountedRecord(t *testing.T) {
+	f, src := newFakeChangelog(t)
+	ctx := context.Background()
+	missing := f.recs[3] // change 4
+	f.recs = append(f.recs[:3:3], f.recs[4:]...)
+	recorded, _ := time.Parse("20060102150405Z", "20240102030405Z")
+	src.now = func() time.Time { return recorded.Add(time.Second) }
+
+	b, err := src.Poll(ctx, "", 100)
+	require.NoError(t, err)
+	require.Len(t, b.Events, 3, "changes 1 to 3, then the gap")
+	require.True(t, strings.HasPrefix(b.Cursor, "changelog:cl-1:3:"), b.Cursor)
+	require.False(t, b.More)
+
+	// The record appears: it and everything after it are delivered, nothing twice.
+	f.recs = append(f.recs[:3:3], append([]mapping.Entry{missing}, f.recs[3:]...)...)
+	b2, err := src.Poll(ctx, b.Cursor, 100)
+	require.NoError(t, err)
+	require.Len(t, b2.Events, 6)
+	require.Equal(t, "4", b2.Events[0].Position)
+
+	// A number that never comes is stepped over once the grace has passed.
+	f.recs = append(f.recs[:3:3], f.recs[4:]...)
+	src.now = func() time.Time { return recorded.Add(time.Hour) }
+	b3, err := src.Poll(ctx, b.Cursor, 100)
+	require.NoError(t, err)
+	require.Len(t, b3.Events, 5)
+	require.Equal(t, "5", b3.Events[0].Position)
 }

@@ -43,6 +43,10 @@ type Config struct {
 	PageSize int
 	// Dialect forces a dialect; "" or "auto" detects it from the root DSE.
 	Dialect Dialect
+	// RangeSize, on Active Directory, reads member in ranges of this many values
+	// (member;range=0-N) instead of whatever the DC returns at once (MaxValRange, 1500 by
+	// default). Either way every value is read. 0 leaves the size to the DC.
+	RangeSize int
 }
 
 const (

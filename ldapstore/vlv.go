@@ -334,7 +334,7 @@ func (p *Pager) vlv(c *vlvConn, q Search, key SortKey, offset, count int, ctxID 
 		// Counted before sending: even a failed request may leave a context on the server.
 		c.contexts++
 	}
-	req := ldap.NewSearchRequest(q.Base, q.Scope.ldap(), ldap.NeverDerefAliases, 0, 0, false, q.Filter, q.Attrs,
+	req := ldap.NewSearchRequest(q.Base, q.Scope.ldap(), ldap.NeverDerefAliases, 0, 0, false, q.Filter, p.store.rangeRequest(q.Attrs),
 		[]ldap.Control{sortCtrl, vlvCtrl})
 	res, err := c.conn.Search(req)
 	if err != nil {
@@ -378,6 +378,9 @@ func (p *Pager) vlv(c *vlvConn, q Search, key SortKey, offset, count int, ctxID 
 		}
 		if len(page.Entries) == count {
 			break
+		}
+		if err := p.store.completeRanges(c.conn, e); err != nil {
+			return Page{}, vlvResponse{}, err
 		}
 		page.Entries = append(page.Entries, toEntry(e))
 	}

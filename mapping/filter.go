@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	filter "github.com/scim2/filter-parser/v2"
@@ -23,6 +24,9 @@ const (
 	FilterLessOrEqual    FilterOp = "lessOrEqual"
 	FilterSubstring      FilterOp = "substring"
 	FilterPresent        FilterOp = "present"
+	// FilterBitAnd is an extensible match with Active Directory's LDAP_MATCHING_RULE_BIT_AND
+	// (1.2.840.113556.1.4.803): the integer in Attr has every bit of Value set.
+	FilterBitAnd FilterOp = "bitAnd"
 )
 
 // LDAPFilter is an LDAP search filter as a tree, neutral of any LDAP library: ldapstore
@@ -33,6 +37,7 @@ const (
 //   - FilterEqual, FilterGreaterOrEqual, FilterLessOrEqual: Attr, Value.
 //   - FilterSubstring: Attr, Initial, Any, Final (Initial and Final may be empty).
 //   - FilterPresent: Attr.
+//   - FilterBitAnd: Attr, Value (a decimal integer).
 type LDAPFilter struct {
 	Op             FilterOp
 	Attr, Value    string
@@ -472,7 +477,10 @@ func (t *translator) activeCond(op filter.CompareOperator, cmp any) (cond, error
 		return cond{}, errorf(ScimTypeInvalidFilter, "active: compare with true or false")
 	}
 	var disabled []cond
-	if t.marker.Attr != "" && t.marker.Value != "" {
+	switch {
+	case t.marker.Attr != "" && t.marker.Flag != 0:
+		disabled = append(disabled, leaf(LDAPFilter{Op: FilterBitAnd, Attr: t.marker.Attr, Value: strconv.FormatUint(uint64(t.marker.Flag), 10)}))
+	case t.marker.Attr != "" && t.marker.Value != "":
 		disabled = append(disabled, eqCond(t.marker.Attr, t.marker.Value))
 	}
 	if t.marker.LockAttr != "" {

@@ -43,6 +43,8 @@ func IsPlaceholder(dn string) bool { return strings.TrimSpace(dn) == Placeholder
 type GroupMap struct {
 	attrMap
 	members string
+	// emptyGroups: a group may hold no member value (Profile.EmptyGroups).
+	emptyGroups bool
 }
 
 // NewGroupMap returns the default group map (DefaultGroupAttributes) changed by overrides,
@@ -50,6 +52,12 @@ type GroupMap struct {
 // "externalId", "members", "urn:…:attr"); values LDAP attributes or "" to unmap (members
 // cannot be unmapped).
 func NewGroupMap(overrides map[string]string, extensions ...ExtensionSchema) (GroupMap, error) {
+	return NewGroupMapFor(openLDAPProfile(), overrides, extensions...)
+}
+
+// NewGroupMapFor is NewGroupMap with the defaults of profile p (ProfileFor): its group
+// attribute map, and whether a group may be empty.
+func NewGroupMapFor(p Profile, overrides map[string]string, extensions ...ExtensionSchema) (GroupMap, error) {
 	extSchemas, extSlots, err := extensionSlots(extensions, UserSchemaURN, EnterpriseSchemaURN, GroupSchemaURN)
 	if err != nil {
 		return GroupMap{}, fmt.Errorf("mapping: group_attributes: %w", err)
@@ -63,13 +71,18 @@ func NewGroupMap(overrides map[string]string, extensions ...ExtensionSchema) (Gr
 		},
 	}}
 	gm.slots = append(gm.slots, extSlots...)
-	for k, v := range defaultGroupAttributes {
+	for k, v := range p.GroupAttributes {
 		if k == "members" {
 			gm.members = v
 			continue
 		}
-		gm.slots[gm.find(k)].ldap = v
+		i := gm.find(k)
+		if i < 0 {
+			return GroupMap{}, fmt.Errorf("mapping: profile %s: %q is not a default-mappable group attribute", p.Dialect, k)
+		}
+		gm.slots[i].ldap = v
 	}
+	gm.emptyGroups = p.EmptyGroups
 	var errs []error
 	for _, k := range sortedKeys(overrides) {
 		v := overrides[k]
@@ -117,13 +130,20 @@ func (gm GroupMap) SearchAttributes(idAttr string, withMembers bool) []string {
 }
 
 // MemberValues returns the values to store in the member attribute for these member DNs:
-// the DNs, or PlaceholderMember alone when there are none.
+// the DNs; when there are none, nothing where groups may be empty, else PlaceholderMember
+// alone.
 func (gm GroupMap) MemberValues(dns []string) []string {
 	if len(dns) == 0 {
+		if gm.emptyGroups {
+			return []string{}
+		}
 		return []string{PlaceholderMember}
 	}
 	return dns
 }
+
+// EmptyGroups reports whether a group may hold no member value (no placeholder needed).
+func (gm GroupMap) EmptyGroups() bool { return gm.emptyGroups }
 
 // GroupWrite is what a SCIM Group resource becomes in the directory.
 type GroupWrite struct {
@@ -332,7 +352,7 @@ func GroupChanges(e Entry, w GroupWrite, gm GroupMap, memberID func(dn string) (
 		}
 		visible[normDN(dn)] = true
 	}
-	same := len(e.Get(gm.members)) > 0
+	same := len(e.Get(gm.members)) > 0 || gm.emptyGroups
 	next := map[string]bool{}
 	for _, dn := range w.MemberDNs {
 		k := normDN(dn)

@@ -28,13 +28,23 @@ const PermanentLock = "000001010000Z"
 //     the subschema): slapd refuses the user's binds as well. ppolicy's own temporary lockouts
 //     (a real time in pwdAccountLockedTime) are neither read as disabled nor cleared by
 //     active=true: re-enabling through SCIM cannot be used to lift a brute-force lockout.
+//
+// Two other forms serve directories with a flag of their own: Single (389-DS's nsAccountLock:
+// active=false sets Attr to Value alone, active=true removes Value) and Flag (Active
+// Directory's userAccountControl: bit Flag of the integer in Attr is set while the user is
+// disabled, and no other bit is ever touched).
 type ActiveMarker struct {
-	// Attr is the multi-valued attribute that carries Value while the user is disabled.
+	// Attr is the attribute that carries Value (or bit Flag) while the user is disabled.
 	Attr string
 	// Value marks a disabled user.
 	Value string
 	// LockAttr, when set, is the password-policy lock attribute (pwdAccountLockedTime).
 	LockAttr string
+	// Single: Attr holds one value; a disabled user's is Value alone.
+	Single bool
+	// Flag, when not zero, makes Attr an integer bit field whose bit Flag marks a disabled
+	// user (Value is unused).
+	Flag uint32
 }
 
 // DefaultActiveMarker is the marker for a stock OpenLDAP: employeeType is a multi-valued
@@ -49,7 +59,9 @@ func DefaultActiveMarker() ActiveMarker {
 func (mk ActiveMarker) Validate() error {
 	var errs []error
 	switch {
-	case (mk.Attr == "") != (mk.Value == ""):
+	case mk.Flag != 0 && (mk.Attr == "" || mk.Value != "" || mk.Single):
+		errs = append(errs, errors.New("active marker: a flag needs an attribute and no value"))
+	case mk.Flag == 0 && (mk.Attr == "") != (mk.Value == ""):
 		errs = append(errs, errors.New("active marker: the attribute and the value go together"))
 	case mk.Attr == "" && mk.LockAttr == "":
 		errs = append(errs, errors.New("active marker: set an attribute and a value, or a lock attribute"))
@@ -71,9 +83,18 @@ func (mk ActiveMarker) Validate() error {
 	return nil
 }
 
+// String describes the marker for logs: "employeeType=scimbridge:disabled",
+// "userAccountControl&2".
+func (mk ActiveMarker) String() string {
+	if mk.Flag != 0 {
+		return fmt.Sprintf("%s&%d", mk.Attr, mk.Flag)
+	}
+	return mk.Attr + "=" + mk.Value
+}
+
 // isMarker reports whether v is the marker value.
 func (mk ActiveMarker) isMarker(v string) bool {
-	return mk.Value != "" && strings.EqualFold(strings.TrimSpace(v), mk.Value)
+	return mk.Flag == 0 && mk.Value != "" && strings.EqualFold(strings.TrimSpace(v), mk.Value)
 }
 
 // onAttr reports whether attr is the marker's attribute.
@@ -83,6 +104,9 @@ func (mk ActiveMarker) onAttr(attr string) bool {
 
 // Active reports whether e is an active user.
 func (mk ActiveMarker) Active(e Entry) bool {
+	if mk.Attr != "" && mk.Flag != 0 && flagSet(e.First(mk.Attr), mk.Flag) {
+		return false
+	}
 	if mk.Attr != "" {
 		for _, v := range e.Get(mk.Attr) {
 			if mk.isMarker(v) {
@@ -111,10 +135,20 @@ func (mk ActiveMarker) withoutMarker(vals []string) []string {
 	return out
 }
 
-// markerValues returns the values of Attr for a user whose other values of Attr are others.
+// markerValues returns the values of Attr for a user whose Attr now holds others.
 func (mk ActiveMarker) markerValues(others []string, active bool) []string {
+	if mk.Flag != 0 {
+		cur := ""
+		if len(others) > 0 {
+			cur = others[0]
+		}
+		return []string{withFlag(cur, mk.Flag, !active)}
+	}
 	out := mk.withoutMarker(others)
 	if !active && mk.Value != "" {
+		if mk.Single {
+			return []string{mk.Value}
+		}
 		out = append(out, mk.Value)
 	}
 	return out

@@ -118,6 +118,8 @@ func templateFuncs() template.FuncMap {
 		"contains":   func(sub, s string) bool { return strings.Contains(s, sub) },
 		"hasPrefix":  func(prefix, s string) bool { return strings.HasPrefix(s, prefix) },
 		"hasSuffix":  func(suffix, s string) bool { return strings.HasSuffix(s, suffix) },
+		// hasBit reports whether the integer value of v has bit set (userAccountControl).
+		"hasBit": func(bit int, v any) bool { return bit > 0 && flagSet(firstString(v), uint32(bit)) },
 		"hasValue": func(want string, v any) bool {
 			for _, s := range toStrings(v) {
 				if strings.EqualFold(s, want) {
@@ -590,8 +592,17 @@ func DefaultUserMapping(idAttr string, marker ActiveMarker) map[string]string {
 	if idAttr != "" {
 		m["externalId"] = fmt.Sprintf(`{{ attr %s }}`, strconv.Quote(idAttr))
 	}
+	activeTemplate(m, marker)
+	return m
+}
+
+// activeTemplate sets m["active"] from how the marker stores a disabled user.
+func activeTemplate(m map[string]string, marker ActiveMarker) {
 	var disabled []string
-	if marker.Attr != "" && marker.Value != "" {
+	switch {
+	case marker.Attr != "" && marker.Flag != 0:
+		disabled = append(disabled, fmt.Sprintf(`(attr %s | hasBit %d)`, strconv.Quote(marker.Attr), marker.Flag))
+	case marker.Attr != "" && marker.Value != "":
 		disabled = append(disabled, fmt.Sprintf(`(values %s | hasValue %s)`, strconv.Quote(marker.Attr), strconv.Quote(marker.Value)))
 	}
 	if marker.LockAttr != "" {
@@ -605,6 +616,34 @@ func DefaultUserMapping(idAttr string, marker ActiveMarker) map[string]string {
 	default:
 		m["active"] = `{{ not (or ` + strings.Join(disabled, " ") + `) }}`
 	}
+}
+
+// DefaultUserMappingFor returns the default [provisioner.user_mapping] over the entries of
+// profile p's directory: DefaultUserMapping for OpenLDAP and 389-DS (with p's marker), and for
+// Active Directory:
+//
+//	userName                            userPrincipalName, else sAMAccountName
+//	externalId                          the directory id (objectGUID)
+//	name.givenName, familyName          givenName, sn
+//	displayName                         displayName, else cn
+//	emails[type eq "work"].value        mail
+//	phoneNumbers work, mobile           telephoneNumber, mobile
+//	title, preferredLanguage            title, preferredLanguage
+//	active                              userAccountControl without ACCOUNTDISABLE
+//	enterprise employeeNumber           employeeID
+//	enterprise department, organization department, company
+func DefaultUserMappingFor(p Profile, idAttr string) map[string]string {
+	m := DefaultUserMapping(idAttr, p.Marker)
+	if p.Dialect != DialectAD {
+		return m
+	}
+	// AD names people otherwise; sn and cn are never derived from the login there.
+	delete(m, "name.formatted")
+	m["userName"] = `{{ coalesce .userPrincipalName .sAMAccountName }}`
+	m["name.familyName"] = `{{ .sn }}`
+	m[EnterpriseSchemaURN+":employeeNumber"] = `{{ .employeeID }}`
+	m[EnterpriseSchemaURN+":department"] = `{{ .department }}`
+	m[EnterpriseSchemaURN+":organization"] = `{{ .company }}`
 	return m
 }
 

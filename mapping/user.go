@@ -182,13 +182,13 @@ func (m UserMap) write(c map[string]any, marker ActiveMarker, resolveManager fun
 	if marker.LockAttr != "" {
 		attrs.set(marker.LockAttr, marker.lockValues(nil, w.Active))
 	}
-	if len(attrs.get(ldapCN)) == 0 {
+	if len(attrs.get(ldapCN)) == 0 && m.deriveNames {
 		if cn, _ := deriveCN(c, userName); cn != "" {
 			attrs.set(ldapCN, []string{cn})
 			w.derived = map[string]bool{ldapCN: true}
 		}
 	}
-	if len(attrs.get(ldapSN)) == 0 {
+	if len(attrs.get(ldapSN)) == 0 && m.deriveNames {
 		if sn := deriveSN(c, userName); sn != "" {
 			attrs.set(ldapSN, []string{sn})
 			if w.derived == nil {

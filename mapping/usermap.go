@@ -463,6 +463,8 @@ type UserMap struct {
 	// so that reading a user does not rescan every slot per type and sub-attribute. Shared by
 	// copies; never changed after NewUserMap.
 	typed *typedIndex
+	// deriveNames: cn and sn are filled in when not sent (Profile.DerivedNames).
+	deriveNames bool
 }
 
 // typedIndex is the typed slots by attribute, in slot order.
@@ -496,6 +498,12 @@ func newTypedIndex(slots []slot) *typedIndex {
 // LDAP attribute, or "" to leave the SCIM attribute unmapped. The error lists every problem,
 // each naming its key.
 func NewUserMap(overrides map[string]string, extensions ...ExtensionSchema) (UserMap, error) {
+	return NewUserMapFor(openLDAPProfile(), overrides, extensions...)
+}
+
+// NewUserMapFor is NewUserMap with the defaults of profile p (ProfileFor): its user attribute
+// map, and whether cn and sn are derived.
+func NewUserMapFor(p Profile, overrides map[string]string, extensions ...ExtensionSchema) (UserMap, error) {
 	extSchemas, extSlots, err := extensionSlots(extensions, UserSchemaURN, EnterpriseSchemaURN, GroupSchemaURN)
 	if err != nil {
 		return UserMap{}, fmt.Errorf("mapping: user_attributes: %w", err)
@@ -536,9 +544,14 @@ func NewUserMap(overrides map[string]string, extensions ...ExtensionSchema) (Use
 		m.slots = append(m.slots, slot{key: EnterpriseSchemaURN + ":" + a.Name, kind: slotExt, urn: EnterpriseSchemaURN, attr: a.Name, scimType: a.Type})
 	}
 	m.slots = append(m.slots, extSlots...)
-	for k, v := range defaultUserAttributes {
-		m.slots[m.find(k)].ldap = v
+	for k, v := range p.UserAttributes {
+		i := m.find(k)
+		if i < 0 {
+			return UserMap{}, fmt.Errorf("mapping: profile %s: %q is not a default-mappable attribute", p.Dialect, k)
+		}
+		m.slots[i].ldap = v
 	}
+	m.deriveNames = p.DerivedNames
 	var errs []error
 	for _, k := range sortedKeys(overrides) {
 		if err := m.apply(k, overrides[k]); err != nil {
@@ -578,3 +591,6 @@ func (m UserMap) SearchAttributes(marker ActiveMarker, idAttr string, extra ...s
 	return m.ldapAttrs(append([]string{ldapCN, ldapSN, marker.Attr, marker.LockAttr, idAttr,
 		"entryCSN", "createTimestamp", "modifyTimestamp"}, extra...)...)
 }
+
+// DerivesNames reports whether UserToLDAP fills in cn and sn (inetOrgPerson requires them).
+func (m UserMap) DerivesNames() bool { return m.deriveNames }

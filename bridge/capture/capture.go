@@ -72,6 +72,11 @@ type Scope struct {
 	Users       ldapstore.Search
 	Groups      ldapstore.Search
 	IDAttribute string
+	// Dialect is the directory's; it decides the default outbound mapping.
+	Dialect ldapstore.Dialect
+	// Attrs are read with every entry besides "*" and IDAttribute: operational attributes
+	// the mappings need (389-DS's nsAccountLock).
+	Attrs []string
 }
 
 // Change is one entry's change as the Reader hands it to the Sink: the entry re-read now,
@@ -208,7 +213,7 @@ func New(o Options) (*Reader, error) {
 	}
 	for _, q := range []*ldapstore.Search{&o.Scope.Users, &o.Scope.Groups} {
 		q.Scope = ldapstore.ScopeSub
-		q.Attrs = []string{"*", o.Scope.IDAttribute}
+		q.Attrs = append([]string{"*", o.Scope.IDAttribute}, o.Scope.Attrs...)
 		if q.Filter == "" {
 			q.Filter = "(objectClass=*)"
 		}

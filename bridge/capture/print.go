@@ -11,6 +11,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // PrintedEvent is one line of `scimbridge changes`.
@@ -65,9 +66,16 @@ func PrintChanges(ctx context.Context, cfg *config.Config, store *ldapstore.Stor
 	if err != nil {
 		return err
 	}
-	p := &printer{src: src, dir: store, scope: ScopeFromConfig(cfg, d), enc: json.NewEncoder(w)}
+	p := &printer{src: src, dir: store, scope: ScopeFromConfig(cfg, d), enc: json.NewEncoder(w), dns: map[string]string{}}
 	for _, q := range []*ldapstore.Search{&p.scope.Users, &p.scope.Groups} {
 		q.Attrs = []string{p.scope.IDAttribute}
+	}
+	if !reportsRenames(src) {
+		// The log tells no renames: compare each entry's DN with the one it had, starting
+		// from what the directory holds now.
+		if err := p.seed(ctx); err != nil {
+			return err
+		}
 	}
 	cursor, _ := StoredCursor(cfg.State.Dir)
 	interval := cfg.Changes.PollInterval.Duration
@@ -82,6 +90,37 @@ type printer struct {
 	dir   Directory
 	scope Scope
 	enc   *json.Encoder
+	// dns is the DN of each id seen, so that an upsert at another DN prints as a rename
+	// for sources whose log does not say (dirsync, usn, timestamp).
+	dns map[string]string
+}
+
+// reportsRenames tells the sources whose events name renames themselves.
+func reportsRenames(src Source) bool {
+	switch src.Name() {
+	case "accesslog", "changelog":
+		return true
+	}
+	return false
+}
+
+// seed records the DN of every user and group in scope now.
+func (p *printer) seed(ctx context.Context) error {
+	for _, q := range []ldapstore.Search{p.scope.Users, p.scope.Groups} {
+		if q.Base == "" {
+			continue
+		}
+		err := p.dir.Walk(ctx, q, func(e mapping.Entry) error {
+			if id := e.First(p.scope.IDAttribute); id != "" {
+				p.dns[id] = e.DN
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("capture: reading the scope: %w", err)
+		}
+	}
+	return nil
 }
 
 func (p *printer) run(ctx context.Context, cursor string, follow bool, interval time.Duration) error {
@@ -132,17 +171,33 @@ func (p *printer) describe(ctx context.Context, ev ldapstore.Event) (PrintedEven
 	line := PrintedEvent{
 		Kind: ev.Kind, ID: ev.ID, DN: ev.DN, OldDN: ev.OldDN, Origin: ev.Origin, Actor: ev.Actor, Time: ev.Time, Position: ev.Position,
 	}
-	if ev.Kind != ldapstore.EventDelete {
+	known, wasKnown := p.dns[ev.ID]
+	if ev.Kind == ldapstore.EventDelete {
+		delete(p.dns, ev.ID)
+	} else {
 		f, err := lookup(ctx, p.dir, p.scope, ev.ID, ev.DN)
 		if err != nil {
 			return line, false, err
 		}
 		if f.entry != nil {
+			p.dns[ev.ID] = f.entry.DN
+			if ev.Kind == ldapstore.EventUpsert && wasKnown && !ldapstore.DNEqual(known, f.entry.DN) {
+				line.Kind, line.OldDN, line.DN = ldapstore.EventRename, known, f.entry.DN
+			}
 			line.Object = f.object
 			return line, true, nil
 		}
+		delete(p.dns, ev.ID) // out of scope now
 	}
-	for _, dn := range []string{ev.DN, ev.OldDN} {
+	if wasKnown && line.OldDN == "" && !ldapstore.DNEqual(known, line.DN) {
+		// Gone, or moved out of scope: say where it was (a tombstone's DN says nothing).
+		if line.Kind == ldapstore.EventDelete {
+			line.DN = known
+		} else {
+			line.OldDN = known
+		}
+	}
+	for _, dn := range []string{line.DN, line.OldDN} {
 		switch {
 		case dn == "":
 		case p.scope.Users.Base != "" && ldapstore.DNUnder(dn, p.scope.Users.Base):

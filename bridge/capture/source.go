@@ -6,6 +6,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // DefaultSource is the change source used for a dialect when changes.source is not set.
@@ -16,7 +17,7 @@ func DefaultSource(d ldapstore.Dialect) string {
 	case ldapstore.Dialect389DS:
 		return "changelog"
 	case ldapstore.DialectAD:
-		return "usn"
+		return "dirsync"
 	}
 	return "timestamp"
 }
@@ -31,11 +32,17 @@ func IDAttribute(cfg *config.Config, d ldapstore.Dialect) string {
 
 // ScopeFromConfig builds the Reader's scope from [ldap.users] and [ldap.groups].
 func ScopeFromConfig(cfg *config.Config, d ldapstore.Dialect) Scope {
-	return Scope{
+	sc := Scope{
 		Users:       ldapstore.Search{Base: cfg.LDAP.Users.BaseDN, Scope: ldapstore.ScopeSub, Filter: cfg.LDAP.Users.Filter},
 		Groups:      ldapstore.Search{Base: cfg.LDAP.Groups.BaseDN, Scope: ldapstore.ScopeSub, Filter: cfg.LDAP.Groups.Filter},
 		IDAttribute: IDAttribute(cfg, d),
+		Dialect:     d,
 	}
+	// The disabled marker may be operational (389-DS's nsAccountLock), which "*" leaves out.
+	if m := mapping.ProfileFor(string(d)).Marker; m.Attr != "" {
+		sc.Attrs = append(sc.Attrs, m.Attr)
+	}
+	return sc
 }
 
 // NewSource builds the change source [changes] names (source, overlap), or the dialect's
@@ -55,6 +62,8 @@ func NewSource(ctx context.Context, cfg *config.Config, store *ldapstore.Store) 
 		return ldapstore.NewAccesslog(store, ldapstore.AccesslogOptions{Overlap: overlap}), nil
 	case "changelog":
 		return ldapstore.NewChangelog389(store, ldapstore.ChangelogOptions{}), nil
+	case "dirsync":
+		return ldapstore.NewDirSync(ctx, store, ldapstore.DirSyncOptions{Filter: classFilter(cfg)})
 	case "usn":
 		var bases []string
 		if cfg.LDAP.BaseDN != "" {
@@ -77,7 +86,19 @@ func NewSource(ctx context.Context, cfg *config.Config, store *ldapstore.Store) 
 			IDAttribute: IDAttribute(cfg, d), Attribute: attr, Overlap: overlap,
 		})
 	}
-	return nil, fmt.Errorf("capture: changes.source: unknown value %q (want \"accesslog\", \"changelog\", \"usn\" or \"timestamp\")", name)
+	return nil, fmt.Errorf("capture: changes.source: unknown value %q (want \"accesslog\", \"changelog\", \"dirsync\", \"usn\" or \"timestamp\")", name)
+}
+
+// classFilter selects the objects of the users' and groups' structural classes (the last of
+// each list), which deleted objects keep: a filter on other attributes would miss deletes.
+func classFilter(cfg *config.Config) string {
+	var parts []string
+	for _, classes := range [][]string{cfg.LDAP.Users.ObjectClasses, cfg.LDAP.Groups.ObjectClasses} {
+		if len(classes) > 0 {
+			parts = append(parts, "(objectClass="+ldapstore.EscapeFilter(classes[len(classes)-1])+")")
+		}
+	}
+	return anyOf(parts...)
 }
 
 func anyOf(filters ...string) string { return ldapstore.JoinFilters('|', filters...) }

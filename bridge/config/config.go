@@ -47,6 +47,8 @@ type Config struct {
 	// Path is the file the configuration was loaded from; relative paths in it resolve
 	// against its directory.
 	Path string `toml:"-"`
+	// written is [ldap.users] and [ldap.groups] before defaults (see ApplyDialect).
+	written *writtenObjects
 	// Warnings are not errors but deserve the admin's attention (a literal secret in the
 	// file, TLS verification off).
 	Warnings []string `toml:"-"`
@@ -107,9 +109,12 @@ type LDAP struct {
 	// DialTimeout bounds connecting and binding. Defaults to "5s".
 	DialTimeout Duration `toml:"dial_timeout"`
 	// PageSize is the paged-search page size. Defaults to 500 (slapd's default sizelimit).
-	PageSize int    `toml:"page_size"`
-	Users    Users  `toml:"users"`
-	Groups   Groups `toml:"groups"`
+	PageSize int `toml:"page_size"`
+	// RangeSize reads Active Directory's member in ranges of this many values; 0 (the
+	// default) leaves the size to the DC. A restart applies it.
+	RangeSize int    `toml:"range_size"`
+	Users     Users  `toml:"users"`
+	Groups    Groups `toml:"groups"`
 }
 
 // Users says where users live and what they look like.
@@ -142,8 +147,8 @@ type Groups struct {
 
 // Changes configures change capture.
 type Changes struct {
-	// Source is accesslog, changelog, usn or timestamp. Defaults per dialect: openldap →
-	// accesslog, 389ds → changelog, ad → usn, generic → timestamp.
+	// Source is accesslog, changelog, dirsync, usn or timestamp. Defaults per dialect:
+	// openldap → accesslog, 389ds → changelog, ad → dirsync, generic → timestamp.
 	Source string `toml:"source"`
 	// PollInterval is how often the change log is read. Defaults to "1s".
 	PollInterval Duration `toml:"poll_interval"`
@@ -333,7 +338,7 @@ var (
 	logLevels   = []string{"debug", "info", "warn", "error"}
 	logFormats  = []string{"json", "console"}
 	dialects    = []string{"auto", "openldap", "389ds", "ad", "generic"}
-	sources     = []string{"accesslog", "changelog", "usn", "timestamp"}
+	sources     = []string{"accesslog", "changelog", "dirsync", "usn", "timestamp"}
 	disables    = []string{"attribute", "move", "delete"}
 	deprovs     = []string{"disable", "delete"}
 	extTypes    = []string{"string", "boolean", "integer", "dateTime"}
@@ -518,46 +523,73 @@ func tomlKeys(t reflect.Type) map[string]bool {
 	return keys
 }
 
-// applyDerivedDefaults fills defaults that depend on other keys.
+// applyDerivedDefaults fills defaults that depend on other keys. Those of [ldap.users] and
+// [ldap.groups] depend on the directory's dialect: ldap.dialect's, or OpenLDAP's until
+// ApplyDialect settles "auto" with the dialect the directory reports.
 func (c *Config) applyDerivedDefaults() {
 	if c.LDAP.URL != "" && len(c.LDAP.URLs) == 0 {
 		c.LDAP.URLs = []string{c.LDAP.URL}
 	}
-	ad := c.LDAP.Dialect == "ad"
+	c.written = &writtenObjects{users: c.LDAP.Users, groups: c.LDAP.Groups}
+	c.written.users.ObjectClasses = slices.Clone(c.LDAP.Users.ObjectClasses)
+	c.written.groups.ObjectClasses = slices.Clone(c.LDAP.Groups.ObjectClasses)
+	c.deriveObjectDefaults(c.LDAP.Dialect)
+	for i := range c.Inbound.Extensions {
+		for j := range c.Inbound.Extensions[i].Attributes {
+			if c.Inbound.Extensions[i].Attributes[j].Type == "" {
+				c.Inbound.Extensions[i].Attributes[j].Type = "string"
+			}
+		}
+	}
+}
+
+// writtenObjects keeps [ldap.users] and [ldap.groups] as the file wrote them, so that
+// ApplyDialect can derive their defaults again for another dialect.
+type writtenObjects struct {
+	users  Users
+	groups Groups
+}
+
+// ApplyDialect fills the defaults of [ldap.users] and [ldap.groups] that the file left unset
+// with those of the dialect the directory reported (openldap, 389ds, ad, generic), when
+// ldap.dialect is "auto": Active Directory's users are user objects named by cn below
+// CN=Users, for instance, not inetOrgPerson entries below ou=people. A configured dialect keeps
+// its own defaults. Call it once the directory has been reached, before using those sections.
+func (c *Config) ApplyDialect(dialect string) {
+	if c.LDAP.Dialect != "" && c.LDAP.Dialect != "auto" {
+		return
+	}
+	if c.written != nil {
+		c.LDAP.Users, c.LDAP.Groups = c.written.users, c.written.groups
+		c.LDAP.Users.ObjectClasses = slices.Clone(c.written.users.ObjectClasses)
+		c.LDAP.Groups.ObjectClasses = slices.Clone(c.written.groups.ObjectClasses)
+	}
+	c.deriveObjectDefaults(dialect)
+}
+
+// deriveObjectDefaults fills the unset keys of [ldap.users] and [ldap.groups] with the
+// dialect's defaults (mapping.ProfileFor).
+func (c *Config) deriveObjectDefaults(dialect string) {
+	p := mapping.ProfileFor(dialect)
 	u := &c.LDAP.Users
 	if u.BaseDN == "" && c.LDAP.BaseDN != "" {
-		u.BaseDN = "ou=people," + c.LDAP.BaseDN
-		if ad {
-			u.BaseDN = "CN=Users," + c.LDAP.BaseDN
-		}
+		u.BaseDN = p.UsersRDN + "," + c.LDAP.BaseDN
 	}
 	if len(u.ObjectClasses) == 0 {
-		u.ObjectClasses = []string{"inetOrgPerson"}
-		if ad {
-			u.ObjectClasses = []string{"user"}
-		}
+		u.ObjectClasses = slices.Clone(p.UserObjectClasses)
 	}
 	if u.RDNAttribute == "" {
-		u.RDNAttribute = "uid"
-		if ad {
-			u.RDNAttribute = "cn"
-		}
+		u.RDNAttribute = p.UserRDNAttribute
 	}
 	if u.Filter == "" {
-		u.Filter = "(objectClass=" + u.ObjectClasses[len(u.ObjectClasses)-1] + ")"
+		u.Filter = p.DefaultUserFilter(u.ObjectClasses)
 	}
 	g := &c.LDAP.Groups
 	if g.BaseDN == "" && c.LDAP.BaseDN != "" {
-		g.BaseDN = "ou=groups," + c.LDAP.BaseDN
-		if ad {
-			g.BaseDN = u.BaseDN
-		}
+		g.BaseDN = p.GroupsRDN + "," + c.LDAP.BaseDN
 	}
 	if len(g.ObjectClasses) == 0 {
-		g.ObjectClasses = []string{"groupOfNames"}
-		if ad {
-			g.ObjectClasses = []string{"group"}
-		}
+		g.ObjectClasses = slices.Clone(p.GroupObjectClasses)
 	}
 	if g.RDNAttribute == "" {
 		g.RDNAttribute = "cn"
@@ -569,14 +601,7 @@ func (c *Config) applyDerivedDefaults() {
 		}
 	}
 	if g.Filter == "" {
-		g.Filter = "(objectClass=" + g.ObjectClasses[len(g.ObjectClasses)-1] + ")"
-	}
-	for i := range c.Inbound.Extensions {
-		for j := range c.Inbound.Extensions[i].Attributes {
-			if c.Inbound.Extensions[i].Attributes[j].Type == "" {
-				c.Inbound.Extensions[i].Attributes[j].Type = "string"
-			}
-		}
+		g.Filter = p.DefaultGroupFilter(g.ObjectClasses)
 	}
 }
 
@@ -721,6 +746,9 @@ func (c *Config) validate(reg Registry) []error {
 	}
 	if l.PageSize < 1 || l.PageSize > 10000 {
 		add("ldap.page_size: must be between 1 and 10000, got %d", l.PageSize)
+	}
+	if l.RangeSize < 0 || l.RangeSize > 100000 {
+		add("ldap.range_size: must be between 0 and 100000, got %d", l.RangeSize)
 	}
 	positive("ldap.timeout", l.Timeout)
 	positive("ldap.dial_timeout", l.DialTimeout)

@@ -264,3 +264,39 @@ func TestProtectedTransport(t *testing.T) {
 		require.True(t, config.ProtectedTransport(url, true) || strings.HasPrefix(url, "ldaps"), url)
 	}
 }
+
+// TestDialectDefaults: with dialect = "auto" the unset [ldap.users] and [ldap.groups] keys
+// take the defaults of the dialect the directory reports; keys the file sets, and a
+// configured dialect, are kept.
+func TestDialectDefaults(t *testing.T) {
+	cfg, err := config.Load("testdata/minimal.good.toml", registry)
+	require.NoError(t, err)
+	require.Equal(t, "uid", cfg.LDAP.Users.RDNAttribute, "OpenLDAP's until the dialect is known")
+	cfg.ApplyDialect("ad")
+	require.Equal(t, "CN=Users,dc=example,dc=org", cfg.LDAP.Users.BaseDN)
+	require.Equal(t, []string{"user"}, cfg.LDAP.Users.ObjectClasses)
+	require.Equal(t, "cn", cfg.LDAP.Users.RDNAttribute)
+	require.Contains(t, cfg.LDAP.Users.Filter, "(objectCategory=person)")
+	require.Equal(t, []string{"group"}, cfg.LDAP.Groups.ObjectClasses)
+	require.Equal(t, "member", cfg.LDAP.Groups.MemberAttribute)
+	cfg.ApplyDialect("389ds")
+	require.Equal(t, "ou=people,dc=example,dc=org", cfg.LDAP.Users.BaseDN, "applied again from what the file says")
+	require.Equal(t, []string{"inetOrgPerson"}, cfg.LDAP.Users.ObjectClasses)
+
+	data, err := os.ReadFile("testdata/minimal.good.toml")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte("x"), 0o600))
+	withUsers := strings.Replace(string(data), "[ldap]", "[ldap.users]\nbase_dn = \"ou=staff,dc=example,dc=org\"\n[ldap]", 1)
+	cfg, err = config.Parse([]byte(withUsers), dir, registry)
+	require.NoError(t, err)
+	cfg.ApplyDialect("ad")
+	require.Equal(t, "ou=staff,dc=example,dc=org", cfg.LDAP.Users.BaseDN, "the file's key is kept")
+	require.Equal(t, "cn", cfg.LDAP.Users.RDNAttribute)
+
+	forced := strings.Replace(string(data), "[ldap]", "[ldap]\ndialect = \"openldap\"", 1)
+	cfg, err = config.Parse([]byte(forced), dir, registry)
+	require.NoError(t, err)
+	cfg.ApplyDialect("ad")
+	require.Equal(t, "uid", cfg.LDAP.Users.RDNAttribute, "a configured dialect wins")
+}

@@ -78,6 +78,10 @@ func classify(err error) *apiError {
 		return &apiError{status: http.StatusPreconditionFailed, detail: errStale.detail, cause: err}
 	case errors.Is(err, ldapstore.ErrInvalid):
 		return &apiError{status: http.StatusBadRequest, scimType: mapping.ScimTypeInvalidValue, detail: "the directory refused the values (schema, syntax or policy)", cause: err}
+	case errors.Is(err, ldapstore.ErrUnsupported):
+		// The directory cannot do this over the bridge's connection (a password without TLS
+		// to 389-DS or AD): the administrator must change the configuration.
+		return &apiError{status: http.StatusNotImplemented, detail: "the directory does not support this operation over the bridge's connection; see the server log", cause: err}
 	case errors.Is(err, ldapstore.ErrSizeLimit):
 		return &apiError{status: http.StatusBadRequest, scimType: mapping.ScimTypeTooMany, detail: "the query matches more entries than the directory returns", cause: err}
 	}

@@ -79,8 +79,10 @@ func (q *request) createGroup(k *kind, body map[string]any) (string, error) {
 	for a, v := range w.Attrs {
 		attrs[a] = v
 	}
-	attrs[st.gmap.MemberAttr()] = st.gmap.MemberValues(w.MemberDNs)
-	return q.addEntry(k, attrs, "", k.base, "displayName", body)
+	if vals := st.gmap.MemberValues(w.MemberDNs); len(vals) > 0 {
+		attrs[st.gmap.MemberAttr()] = vals
+	}
+	return q.addEntry(k, attrs, "", k.base, "displayName", body, false)
 }
 
 // writeGroup writes the group resource res over entry e (read with its members). adopt marks
@@ -126,7 +128,7 @@ func (q *request) applyGroup(k *kind, e mapping.Entry, w mapping.GroupWrite, cha
 	}
 	k.managed.keep(changes)
 	p := &plan{entry: e, assert: assert, readAttrs: readAttrs}
-	if err := planRename(p, k, changes, ""); err != nil {
+	if err := planRename(p, k, changes, "", q.st.ad); err != nil {
 		return "", err
 	}
 	if err := q.checkTarget(p.newDN(), "displayName"); err != nil {
@@ -275,9 +277,9 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		return dn, nil
 	}
 	switch {
-	case errors.Is(err, ldapstore.ErrValueExists), errors.Is(err, ldapstore.ErrNoSuchAttribute):
-		// 20 and 16: some members were already in (or already out of) the group. Under
-		// at-least-once delivery that is success: send only what is left to do.
+	case q.s.isHarmlessMemberError(err):
+		// 20 and 16 (AD: 68 and 53): some members were already in (or already out of) the
+		// group. Under at-least-once delivery that is success: send only what is left to do.
 		memberChanges, err = q.memberDelta(e.DN, member, addDNs, removeDNs, true)
 		if err != nil {
 			return "", err
@@ -287,7 +289,7 @@ func (q *request) patchGroupOnce(k *kind, e mapping.Entry, other []mapping.Patch
 		}
 		dn, err = q.applyGroup(k, e, w, changes, memberChanges, q.patchReadAttrs(k), assert)
 	}
-	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 {
+	if err != nil && errors.Is(err, ldapstore.ErrInvalid) && len(removeDNs) > 0 && !st.gmap.EmptyGroups() {
 		// Removing the last member of a groupOfNames, which requires one: keep the group valid
 		// with the placeholder member.
 		memberChanges = append(memberChanges, ldapstore.Change{Op: ldapstore.ModAdd, Attr: member, Values: []string{mapping.PlaceholderMember}})

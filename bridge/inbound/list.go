@@ -242,10 +242,44 @@ func (s *Server) page(ctx context.Context, g *guard, k *kind, filter string, sel
 			return window(found, start, count), len(found), nil
 		}
 	}
-	if s.pager != nil {
-		return s.vlvPage(ctx, g, k, filter, start, count, attrs)
+	if s.pager != nil && !s.vlvRefused(k, filter) {
+		entries, total, err := s.vlvPage(ctx, g, k, filter, start, count, attrs)
+		if err == nil || !s.refuseVLV(k, filter, err) {
+			return entries, total, err
+		}
 	}
 	return s.snapshotPage(ctx, g, k, filter, start, count, attrs)
+}
+
+// maxVLVRefusals bounds the queries remembered as refused by the directory's VLV.
+const maxVLVRefusals = 1000
+
+// vlvRefused reports whether the directory refused a VLV search of this query before.
+func (s *Server) vlvRefused(k *kind, filter string) bool {
+	_, ok := s.noVLV.Load(k.name + "\x00" + filter)
+	return ok
+}
+
+// refuseVLV decides whether err is the directory refusing VLV for this query — 389-DS answers
+// adminLimitExceeded when no VLV index matches it and the bind's look-through limit is lower
+// than the entries it would sort — rather than being unavailable. The query then pages from a
+// snapshot, now and (remembered, boundedly) later; the first refusal is logged.
+func (s *Server) refuseVLV(k *kind, filter string, err error) bool {
+	if errors.Is(err, ldapstore.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var le *ldapstore.Error
+	if !errors.As(err, &le) {
+		return false
+	}
+	if s.noVLVCount.Load() < maxVLVRefusals {
+		if _, loaded := s.noVLV.LoadOrStore(k.name+"\x00"+filter, true); !loaded {
+			if s.noVLVCount.Add(1) == 1 {
+				s.logger.Warn().Err(err).Str("resource", k.name).Msg("the directory refused a VLV search (389-DS: no VLV index and over the account's look-through limit); paging such queries from snapshots")
+			}
+		}
+	}
+	return true
 }
 
 func window[T any](all []T, start, count int) []T {

@@ -224,22 +224,19 @@ func (q *request) createUser(k *kind, body map[string]any) (string, error) {
 	if !w.Active && st.cfg.Disable == DisableMove {
 		parent = st.cfg.DisabledBaseDN
 	}
-	return q.addEntry(k, w.Attrs, w.Password, parent, "userName", body)
+	return q.addEntry(k, w.Attrs, w.Password, parent, "userName", body, st.ad && w.Active)
 }
 
 // addEntry adds a new entry of kind k named by its RDN attribute below parent, after checking
-// that its name (userName, displayName) is free; sets the password (undoing the add when that
-// fails) and answers 201. A name taken by an unmarked entry in managed mode adopts that entry
-// with body when inbound.adopt_existing allows it.
-func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string, body map[string]any) (string, error) {
+// that its name (userName, displayName) is free; sets the password and, with enable, enables
+// the Active Directory account created disabled (undoing the add when either fails) and answers
+// 201. A name taken by an unmarked entry in managed mode adopts that entry with body when
+// inbound.adopt_existing allows it.
+func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent, nameField string, body map[string]any, enable bool) (string, error) {
 	ctx := q.ctx()
 	name := first(attrs, k.nameAttr)
 	if name == "" {
 		return "", badRequest(mapping.ScimTypeInvalidValue, nameField+" is required")
-	}
-	rdnVal := first(attrs, k.rdnAttr)
-	if rdnVal == "" {
-		return "", badRequest(mapping.ScimTypeInvalidValue, "the attribute that names new entries in the directory has no value")
 	}
 	holders, err := q.s.nameHolders(ctx, k, name, "")
 	if err != nil {
@@ -247,6 +244,16 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 	}
 	if len(holders) > 0 {
 		return q.adoptOrConflict(k, holders, nameField, body)
+	}
+	if q.st.ad {
+		// The account name (and a user's cn, its RDN) is derived once the name is known free.
+		if err := q.adNewEntry(k, attrs, name, nameField); err != nil {
+			return "", err
+		}
+	}
+	rdnVal := first(attrs, k.rdnAttr)
+	if rdnVal == "" {
+		return "", badRequest(mapping.ScimTypeInvalidValue, "the attribute that names new entries in the directory has no value")
 	}
 	dn := ldapstore.RDN(k.rdnAttr, rdnVal) + "," + parent
 	if err := q.checkTarget(dn, nameField); err != nil {
@@ -265,12 +272,20 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 		return "", err
 	}
 	q.s.invalidate()
+	undo := func(err error) (string, error) {
+		if derr := q.s.dir.Delete(context.WithoutCancel(ctx), dn); derr != nil {
+			q.s.logger.Error().Err(derr).Str("dn", dn).Msg("could not remove a user whose password or enabling was refused")
+		}
+		return "", err
+	}
 	if password != "" {
 		if err := q.s.dir.SetPassword(ctx, dn, password); err != nil {
-			if derr := q.s.dir.Delete(context.WithoutCancel(ctx), dn); derr != nil {
-				q.s.logger.Error().Err(derr).Str("dn", dn).Msg("could not remove a user whose password was refused")
-			}
-			return "", err
+			return undo(err)
+		}
+	}
+	if enable {
+		if err := q.adEnable(dn); err != nil {
+			return undo(err)
 		}
 	}
 	e, err := q.s.dir.Get(ctx, dn, q.st.readAttrs(k, true))
@@ -495,6 +510,10 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 	}
 	changes := mapping.UserChanges(k.managed.strip(e), w, st.umap, st.marker, mid)
 	k.managed.keep(changes)
+	if st.ad && !strings.EqualFold(k.rdnAttr, "cn") {
+		// cn is AD's naming attribute whatever the RDN of new entries says.
+		dropRDN(changes, "cn")
+	}
 	p := &plan{entry: e, password: w.Password, assert: q.s.assertionFor(k, e), readAttrs: st.readAttrs(k, true)}
 	if adopt {
 		p.assert = q.s.assertion(k.scoped, e)
@@ -513,7 +532,7 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 			parent = k.base
 		}
 	}
-	if err := planRename(p, k, changes, parent); err != nil {
+	if err := planRename(p, k, changes, parent, st.ad); err != nil {
 		return "", false, err
 	}
 	if err := q.checkTarget(p.newDN(), "userName"); err != nil {

@@ -167,6 +167,9 @@ type Server struct {
 	guards       guardCache
 	ignored      sync.Map // SCIM attribute paths already logged as unmapped
 	ignoredCount atomic.Int64
+	// noVLV holds the queries whose VLV search the directory refused (see refuseVLV).
+	noVLV      sync.Map
+	noVLVCount atomic.Int64
 }
 
 // maxIgnoredLogged bounds the unmapped attribute paths remembered (and logged).
@@ -186,6 +189,9 @@ type capabilities struct {
 	// schema: the directory has scimbridge's optional schema (etc/schema), whose attributes
 	// then map by default (mapping.SchemaUserAttributes).
 	schema bool
+	// domainNC is Active Directory's domain naming context, where account names must be
+	// unique.
+	domainNC string
 }
 
 // postReader is the optional ability of a Directory to return the entry with the Modify that
@@ -207,7 +213,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("inbound: reading the root DSE: %w", err)
 	}
-	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion)}
+	caps := capabilities{dialect: dse.Dialect, assertion: dse.Supports(ldapstore.OIDAssertion), domainNC: domainNC(dse)}
 	if _, ok := o.Directory.(postReader); ok {
 		caps.postRead = dse.Supports(ldapstore.OIDPostRead)
 	}
@@ -240,7 +246,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.pager = o.Directory.NewPager(o.Pager)
 	}
 	ev := o.Logger.Info().Str("dialect", string(caps.dialect)).Bool("assertion_control", caps.assertion).
-		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.Attr+"="+st.marker.Value).
+		Bool("vlv", caps.vlv).Bool("ppolicy", caps.ppolicy).Bool("post_read_control", caps.postRead).Str("disabled_marker", st.marker.String()).
 		Bool("scimbridge_schema", caps.schema)
 	if st.marker.LockAttr != "" {
 		ev = ev.Str("lock_attribute", st.marker.LockAttr)
@@ -763,4 +769,6 @@ func (s *Server) invalidate() {
 		s.pager.Invalidate()
 	}
 	s.snaps.clear()
+	s.noVLV.Clear()
+	s.noVLVCount.Store(0)
 }

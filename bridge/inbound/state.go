@@ -34,6 +34,10 @@ type state struct {
 	static *guard
 	// queue bounds the requests worked on at once.
 	queue *workQueue
+	// profile is the dialect's: default maps, marker, derived names, empty groups.
+	profile mapping.Profile
+	// ad: Active Directory's rules apply (see dialect.go).
+	ad bool
 }
 
 // kind is one resource type and where its entries live.
@@ -147,29 +151,32 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	if _, _, err := ldapstore.SplitDN(g.BaseDN); err != nil {
 		add("ldap.groups.base_dn: %q is not a DN", g.BaseDN)
 	}
+	ad := s.caps.dialect == ldapstore.DialectAD
+	profile := mapping.ProfileFor(string(s.caps.dialect))
 	if len(u.ObjectClasses) == 0 {
-		u.ObjectClasses = []string{"inetOrgPerson"}
+		u.ObjectClasses = profile.UserObjectClasses
 	}
 	if len(g.ObjectClasses) == 0 {
-		g.ObjectClasses = []string{"groupOfNames"}
+		g.ObjectClasses = profile.GroupObjectClasses
 	}
 	if u.RDNAttribute == "" {
-		u.RDNAttribute = "uid"
+		u.RDNAttribute = profile.UserRDNAttribute
 	}
 	if g.RDNAttribute == "" {
 		g.RDNAttribute = "cn"
 	}
 	if u.Filter == "" {
-		u.Filter = "(objectClass=" + u.ObjectClasses[len(u.ObjectClasses)-1] + ")"
+		u.Filter = profile.DefaultUserFilter(u.ObjectClasses)
 	}
 	if g.Filter == "" {
-		g.Filter = "(objectClass=" + g.ObjectClasses[len(g.ObjectClasses)-1] + ")"
+		g.Filter = profile.DefaultGroupFilter(g.ObjectClasses)
 	}
 	if g.MemberAttribute == "" {
 		g.MemberAttribute = "member"
 	}
-	marker := mapping.DefaultActiveMarker()
-	if s.caps.ppolicy {
+	marker := profile.Marker
+	if s.caps.ppolicy && (s.caps.dialect == ldapstore.DialectOpenLDAP || s.caps.dialect == ldapstore.DialectGeneric) {
+		// Only OpenLDAP's ppolicy overlay enforces the lock; 389-DS and AD have their own.
 		marker.LockAttr = "pwdAccountLockedTime"
 	}
 	idAttr := u.IDAttribute
@@ -185,7 +192,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	for k, v := range cfg.UserAttributes {
 		userOver[k] = v
 	}
-	umap, err := mapping.NewUserMap(userOver, cfg.Extensions...)
+	umap, err := mapping.NewUserMapFor(profile, userOver, cfg.Extensions...)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("inbound: %w", err))
 	}
@@ -193,7 +200,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	for k, v := range cfg.GroupAttributes {
 		gover[k] = v
 	}
-	gmap, err := mapping.NewGroupMap(gover)
+	gmap, err := mapping.NewGroupMapFor(profile, gover)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("inbound: %w", err))
 	}
@@ -253,6 +260,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 		groupAttrsNoMembers: gmap.SearchAttributes(idAttr, false),
 		managerAttr:         umap.LDAPAttr(mapping.EnterpriseSchemaURN + ":manager"),
 		prot:                prot,
+		profile:             profile, ad: ad,
 	}
 	if s.caps.schema {
 		// A write that gives a user an attribute of the optional schema adds its auxiliary

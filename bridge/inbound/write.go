@@ -145,13 +145,20 @@ func (p *plan) newDN() string {
 // values in changes, and the move to parent (when not ""). The old RDN value stays in the
 // Modify (an RDN value cannot be removed while it names the entry); the ModifyDN with
 // deleteOldRDN then removes it.
-func planRename(p *plan, k *kind, changes map[string][]string, parent string) error {
+//
+// With rdnFixed (Active Directory), the naming attribute never appears in the Modify: the
+// ModifyDN alone changes it.
+func planRename(p *plan, k *kind, changes map[string][]string, parent string, rdnFixed bool) error {
 	oldVal, err := ldapstore.RDNValue(p.entry.DN, k.rdnAttr)
 	if err != nil {
 		// An entry named by another attribute (created outside the bridge): leave its name.
 		oldVal = ""
 	}
 	vals, key, changed := lookup(changes, k.rdnAttr)
+	if changed && rdnFixed {
+		// The directory changes its naming attribute only through ModifyDN (AD).
+		delete(changes, key)
+	}
 	if changed && oldVal != "" {
 		if len(vals) == 0 {
 			return badRequest(mapping.ScimTypeInvalidValue, "the attribute that names the entry in the directory cannot be removed")
@@ -160,7 +167,7 @@ func planRename(p *plan, k *kind, changes map[string][]string, parent string) er
 		// a change of case only is no rename.
 		if !strings.EqualFold(vals[0], oldVal) {
 			p.newRDN = ldapstore.RDN(k.rdnAttr, vals[0])
-			keep := true
+			keep := !rdnFixed
 			for _, v := range vals {
 				if strings.EqualFold(v, oldVal) {
 					keep = false
@@ -248,12 +255,16 @@ func (s *Server) apply(ctx context.Context, g *guard, p *plan) (string, error) {
 // deleted (newDN ""): the member values of the groups and the manager values of the users the
 // SCIM side can see (never of protected ones). OpenLDAP without the refint overlay does
 // neither. Failures are logged: the entry's own write succeeded, and readers skip DNs they
-// cannot resolve.
+// cannot resolve. On Active Directory member and manager are linked attributes: AD keeps them
+// right itself.
 func (s *Server) rewriteReferences(ctx context.Context, g *guard, oldDN, newDN string) {
+	if g.st.ad {
+		return
+	}
 	ctx = context.WithoutCancel(ctx)
 	st := g.st
 	member := st.gmap.MemberAttr()
-	s.rewriteIn(ctx, g, st.groups, member, oldDN, newDN, true)
+	s.rewriteIn(ctx, g, st.groups, member, oldDN, newDN, !st.gmap.EmptyGroups())
 	if st.managerAttr != "" {
 		s.rewriteIn(ctx, g, st.users, st.managerAttr, oldDN, newDN, false)
 	}

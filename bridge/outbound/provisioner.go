@@ -146,7 +146,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		spec.DeleteWindow = time.Hour
 	}
 	idAttr := e.o.Scope.IDAttribute
-	um := MergeMapping(mapping.DefaultUserMapping(idAttr, mapping.DefaultActiveMarker()), spec.UserMapping)
+	um := MergeMapping(mapping.DefaultUserMappingFor(mapping.ProfileFor(string(e.o.Scope.Dialect)), idAttr), spec.UserMapping)
 	userMap, err := mapping.CompileUserMapping(um)
 	if err != nil {
 		return nil, fmt.Errorf("provisioner %q: %w", spec.Name, err)

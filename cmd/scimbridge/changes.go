@@ -6,9 +6,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/capture"
-	"github.com/scimbridge/scimbridge/ldapstore"
 )
 
 func cmdChanges(ctx context.Context, e *env, args []string) int {
@@ -25,7 +23,7 @@ func cmdChanges(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, "changes", err)
 	}
-	store, err := ldapstore.Open(ctx, bridge.LDAPConfig(cfg), zerolog.Nop())
+	store, err := openStore(ctx, cfg, zerolog.Nop())
 	if err != nil {
 		return fail(e, "changes", err)
 	}

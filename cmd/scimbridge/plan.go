@@ -37,8 +37,17 @@ func cliLogger(e *env, cfg *config.Config) zerolog.Logger {
 }
 
 // openStore connects to the directory for a command that runs without the daemon.
+// It settles the configuration's dialect-dependent defaults with the dialect it detects.
 func openStore(ctx context.Context, cfg *config.Config, logger zerolog.Logger) (*ldapstore.Store, error) {
-	return ldapstore.Open(ctx, bridge.LDAPConfig(cfg), logger)
+	store, err := ldapstore.Open(ctx, bridge.LDAPConfig(cfg), logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := bridge.ApplyDialect(ctx, cfg, store); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
 }
 
 func cmdPlan(ctx context.Context, e *env, args []string) int {

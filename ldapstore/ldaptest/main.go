@@ -7,18 +7,25 @@ import (
 	"testing"
 )
 
+// sharedServer is one kind's server shared by a test package's tests, started on first use.
+type sharedServer struct {
+	once sync.Once
+	s    *Server
+	err  error
+}
+
 var (
-	sharedMu     sync.Mutex
-	shared       *Server
-	sharedErr    error
-	sharedOpts   Options
-	sharedCalled bool
+	sharedMu   sync.Mutex
+	shared     = map[Kind]*sharedServer{}
+	sharedOpts Options
+	skipSaid   sync.Map // Kind → true once its install hint was printed
 )
 
-// RunMain runs a test package's tests with one private slapd shared by all of them (started
-// on first use by Shared, stopped afterwards). Call it from TestMain: os.Exit(ldaptest.RunMain(m, opts)).
-// When slapd is not installed the LDAP tests skip with InstallHint — never silently: the
-// hint is printed once for the package too.
+// RunMain runs a test package's tests with one private server of each kind they use, shared by
+// all of them (each started on first use by Shared, SharedKind or OU, stopped afterwards). Call
+// it from TestMain: os.Exit(ldaptest.RunMain(m, opts)); opts configure the slapd. When slapd is
+// not installed the LDAP tests skip with InstallHint — never silently: the hint is printed once
+// for the package too.
 func RunMain(m *testing.M, opts Options) int {
 	sharedOpts = opts
 	if !Installed() {
@@ -27,8 +34,10 @@ func RunMain(m *testing.M, opts Options) int {
 	code := m.Run()
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
-	if shared != nil {
-		_ = shared.Close()
+	for _, sh := range shared {
+		if sh.s != nil {
+			_ = sh.s.Close()
+		}
 	}
 	return code
 }
@@ -37,19 +46,56 @@ func RunMain(m *testing.M, opts Options) int {
 // installed and fails t when slapd cannot start.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	if !Installed() {
-		t.Skip(InstallHint)
+	return SharedKind(t, KindOpenLDAP)
+}
+
+// SharedKind returns the package's server of kind k, starting it on first use (a 389-DS takes
+// some 15 s to create, a Samba AD DC some 10 s to provision). It skips t with the kind's
+// install hint when the server is not installed (or the tests do not run as root, which 389-DS
+// and Samba need) and fails t when the server cannot start.
+func SharedKind(t testing.TB, k Kind) *Server {
+	t.Helper()
+	if ok, hint := KindInstalled(k); !ok {
+		if _, said := skipSaid.LoadOrStore(k, true); !said {
+			// Once per package on stderr too, so that a run without -v says it.
+			fmt.Fprintf(os.Stderr, "SKIP %s tests: %s\n", k, hint)
+		}
+		t.Skip(hint)
 	}
 	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if !sharedCalled {
-		sharedCalled = true
-		shared, sharedErr = Start(sharedOpts)
+	sh := shared[k]
+	if sh == nil {
+		sh = &sharedServer{}
+		shared[k] = sh
 	}
-	if sharedErr != nil {
-		t.Fatalf("starting slapd: %v", sharedErr)
+	sharedMu.Unlock()
+	sh.once.Do(func() { sh.s, sh.err = StartKind(k, sharedOpts) })
+	if sh.err != nil {
+		t.Fatalf("starting the %s server: %v", k, sh.err)
 	}
-	return shared
+	return sh.s
+}
+
+// KindInstalled reports whether servers of kind k can run here, and if not, what to do.
+func KindInstalled(k Kind) (bool, string) {
+	switch k {
+	case Kind389DS:
+		return Installed389(), Install389Hint
+	case KindAD:
+		return InstalledAD(), InstallADHint
+	}
+	return Installed(), InstallHint
+}
+
+// StartKind starts a private server of kind k; opts apply to slapd (and their Suffix to all).
+func StartKind(k Kind, opts Options) (*Server, error) {
+	switch k {
+	case Kind389DS:
+		return Start389(Options{Suffix: opts.Suffix})
+	case KindAD:
+		return StartAD(ADOptions{})
+	}
+	return Start(opts)
 }
 
 // Private starts a slapd owned by t alone (for tests that stop, purge or restart it) and
@@ -71,10 +117,20 @@ func Private(t testing.TB, opts Options) *Server {
 // the OU's DN.
 func OU(t testing.TB, name string) (*Server, string) {
 	t.Helper()
-	s := Shared(t)
+	return OUIn(t, KindOpenLDAP, name)
+}
+
+// OUIn creates an OU owned by t in the package's server of kind k and returns the server and
+// the OU's DN.
+func OUIn(t testing.TB, k Kind, name string) (*Server, string) {
+	t.Helper()
+	s := SharedKind(t, k)
 	dn, err := s.NewOU(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s, dn
 }
+
+// Kinds are every kind of server, OpenLDAP first: the end-to-end suites run against each.
+var Kinds = []Kind{KindOpenLDAP, Kind389DS, KindAD}

@@ -107,9 +107,22 @@ func OptionalSchema() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "etc", "schema", "scimbridge.schema")
 }
 
-// Server is a running private slapd.
+// Kind is a family of directory servers the helpers run.
+type Kind string
+
+// The directory servers the helpers run.
+const (
+	KindOpenLDAP Kind = "openldap"
+	Kind389DS    Kind = "389ds"
+	KindAD       Kind = "ad"
+)
+
+// Server is a running private directory server: OpenLDAP's slapd (Start), 389 Directory Server
+// (Start389) or a Samba AD DC (StartAD).
 type Server struct {
-	URL string
+	// Kind says which server this is.
+	Kind Kind
+	URL  string
 	// LDAPIURL is the same server on a Unix socket (ldapi://, the path percent-encoded).
 	LDAPIURL string
 	// LDAPSURL and CAFile are set with Options.TLS.
@@ -130,6 +143,16 @@ type Server struct {
 	mu      sync.Mutex
 	cmd     *exec.Cmd
 	done    chan struct{}
+	// ctl runs the servers other than slapd.
+	ctl control
+}
+
+// control starts and stops a server other than slapd; the Server's mutex is held.
+type control interface {
+	start() error
+	stop() error
+	pid() int
+	cleanup()
 }
 
 // Installed reports whether Debian's slapd is on this machine.
@@ -160,6 +183,7 @@ func Start(opts Options) (*Server, error) {
 		opts.LogOps = "writes"
 	}
 	s := &Server{
+		Kind:      KindOpenLDAP,
 		Suffix:    opts.Suffix,
 		RootDN:    "cn=admin," + opts.Suffix,
 		RootPW:    DefaultRootPW,
@@ -423,6 +447,12 @@ func (s *Server) serviceClasses() string {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ctl != nil {
+		if s.ctl.pid() != 0 {
+			return nil
+		}
+		return s.ctl.start()
+	}
 	if s.cmd != nil {
 		return nil
 	}
@@ -458,47 +488,62 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) waitReady(done <-chan struct{}) error {
-	deadline := time.Now().Add(startTimeout)
+	return waitBind(s.URL, s.RootDN, s.RootPW, done, startTimeout)
+}
+
+// waitBind waits until url accepts a bind as dn, the server exits (done closes) or timeout
+// passes.
+func waitBind(url, dn, pw string, done <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		select {
 		case <-done:
-			return errors.New("ldaptest: slapd exited during start")
+			return errors.New("ldaptest: the server exited during start")
 		default:
 		}
-		conn, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
+		conn, err := ldap.DialURL(url, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
 		if err == nil {
-			err = conn.Bind(s.RootDN, s.RootPW)
+			err = conn.Bind(dn, pw)
 			conn.Close()
 			if err == nil {
 				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ldaptest: slapd did not answer within %s: %w", startTimeout, err)
+			return fmt.Errorf("ldaptest: the server did not answer within %s: %w", timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// Stop stops slapd (SIGTERM, then SIGKILL after 10 s) and keeps its data for a later Start.
+// Stop stops the server (SIGTERM, then SIGKILL) and keeps its data for a later Start.
 func (s *Server) Stop() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ctl != nil {
+		return s.ctl.stop()
+	}
 	if s.cmd == nil {
 		return nil
 	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
+	terminate(s.cmd.Process.Pid, s.done, 10*time.Second)
 	s.cmd, s.done = nil, nil
 	return nil
 }
 
-// Close stops slapd and removes its directory when Start made it.
+// terminate sends SIGTERM to pid and waits for done, then kills its process group after
+// grace; a server started with Setpgid leads that group.
+func terminate(pid int, done <-chan struct{}, grace time.Duration) {
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Close stops the server and removes its directory when Start made it.
 func (s *Server) Close() error {
 	err := s.Stop()
 	s.cleanup()
@@ -506,15 +551,21 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) cleanup() {
+	if s.ctl != nil {
+		s.ctl.cleanup()
+	}
 	if s.tempDir {
 		_ = os.RemoveAll(s.Dir)
 	}
 }
 
-// PID is slapd's process id, or 0 when it is stopped.
+// PID is the server's process id, or 0 when it is stopped.
 func (s *Server) PID() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ctl != nil {
+		return s.ctl.pid()
+	}
 	if s.cmd == nil {
 		return 0
 	}
@@ -523,11 +574,16 @@ func (s *Server) PID() int {
 
 // Root opens a connection bound as the rootdn, for test setup and checks.
 func (s *Server) Root() (*ldap.Conn, error) {
-	conn, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
+	return dialBind(s.URL, s.RootDN, s.RootPW)
+}
+
+// dialBind connects to url (with opts, such as a TLS configuration) and binds as dn.
+func dialBind(url, dn, pw string, opts ...ldap.DialOpt) (*ldap.Conn, error) {
+	conn, err := ldap.DialURL(url, append([]ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second})}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("ldaptest: dial: %w", err)
 	}
-	if err := conn.Bind(s.RootDN, s.RootPW); err != nil {
+	if err := conn.Bind(dn, pw); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("ldaptest: bind: %w", err)
 	}

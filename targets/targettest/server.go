@@ -132,17 +132,20 @@ type Server struct {
 
 	creates atomic.Int64
 
-	mu         sync.Mutex
-	users      *store
-	groups     *store
-	requests   []Request
-	faults     []*Fault
-	latency    time.Duration
-	hook       func(http.ResponseWriter, *http.Request) bool
-	issued     map[string]time.Time // OAuth2 token -> expiry
-	usesLeft   map[string]int       // token -> remaining uses before it is rejected
-	tokenCalls int
-	version    int
+	mu       sync.Mutex
+	users    *store
+	groups   *store
+	requests []Request
+	// requestsGen counts ResetRequests calls, so that a request in flight across one does
+	// not write into the new log.
+	requestsGen int
+	faults      []*Fault
+	latency     time.Duration
+	hook        func(http.ResponseWriter, *http.Request) bool
+	issued      map[string]time.Time // OAuth2 token -> expiry
+	usesLeft    map[string]int       // token -> remaining uses before it is rejected
+	tokenCalls  int
+	version     int
 }
 
 type store struct {
@@ -349,6 +352,7 @@ func (s *Server) ResetRequests() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests = nil
+	s.requestsGen++
 }
 
 // Users returns copies of the stored users in creation order.
@@ -482,7 +486,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests = append(s.requests, Request{
 		Method: r.Method, Path: rel, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
 	})
-	idx := len(s.requests) - 1
+	idx, gen := len(s.requests)-1, s.requestsGen
 	if isToken {
 		s.tokenCalls++
 	}
@@ -492,8 +496,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	setStatus := func(code int) {
 		s.mu.Lock()
-		s.requests[idx].Status = code
-		s.mu.Unlock()
+		defer s.mu.Unlock()
+		// ResetRequests may have dropped the log since (a test resetting it while the bridge
+		// still talks): then this request's entry is gone.
+		if gen == s.requestsGen && idx < len(s.requests) {
+			s.requests[idx].Status = code
+		}
 	}
 
 	if hook != nil {

@@ -353,3 +353,37 @@ func TestServerFaults(t *testing.T) {
 		t.Fatal("Close blocked on a sleeping request")
 	}
 }
+
+// TestResetRequestsWhileARequestIsInFlight: a test resetting the request log while the bridge
+// still talks to the server (the request began before, answers after) neither panics nor
+// leaves the server locked.
+func TestResetRequestsWhileARequestIsInFlight(t *testing.T) {
+	c := newClient(t, targettest.Options{})
+	c.srv.Inject(targettest.Fault{Latency: 300 * time.Millisecond})
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(c.srv.URL + "/Users")
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.srv.ResetRequests()
+	select {
+	case code := <-done:
+		require.Equal(t, http.StatusOK, code)
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer")
+	}
+	answered := make(chan int, 1)
+	go func() { answered <- len(c.srv.Users()) + len(c.srv.Requests()) }()
+	select {
+	case n := <-answered:
+		require.Zero(t, n)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server stayed locked")
+	}
+}

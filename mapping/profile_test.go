@@ -1,0 +1,132 @@
+package mapping_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/mapping"
+)
+
+func TestSAMAccountName(t *testing.T) {
+	for name, tc := range map[string]struct {
+		in   string
+		max  int
+		want string
+	}{
+		"local part of a UPN":    {"jane.doe@contoso.com", 20, "jane.doe"},
+		"long: prefix and hash":  {"Test_User_ab6490ee-1e48-479e-a20b", 20, "Test_User_ab649-cd14"},
+		"long, other suffix":     {"Test_User_ab6490ee-1e48-479e-a20c", 20, "Test_User_ab649-88c0"},
+		"exactly 20":             {"abcdefghijklmnopqrst@x", 20, "abcdefghijklmnopqrst"},
+		"forbidden characters":   {`a"b/c\d[e]f:g;h|i=j,k+l*m?n<o>p`, 20, "abcdefghijklmnop"},
+		"spaces kept for groups": {"Tour Guides", 64, "Tour Guides"},
+		"trailing dots dropped":  {"john...@x", 20, "john"},
+		"nothing usable":         {"...@x", 20, ""},
+		"only forbidden":         {"[]:;", 20, ""},
+		"no local part":          {"@contoso.com", 20, "contoso.com"},
+	} {
+		t.Run(name, func(t *testing.T) { require.Equal(t, tc.want, mapping.SAMAccountName(tc.in, tc.max)) })
+	}
+}
+
+func TestProfiles(t *testing.T) {
+	ad := mapping.ProfileFor(mapping.DialectAD)
+	require.Equal(t, "userPrincipalName", ad.UserAttributes["userName"])
+	require.False(t, ad.DerivedNames)
+	require.True(t, ad.EmptyGroups)
+	require.Equal(t, []string{"user"}, ad.UserObjectClasses)
+	require.Contains(t, ad.UserFilter, "(!(isCriticalSystemObject=TRUE))", "built-in accounts stay out of scope")
+	require.NoError(t, ad.Marker.Validate())
+
+	ds := mapping.ProfileFor(mapping.Dialect389DS)
+	require.Equal(t, "nsAccountLock", ds.Marker.Attr)
+	require.True(t, ds.EmptyGroups)
+	require.True(t, ds.DerivedNames)
+	require.NoError(t, ds.Marker.Validate())
+
+	ol := mapping.ProfileFor(mapping.DialectOpenLDAP)
+	require.False(t, ol.EmptyGroups, "groupOfNames requires a member")
+	require.Equal(t, ol, mapping.ProfileFor("something else"), "unknown dialects get OpenLDAP's stock defaults")
+
+	for _, p := range []mapping.Profile{ad, ds, ol} {
+		_, err := mapping.NewUserMapFor(p, nil)
+		require.NoError(t, err, p.Dialect)
+		_, err = mapping.NewGroupMapFor(p, nil)
+		require.NoError(t, err, p.Dialect)
+	}
+	require.Equal(t, "(objectClass=groupOfUniqueNames)", ol.DefaultGroupFilter([]string{"groupOfUniqueNames"}))
+	require.Equal(t, ad.UserFilter, ad.DefaultUserFilter([]string{"User"}))
+}
+
+// TestADUserWrite: an AD user gets no derived cn or sn, active=false sets only
+// ACCOUNTDISABLE, and a change of active keeps every other bit of userAccountControl.
+func TestADUserWrite(t *testing.T) {
+	p := mapping.ProfileFor(mapping.DialectAD)
+	m, err := mapping.NewUserMapFor(p, nil)
+	require.NoError(t, err)
+	w, err := mapping.UserToLDAP(map[string]any{"userName": "jane@contoso.com", "active": false, "displayName": "Jane"}, m, p.Marker, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"jane@contoso.com"}, w.Attrs["userPrincipalName"])
+	require.NotContains(t, w.Attrs, "cn")
+	require.NotContains(t, w.Attrs, "sn")
+	require.Equal(t, []string{"514"}, w.Attrs["userAccountControl"])
+
+	// DONT_EXPIRE_PASSWORD (0x10000) and NORMAL_ACCOUNT stay; only ACCOUNTDISABLE moves.
+	e := mapping.Entry{DN: "CN=jane,OU=people,DC=x", Attrs: map[string][]string{
+		"userPrincipalName": {"jane@contoso.com"}, "displayName": {"Jane"}, "userAccountControl": {"66048"},
+	}}
+	require.True(t, p.Marker.Active(e))
+	ch := mapping.UserChanges(e, w, m, p.Marker, nil)
+	require.Equal(t, map[string][]string{"userAccountControl": {"66050"}}, ch)
+	e.Attrs["userAccountControl"] = []string{"66050"}
+	require.False(t, p.Marker.Active(e))
+	w.Active = true
+	w.Attrs["userAccountControl"] = []string{"512"}
+	ch = mapping.UserChanges(e, w, m, p.Marker, nil)
+	require.Equal(t, map[string][]string{"userAccountControl": {"66048"}}, ch)
+}
+
+// Test389Marker: nsAccountLock is set to TRUE alone and removed again; a "false" an admin
+// wrote stays while the user is active.
+func Test389Marker(t *testing.T) {
+	p := mapping.ProfileFor(mapping.Dialect389DS)
+	m, err := mapping.NewUserMapFor(p, nil)
+	require.NoError(t, err)
+	e := mapping.Entry{DN: "uid=a,ou=people,dc=x", Attrs: map[string][]string{"uid": {"a"}, "cn": {"a"}, "sn": {"a"}, "nsAccountLock": {"false"}}}
+	require.True(t, p.Marker.Active(e))
+	w, err := mapping.UserToLDAP(map[string]any{"userName": "a", "active": false}, m, p.Marker, nil)
+	require.NoError(t, err)
+	require.Equal(t, map[string][]string{"nsAccountLock": {"TRUE"}}, mapping.UserChanges(e, w, m, p.Marker, nil))
+	w, err = mapping.UserToLDAP(map[string]any{"userName": "a", "active": true}, m, p.Marker, nil)
+	require.NoError(t, err)
+	require.Empty(t, mapping.UserChanges(e, w, m, p.Marker, nil), "an active user keeps the admin's value")
+	e.Attrs["nsAccountLock"] = []string{"true"}
+	require.False(t, p.Marker.Active(e))
+	require.Equal(t, map[string][]string{"nsAccountLock": {}}, mapping.UserChanges(e, w, m, p.Marker, nil))
+}
+
+// TestADDefaultOutboundMapping renders the AD default user mapping over an AD entry.
+func TestADDefaultOutboundMapping(t *testing.T) {
+	p := mapping.ProfileFor(mapping.DialectAD)
+	um, err := mapping.CompileUserMapping(mapping.DefaultUserMappingFor(p, "objectGUID"))
+	require.NoError(t, err)
+	e := mapping.Entry{DN: "CN=jane,OU=people,DC=x", Attrs: map[string][]string{
+		"objectGUID": {"8f3c1c4e-1111-2222-3333-444455556666"}, "sAMAccountName": {"jane"}, "userPrincipalName": {"jane@contoso.com"},
+		"givenName": {"Jane"}, "sn": {"Doe"}, "mail": {"jane@contoso.com"}, "employeeID": {"42"}, "department": {"R&D"},
+		"company": {"Contoso"}, "userAccountControl": {"514"},
+	}}
+	res, err := um.Render(e)
+	require.NoError(t, err)
+	require.Equal(t, "jane@contoso.com", res["userName"])
+	require.Equal(t, "8f3c1c4e-1111-2222-3333-444455556666", res["externalId"])
+	require.Equal(t, false, res["active"])
+	ent := res[mapping.EnterpriseSchemaURN].(map[string]any)
+	require.Equal(t, "42", ent["employeeNumber"])
+	require.Equal(t, "Contoso", ent["organization"])
+	e.Attrs["userAccountControl"] = []string{"66048"}
+	delete(e.Attrs, "userPrincipalName")
+	res, err = um.Render(e)
+	require.NoError(t, err)
+	require.Equal(t, true, res["active"])
+	require.Equal(t, "jane", res["userName"], "sAMAccountName when there is no UPN")
+}
