@@ -54,6 +54,8 @@ type Bridge struct {
 
 	// prov is the outbound side while it runs (nil without provisioners or after Stop).
 	prov *provisioning
+	// in is the SCIM server while it runs (nil when inbound is off, or after Stop).
+	in *inboundComponent
 
 	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
 	adminAddr, inboundAddr string
@@ -198,6 +200,13 @@ func (b *Bridge) serve(srv *http.Server, l net.Listener, name string) {
 			b.logger.Error().Err(err).Str("server", name).Msg("listener failed")
 		}
 	}()
+}
+
+// Config is the configuration in force.
+func (b *Bridge) Config() *config.Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg
 }
 
 // AdminAddr is the admin listener's bound address ("" when off).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,19 @@ func TestLifecycle(t *testing.T) {
 	require.Contains(t, body, `"ready": true`)
 	require.NotContains(t, body, s.ServicePW)
 	require.Contains(t, strings.Join(notified, "\n"), "READY=1")
+
+	// The control socket is the service user's alone, and the only entry the bridge left in
+	// the state directory besides the state file.
+	fi, err := os.Stat(filepath.Join(b.Config().State.Dir, bridge.ControlSocket))
+	require.NoError(t, err)
+	require.Equal(t, os.ModeSocket|0o600, fi.Mode())
+	entries, err := os.ReadDir(b.Config().State.Dir)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.ElementsMatch(t, []string{bridge.ControlSocket, "state.db"}, names)
 
 	require.NoError(t, b.Stop(context.Background()))
 	require.NoError(t, b.Stop(context.Background()), "Stop is idempotent")

@@ -46,6 +46,10 @@ import (
 // ControlSocket is the socket's name inside the state directory.
 const ControlSocket = "control.sock"
 
+// maxSocketPath bounds a Unix socket's path: sun_path holds 108 bytes on Linux and 104 on
+// the BSDs, terminating NUL included.
+const maxSocketPath = 104
+
 // ErrNoDaemon means no daemon answers on the control socket.
 var ErrNoDaemon = errors.New("no running scimbridge daemon")
 
@@ -88,18 +92,11 @@ func (c *controlServer) Close() error {
 // replaced; a live one cannot exist, since the state file is locked by its daemon.
 func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, error) {
 	path := filepath.Join(dir, ControlSocket)
-	if len(path) >= 104 {
+	if len(path) >= maxSocketPath {
 		return nil, fmt.Errorf("bridge: control socket path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(path))
 	}
-	_ = os.Remove(path)
-	old := syscall.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	l, err := listenUnix(dir, path)
 	if err != nil {
-		return nil, fmt.Errorf("bridge: control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return nil, fmt.Errorf("bridge: control socket: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -190,6 +187,38 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 	}()
 	pv.log.Info().Str("socket", path).Msg("control socket listening")
 	return &controlServer{srv: srv, path: path, l: l}, nil
+}
+
+// listenUnix listens on a Unix socket at path with mode 0600. The socket is created in a
+// fresh directory of mode 0700 inside dir, given its mode there, and only then renamed into
+// place: nobody else can connect in between, and the process umask (shared by every
+// goroutine creating files) stays as it is.
+func listenUnix(dir, path string) (net.Listener, error) {
+	tmp, err := os.MkdirTemp(dir, ".c")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	staged := filepath.Join(tmp, "s")
+	if len(staged) >= maxSocketPath {
+		return nil, fmt.Errorf("path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(staged))
+	}
+	l, err := net.Listen("unix", staged)
+	if err != nil {
+		return nil, err
+	}
+	// The socket file moves: closing the listener must not unlink a path it no longer has.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(staged, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	_ = os.Remove(path) // a stale socket of a daemon that was killed
+	if err := os.Rename(staged, path); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 func (pv *provisioning) knownProvisioner(name string) error {

@@ -9,7 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +26,6 @@ type inboundComponent struct {
 	srv  *inbound.Server
 	cert atomic.Pointer[tls.Certificate]
 }
-
-// inboundByBridge finds a Bridge's SCIM server for reloads and status. Entries go when the
-// bridge stops.
-var inboundByBridge sync.Map // *Bridge → *inboundComponent
 
 // InboundConfig translates the configuration's [inbound] and [ldap.users]/[ldap.groups]
 // sections for the inbound server. Token files must have been read (config.LoadSecrets).
@@ -104,14 +99,27 @@ func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *lda
 	b.inboundAddr = l.Addr().String()
 	useTLS := hs.TLSConfig != nil // read before serving: the server then owns hs
 	b.serve(hs, l, "inbound")
-	inboundByBridge.Store(b, c)
+	b.mu.Lock()
+	b.in = c
+	b.mu.Unlock()
+	b.wg.Add(1)
 	go func() {
+		defer b.wg.Done()
 		<-ctx.Done()
-		inboundByBridge.Delete(b)
+		b.mu.Lock()
+		b.in = nil
+		b.mu.Unlock()
 		srv.Close()
 	}()
 	logger.Info().Str("listen", b.inboundAddr).Str("base_path", icfg.BasePath).Bool("tls", useTLS).Msg("inbound scim server started")
 	return nil
+}
+
+// inboundOf returns the bridge's running SCIM server (nil when off or stopped).
+func inboundOf(b *Bridge) *inboundComponent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.in
 }
 
 func (c *inboundComponent) loadCert(in config.Inbound) error {
@@ -127,14 +135,13 @@ func (c *inboundComponent) loadCert(in config.Inbound) error {
 // and attribute maps at once, and a renewed TLS certificate. A new listen address or a switch
 // between TLS and plain HTTP needs a restart.
 func reloadInbound(b *Bridge, old, cfg *config.Config) error {
-	v, ok := inboundByBridge.Load(b)
-	if !ok {
+	c := inboundOf(b)
+	if c == nil {
 		if cfg.Inbound.Enabled && !old.Inbound.Enabled {
 			return errors.New("inbound.enabled: needs a restart")
 		}
 		return nil
 	}
-	c := v.(*inboundComponent)
 	var errs []error
 	if !cfg.Inbound.Enabled {
 		errs = append(errs, errors.New("inbound.enabled: needs a restart"))
@@ -162,7 +169,7 @@ func reloadInbound(b *Bridge, old, cfg *config.Config) error {
 
 // inboundStatus is the inbound section of /status.
 func inboundStatus(_ context.Context, b *Bridge) (string, any) {
-	if _, ok := inboundByBridge.Load(b); !ok {
+	if inboundOf(b) == nil {
 		return "", nil
 	}
 	b.mu.Lock()
