@@ -7,16 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/targets/targettest"
 )
 
 func TestMain(m *testing.M) { os.Exit(ldaptest.RunMain(m, ldaptest.Options{})) }
@@ -155,4 +158,100 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 	require.NoError(t, b.Reload(&same), "a configuration that changes nothing needing a restart reloads")
 	_, body = get(t, "http://"+b.AdminAddr()+"/metrics")
 	require.Contains(t, body, "scimbridge_config_last_reload_successful 1")
+}
+
+const targetToken = "target-token-0123456789abcdef"
+
+// provConfig is a configuration with one provisioner "app" pushing the users below ou (the
+// test's own OU in s) to the SCIM target at url; extra lines go into the provisioner.
+func provConfig(t *testing.T, s *ldaptest.Server, dir, ou, url string, extra ...string) *config.Config {
+	t.Helper()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(targetToken+"\n"), 0o600))
+	data := `
+[state]
+dir = "state"
+[admin]
+listen = "127.0.0.1:0"
+[changes]
+poll_interval = "100ms"
+[ldap]
+url = "` + s.URL + `"
+bind_dn = "` + s.ServiceDN + `"
+bind_password = "` + s.ServicePW + `"
+base_dn = "` + s.Suffix + `"
+[ldap.users]
+base_dn = "ou=people,` + ou + `"
+[ldap.groups]
+base_dn = "ou=groups,` + ou + `"
+[inbound]
+enabled = false
+[[provisioner]]
+name = "app"
+url = "` + url + `"
+auth = "bearer"
+token_file = "target-token"
+` + strings.Join(extra, "\n") + "\n"
+	cfg, err := config.Parse([]byte(data), dir, bridge.Targets)
+	require.NoError(t, err)
+	require.NoError(t, cfg.LoadSecrets())
+	return cfg
+}
+
+// TestStopJoinsEverything: Stop returns only once every goroutine the bridge started has
+// ended: here the change reader is stuck in a search of a directory that stopped answering
+// (SIGSTOP) and the reconcile a reload started is listing a slow target.
+func TestStopJoinsEverything(t *testing.T) {
+	s := ldaptest.Private(t, ldaptest.Options{Seed: "dn: uid=ada,ou=people," + ldaptest.DefaultSuffix + "\nobjectClass: inetOrgPerson\nuid: ada\ncn: Ada\nsn: Lovelace\n"})
+	target := targettest.NewServer(targettest.Options{BasePath: "/scim/v2", BearerTokens: []string{targetToken}})
+	ignore := goleak.IgnoreCurrent() // slapd's process waiters, the target's listener
+	dir := t.TempDir()
+	cfg := func(extra ...string) *config.Config {
+		c := provConfig(t, s, dir, s.Suffix, target.URL, extra...)
+		c.LDAP.Timeout.Duration = 3 * time.Second
+		return c
+	}
+	b, err := bridge.New(bridge.Options{Config: cfg(), Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	require.NoError(t, b.Start(ctx))
+	waitUntil(t, "ada on the target", func() bool { _, ok := target.UserByName("ada"); return ok })
+
+	// A changed provisioner is rebuilt and reconciled: its listing hangs on the target.
+	listing := make(chan struct{}, 1)
+	target.SetHook(func(_ http.ResponseWriter, r *http.Request) bool {
+		if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/Users") {
+			select {
+			case listing <- struct{}{}:
+			default:
+			}
+		}
+		return false
+	})
+	target.SetLatency(10 * time.Second)
+	require.NoError(t, b.Reload(cfg("rate_limit = 40")))
+	select {
+	case <-listing:
+	case <-ctx.Done():
+		t.Fatal("the reload's reconcile did not list the target")
+	}
+	// The directory stops answering: the reader's next poll waits for ldap.timeout.
+	require.NoError(t, syscall.Kill(s.PID(), syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(s.PID(), syscall.SIGCONT) })
+	time.Sleep(500 * time.Millisecond)
+
+	require.NoError(t, b.Stop(context.Background()))
+	target.Close()
+	goleak.VerifyNone(t, ignore)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

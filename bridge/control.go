@@ -75,15 +75,20 @@ type PlanRequest struct {
 }
 
 type controlServer struct {
-	srv  *http.Server
-	path string
-	l    net.Listener
+	srv    *http.Server
+	path   string
+	served chan struct{} // closed when Serve has returned
 }
 
+// Close stops the server (requests in flight get 5s) and returns once it has.
 func (c *controlServer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.srv.Shutdown(ctx)
+	if err != nil {
+		_ = c.srv.Close()
+	}
+	<-c.served
 	_ = os.Remove(c.path)
 	return err
 }
@@ -179,14 +184,15 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 			pv.log.Error().Err(err).Msg("backup over the control socket failed")
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctl := &controlServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(ctl.served)
+		if err := ctl.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			pv.log.Error().Err(err).Msg("control socket failed")
 		}
 	}()
 	pv.log.Info().Str("socket", path).Msg("control socket listening")
-	return &controlServer{srv: srv, path: path, l: l}, nil
+	return ctl, nil
 }
 
 // listenUnix listens on a Unix socket at path with mode 0600. The socket is created in a
@@ -585,9 +591,10 @@ func OfflineSync(ctx context.Context, cfg *config.Config, store *ldapstore.Store
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	pv.engine.Start(runCtx)
-	err = pv.sync(ctx, req, emit)
+	err = pv.sync(runCtx, req, emit)
 	cancel()
 	pv.engine.Wait()
+	pv.join()
 	pv.close()
 	return err
 }

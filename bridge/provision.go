@@ -44,6 +44,34 @@ type provisioning struct {
 	readerRunning bool
 	runCtx        context.Context
 	specs         []outbound.Spec
+	// closing refuses new goroutines once the owner waits for them (wg) before closing.
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// spawn runs fn in a goroutine that the owner joins (join) before the state file and the
+// targets close; once joining has begun it runs nothing and returns false.
+func (pv *provisioning) spawn(fn func()) bool {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if pv.closing {
+		return false
+	}
+	pv.wg.Add(1)
+	go func() {
+		defer pv.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// join waits for every goroutine spawn started; the context they run with must be done (or
+// about to be).
+func (pv *provisioning) join() {
+	pv.mu.Lock()
+	pv.closing = true
+	pv.mu.Unlock()
+	pv.wg.Wait()
 }
 
 func provisioningOf(b *Bridge) *provisioning {
@@ -195,6 +223,7 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 			b.mu.Unlock()
 		}()
 		pv.run(ctx)
+		pv.join()
 		_ = ctl.Close()
 		pv.close()
 	}()
@@ -250,12 +279,16 @@ func (pv *provisioning) run(ctx context.Context) {
 func (pv *provisioning) startReader(ctx context.Context) {
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
-	if pv.readerRunning {
+	if pv.readerRunning || pv.closing {
 		return
 	}
 	pv.readerRunning = true
+	pv.wg.Add(1) // pv.mu is held: spawn cannot be used, and join cannot have begun unseen
 	go func() {
-		_ = pv.reader.Run(ctx)
+		defer pv.wg.Done()
+		if err := pv.reader.Run(ctx); err != nil {
+			pv.log.Error().Err(err).Msg("the change reader stopped")
+		}
 	}()
 }
 
@@ -290,19 +323,21 @@ func (pv *provisioning) pass(ctx context.Context, names []string) error {
 	}
 	pv.log.Info().Strs("provisioners", names).Int("entries", res.Entries).Dur("took", time.Since(start)).Msg("reconcile pass queued its work")
 	// The pass's target listing spares a lookup per create; drop it once its work is done.
-	go func() {
+	pv.spawn(func() {
 		deadline := time.Now().Add(30 * time.Minute)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
 		for ctx.Err() == nil && time.Now().Before(deadline) {
 			if outbound.Idle(pv.engine.Progress(names, nil)) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-t.C:
 			}
 		}
 		pv.engine.DropListings()
-	}()
+	})
 	return nil
 }
 
@@ -459,11 +494,11 @@ func reloadProvisioning(b *Bridge, old, cfg *config.Config) error {
 	if len(changed) > 0 && ctx != nil {
 		b.logger.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
 		pv.startReader(ctx)
-		go func() {
+		pv.spawn(func() {
 			if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
 				pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
 			}
-		}()
+		})
 	}
 	return nil
 }

@@ -59,9 +59,10 @@ type Engine struct {
 	deliver context.Context
 	stopped bool
 
-	commits   chan *completion
-	committed sync.WaitGroup
-	loaded    bool
+	commits chan *completion
+	// running counts the goroutines Start started (committer, stopper, gauges): Wait joins them.
+	running sync.WaitGroup
+	loaded  bool
 }
 
 // New checks the options and builds an Engine; Load, then SetProvisioners and Start, bring
@@ -306,15 +307,16 @@ func (e *Engine) Start(ctx context.Context) {
 	e.runCtx, e.deliver = ctx, deliverCtx
 	provs := slices.Clone(e.provs)
 	e.mu.Unlock()
-	e.committed.Add(1)
+	e.running.Add(3)
 	go func() {
-		defer e.committed.Done()
+		defer e.running.Done()
 		e.committer()
 	}()
 	for _, p := range provs {
 		p.start(ctx, deliverCtx)
 	}
 	go func() {
+		defer e.running.Done()
 		<-ctx.Done()
 		t := time.AfterFunc(e.o.DrainTimeout, cancelDeliver)
 		for _, p := range e.Provisioners() {
@@ -327,11 +329,15 @@ func (e *Engine) Start(ctx context.Context) {
 		e.mu.Unlock()
 		close(e.commits)
 	}()
-	go e.gaugeLoop(ctx)
+	go func() {
+		defer e.running.Done()
+		e.gaugeLoop(ctx)
+	}()
 }
 
-// Wait blocks until a started engine has stopped and committed what its workers delivered.
-func (e *Engine) Wait() { e.committed.Wait() }
+// Wait blocks until a started engine has stopped, committed what its workers delivered, and
+// every goroutine Start started has ended.
+func (e *Engine) Wait() { e.running.Wait() }
 
 func (e *Engine) gaugeLoop(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)

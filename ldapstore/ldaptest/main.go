@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 var (
@@ -18,7 +20,9 @@ var (
 // RunMain runs a test package's tests with one private slapd shared by all of them (started
 // on first use by Shared, stopped afterwards). Call it from TestMain: os.Exit(ldaptest.RunMain(m, opts)).
 // When slapd is not installed the LDAP tests skip with InstallHint — never silently: the
-// hint is printed once for the package too.
+// hint is printed once for the package too. Once the tests passed and the slapd stopped, a
+// goroutine still running fails the package (goleak): whatever a test started must end
+// with it.
 func RunMain(m *testing.M, opts Options) int {
 	sharedOpts = opts
 	if !Installed() {
@@ -26,11 +30,24 @@ func RunMain(m *testing.M, opts Options) int {
 	}
 	code := m.Run()
 	sharedMu.Lock()
-	defer sharedMu.Unlock()
 	if shared != nil {
 		_ = shared.Close()
 	}
-	return code
+	sharedMu.Unlock()
+	return VerifyNoLeaks(code)
+}
+
+// VerifyNoLeaks returns code, or 1 when it is 0 and goroutines are still running (they are
+// printed): the end of a TestMain that checks for leaks, os.Exit(ldaptest.VerifyNoLeaks(m.Run())).
+func VerifyNoLeaks(code int, opts ...goleak.Option) int {
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutines still running after the tests passed: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // Shared returns the package's slapd, starting it on first use. It skips t when slapd is not
