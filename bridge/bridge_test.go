@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -254,4 +255,56 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestReloadOfAnUnchangedProvisionerSendsNothing: a reload with the same file rebuilds no
+// provisioner, so its target hears nothing (no listing, no lookup): the next request it
+// receives is the PATCH of the next directory change.
+func TestReloadOfAnUnchangedProvisionerSendsNothing(t *testing.T) {
+	s, ou := ldaptest.OU(t, "samereload")
+	require.NoError(t, s.LDIF("dn: uid=ada,ou=people,"+ou+"\nobjectClass: inetOrgPerson\nuid: ada\ncn: Ada\nsn: Lovelace\n"))
+	target := targettest.NewServer(targettest.Options{BasePath: "/scim/v2", BearerTokens: []string{targetToken}})
+	defer target.Close()
+	dir := t.TempDir()
+	b, err := bridge.New(bridge.Options{Config: provConfig(t, s, dir, ou, target.URL), Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, b.Start(ctx))
+	defer b.Stop(ctx)
+	waitUntil(t, "ada on the target", func() bool { _, ok := target.UserByName("ada"); return ok })
+	waitIdle(t, b)
+
+	target.ResetRequests()
+	require.NoError(t, b.Reload(provConfig(t, s, dir, ou, target.URL)))
+	require.NoError(t, s.LDIF("dn: uid=ada,ou=people,"+ou+"\nchangetype: modify\nreplace: title\ntitle: Countess\n"))
+	waitUntil(t, "the PATCH of ada's title", func() bool { return target.CountRequests(http.MethodPatch, "/Users/") > 0 })
+	waitIdle(t, b)
+	var got []string
+	for _, r := range target.Requests() {
+		got = append(got, r.Method+" "+r.Path)
+	}
+	ada, _ := target.UserByName("ada")
+	require.Equal(t, []string{"PATCH /Users/" + ada["id"].(string)}, got, "the reload sent nothing")
+}
+
+// waitIdle waits until the bridge's provisioners have nothing left to deliver and no
+// reconcile is due.
+func waitIdle(t *testing.T, b *bridge.Bridge) {
+	t.Helper()
+	waitUntil(t, "the provisioners idle", func() bool {
+		var st struct {
+			Components struct {
+				Outbound bridge.ProvisioningStatus `json:"outbound"`
+			} `json:"components"`
+		}
+		raw, err := json.Marshal(b.Status(context.Background()))
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(raw, &st))
+		for _, p := range st.Components.Outbound.Provisioners {
+			if p.OutboxDepth > 0 || p.LastSync.IsZero() {
+				return false
+			}
+		}
+		return len(st.Components.Outbound.Provisioners) > 0
+	})
 }

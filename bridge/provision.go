@@ -114,11 +114,12 @@ func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[stri
 	return specs, opened, nil
 }
 
-// provisionerHash identifies a provisioner's configuration (and the directory settings its
-// scope depends on). Secrets print as <secret>: a rotated literal secret needs a restart, a
-// rotated secret file is read again on the target's next 401.
+// provisionerHash identifies a provisioner's effective configuration and the directory
+// settings its scope depends on (configDigest): a reload rebuilds a provisioner only when
+// it changed. A rotated literal secret changes it; a rotated secret file does not (the
+// target reads the file again on its next 401).
 func provisionerHash(cfg *config.Config, p config.Provisioner) string {
-	return fmt.Sprintf("%x", fmt.Sprintf("%#v|%#v|%#v|%#v", p, p.Target, cfg.LDAP.Users, cfg.LDAP.Groups))
+	return configDigest(p, cfg.LDAP.Users, cfg.LDAP.Groups)
 }
 
 func closeTargets(ts map[string]targets.Target) {
