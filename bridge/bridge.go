@@ -32,6 +32,9 @@ type Options struct {
 	// Notify reports lifecycle states to the service manager (systemd's sd_notify); nil
 	// means nobody listens.
 	Notify func(state string) bool
+	// Log, when set, is where Logger writes: a reload applies [log] to it. Without it a
+	// change of [log] needs a restart.
+	Log *LogOutput
 }
 
 // Bridge is the daemon: the directory pool, the admin listener, the inbound SCIM server and
@@ -59,6 +62,10 @@ type Bridge struct {
 
 	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
 	adminAddr, inboundAddr string
+
+	// reloadMu serialises reloads; reload (under mu) is how the last one went.
+	reloadMu sync.Mutex
+	reload   ReloadStatus
 }
 
 // New checks the options and builds a Bridge; Start brings it up.
@@ -265,45 +272,6 @@ func (b *Bridge) shutdownServers(ctx context.Context) {
 	}
 }
 
-// Reload applies a new configuration. The settings read per request apply at once; parts
-// that need a restart of their listener or pool (listen addresses, LDAP URLs) are named in
-// the returned error and keep their old values. A failed reload keeps the old configuration
-// running and sets scimbridge_config_last_reload_successful to 0.
-func (b *Bridge) Reload(cfg *config.Config) error {
-	b.mu.Lock()
-	old := b.cfg
-	b.mu.Unlock()
-	var errs []error
-	if old.Admin.Listen != cfg.Admin.Listen {
-		errs = append(errs, errors.New("admin.listen: needs a restart"))
-	}
-	if fmt.Sprint(LDAPConfig(old)) != fmt.Sprint(LDAPConfig(cfg)) {
-		errs = append(errs, errors.New("ldap: connection settings need a restart"))
-	}
-	for _, r := range componentReloaders {
-		if err := r(b, old, cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		b.metrics.reloadOK.Set(0)
-		return fmt.Errorf("bridge: reload: %w", errors.Join(errs...))
-	}
-	b.mu.Lock()
-	b.cfg = cfg
-	b.mu.Unlock()
-	b.metrics.reloadOK.Set(1)
-	b.metrics.reloadTime.SetToCurrentTime()
-	return nil
-}
-
-// componentReloaders apply a new configuration to running components.
-var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadInbound, reloadProvisioning}
-
-// ReloadFailed records a reload that failed before reaching Reload (a config that does not
-// load): the old configuration keeps running.
-func (b *Bridge) ReloadFailed() { b.metrics.reloadOK.Set(0) }
-
 func (b *Bridge) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -343,7 +311,9 @@ func (b *Bridge) adminHandler() http.Handler {
 type Status struct {
 	Ready     bool            `json:"ready"`
 	Directory DirectoryStatus `json:"directory"`
-	Extra     map[string]any  `json:"components,omitempty"`
+	// Reload is how the last reload went (absent before the first).
+	Reload *ReloadStatus  `json:"reload,omitempty"`
+	Extra  map[string]any `json:"components,omitempty"`
 }
 
 // DirectoryStatus describes the directory connection.
@@ -360,9 +330,12 @@ var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){inbou
 // Status reports the daemon's state; it never includes secrets.
 func (b *Bridge) Status(ctx context.Context) Status {
 	b.mu.Lock()
-	cfg, store, ready := b.cfg, b.store, b.ready
+	cfg, store, ready, reload := b.cfg, b.store, b.ready, b.reload
 	b.mu.Unlock()
 	st := Status{Ready: ready, Directory: DirectoryStatus{URLs: cfg.LDAP.URLs}}
+	if !reload.At.IsZero() {
+		st.Reload = &reload
+	}
 	if store != nil {
 		if dse, err := store.RootDSE(ctx); err == nil {
 			st.Directory.Dialect, st.Directory.Vendor = string(dse.Dialect), dse.VendorName

@@ -1,13 +1,17 @@
 package bridge_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +24,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/config"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
+	"github.com/scimbridge/scimbridge/targets"
 	"github.com/scimbridge/scimbridge/targets/targettest"
 )
 
@@ -138,10 +143,15 @@ func TestStartWaitsForTheDirectory(t *testing.T) {
 	_ = b2.Stop(context.Background())
 }
 
+// TestReloadRefusesRestartOnlyChanges: a reload changing a restart-only key is refused as a
+// whole, naming the keys in the error, /status and the metric; one without is applied.
 func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 	s := ldaptest.Shared(t)
 	cfg := testConfig(t, s)
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	var logs syncBuffer
+	out, err := bridge.NewLogOutput(&logs, cfg.Log)
+	require.NoError(t, err)
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: out.Logger(), Log: out, Registry: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	ctx := context.Background()
 	require.NoError(t, b.Start(ctx))
@@ -149,16 +159,90 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 
 	next := *cfg
 	next.LDAP.URLs = []string{"ldap://127.0.0.1:1"}
+	next.LDAP.PoolSize = 3
+	next.Log.Level = "debug"
 	err = b.Reload(&next)
-	require.ErrorContains(t, err, "ldap: connection settings need a restart")
+	require.ErrorContains(t, err, "ldap.urls, ldap.pool_size need a restart")
 	_, body := get(t, "http://"+b.AdminAddr()+"/metrics")
 	require.Contains(t, body, "scimbridge_config_last_reload_successful 0")
+	st := b.Status(ctx)
+	require.NotNil(t, st.Reload)
+	require.False(t, st.Reload.Successful)
+	require.Equal(t, []string{"ldap.urls", "ldap.pool_size"}, st.Reload.NeedsRestart)
+	require.Equal(t, cfg, b.Config(), "nothing changed")
+	require.Contains(t, logs.String(), `"needs_restart":["ldap.urls","ldap.pool_size"]`)
+	require.NotContains(t, logs.String(), `"level":"debug"`, "the log level of the refused file was not applied")
 
 	same := *cfg
 	same.Log.Level = "debug"
 	require.NoError(t, b.Reload(&same), "a configuration that changes nothing needing a restart reloads")
 	_, body = get(t, "http://"+b.AdminAddr()+"/metrics")
 	require.Contains(t, body, "scimbridge_config_last_reload_successful 1")
+	st = b.Status(ctx)
+	require.True(t, st.Reload.Successful)
+	require.Empty(t, st.Reload.NeedsRestart)
+	require.Equal(t, &same, b.Config())
+}
+
+// TestReloadAppliesTheLog: [log] level and format apply to every logger derived from the
+// root one (the components'), at once; without a LogOutput a change of [log] is refused.
+func TestReloadAppliesTheLog(t *testing.T) {
+	s := ldaptest.Shared(t)
+	cfg := testConfig(t, s)
+	var logs syncBuffer
+	out, err := bridge.NewLogOutput(&logs, cfg.Log)
+	require.NoError(t, err)
+	root := out.Logger()
+	component := root.With().Str("component", "x").Logger()
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: root, Log: out, Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, b.Start(ctx))
+	defer b.Stop(ctx)
+
+	component.Debug().Msg("before")
+	require.NotContains(t, logs.String(), "before")
+	next := *cfg
+	next.Log = config.Log{Level: "debug", Format: "console"}
+	require.NoError(t, b.Reload(&next))
+	component.Debug().Msg("after")
+	line := lastLine(logs.String())
+	require.Contains(t, line, "DBG after")
+	require.NotContains(t, line, "{", "console format")
+	back := *cfg
+	back.Log = config.Log{Level: "warn", Format: "json"}
+	require.NoError(t, b.Reload(&back))
+	component.Info().Msg("hidden")
+	component.Warn().Msg("shown")
+	require.NotContains(t, logs.String(), "hidden")
+	require.Contains(t, lastLine(logs.String()), `"message":"shown"`)
+
+	plain, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	require.ErrorContains(t, plain.Reload(&next), "log: this bridge's logger was not built from [log]")
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 const targetToken = "target-token-0123456789abcdef"
@@ -307,4 +391,84 @@ func waitIdle(t *testing.T, b *bridge.Bridge) {
 		}
 		return len(st.Components.Outbound.Provisioners) > 0
 	})
+}
+
+// TestReloadIsAllOrNothing: whatever makes a reload fail — a restart-only key, or a part that
+// cannot be prepared (here a provisioner whose token file is missing) — nothing of it is
+// applied: the SCIM server keeps its old tokens, /status its old names.
+func TestReloadIsAllOrNothing(t *testing.T) {
+	s, ou := ldaptest.OU(t, "allornothing")
+	dir := t.TempDir()
+	const oldToken, newToken = "the-old-token-0123456789abcdef", "the-new-token-0123456789abcdef"
+	withTokens := func(name, token string, extra ...string) *config.Config {
+		cfg := provConfig(t, s, dir, ou, "http://127.0.0.1:1/scim/v2", extra...)
+		sum := sha256.Sum256([]byte(token))
+		cfg.Inbound.Enabled, cfg.Inbound.Listen = true, "127.0.0.1:0"
+		cfg.Inbound.Tokens = []config.Token{{Name: name, SHA256: hex.EncodeToString(sum[:])}}
+		return cfg
+	}
+	cfg := withTokens("entra", oldToken)
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	ctx := context.Background()
+	require.NoError(t, b.Start(ctx))
+	defer b.Stop(ctx)
+	status := func(token string) int {
+		req, err := http.NewRequest(http.MethodGet, "http://"+b.InboundAddr()+"/scim/v2/Users?count=1", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	inboundTokens := func() any {
+		return b.Status(ctx).Extra["inbound"].(map[string]any)["tokens"]
+	}
+	require.Equal(t, http.StatusOK, status(oldToken))
+
+	for name, next := range map[string]*config.Config{
+		"admin.listen": func() *config.Config {
+			c := withTokens("entra-next", newToken)
+			c.Admin.Listen = "127.0.0.1:1"
+			return c
+		}(),
+		"a provisioner fails": withTokens("entra-next", newToken, "deprovision = \"delete\""),
+	} {
+		if name == "a provisioner fails" {
+			next.Provisioners[0].Target = brokenTarget(t, next)
+		}
+		require.Error(t, b.Reload(next), name)
+		require.Equal(t, http.StatusOK, status(oldToken), name)
+		require.Equal(t, http.StatusUnauthorized, status(newToken), name)
+		require.Equal(t, []string{"entra"}, inboundTokens(), name)
+		require.Same(t, cfg, b.Config(), name)
+	}
+	require.NoError(t, b.Reload(withTokens("entra-next", newToken)))
+	require.Equal(t, http.StatusUnauthorized, status(oldToken))
+	require.Equal(t, http.StatusOK, status(newToken))
+	require.Equal(t, []string{"entra-next"}, inboundTokens())
+}
+
+// brokenTarget is cfg's first provisioner's target configuration with a token file that
+// does not exist: it passes validation, and Open fails.
+func brokenTarget(t *testing.T, cfg *config.Config) targets.Config {
+	t.Helper()
+	data := `
+[ldap]
+url = "ldap://127.0.0.1:1"
+bind_dn = "cn=x"
+bind_password = "x"
+base_dn = "dc=example,dc=org"
+[inbound]
+enabled = false
+[[provisioner]]
+name = "app"
+url = "` + "http://127.0.0.1:1/scim/v2" + `"
+auth = "bearer"
+token_file = "no-such-token-file"
+`
+	c, err := config.Parse([]byte(data), t.TempDir(), bridge.Targets)
+	require.NoError(t, err)
+	return c.Provisioners[0].Target
 }

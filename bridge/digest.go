@@ -28,8 +28,6 @@ func configDigest(vs ...any) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-var secretType = reflect.TypeFor[targets.Secret]()
-
 // maxDepth stops a cyclic value; configurations are shallow.
 const maxDepth = 32
 
@@ -43,7 +41,7 @@ func encodeCanonical(h hash.Hash, v reflect.Value, depth int) {
 		w("nil")
 		return
 	}
-	if v.Type() == secretType {
+	if v.Type() == reflect.TypeFor[targets.Secret]() {
 		sum := sha256.Sum256([]byte(v.String()))
 		w("secret:" + hex.EncodeToString(sum[:]))
 		return

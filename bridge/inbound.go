@@ -131,40 +131,37 @@ func (c *inboundComponent) loadCert(in config.Inbound) error {
 	return nil
 }
 
-// reloadInbound applies a new configuration to the running SCIM server: tokens, limits, bases
-// and attribute maps at once, and a renewed TLS certificate. A new listen address or a switch
-// between TLS and plain HTTP needs a restart.
-func reloadInbound(b *Bridge, old, cfg *config.Config) error {
+// prepareInbound prepares a new configuration for the running SCIM server: tokens, limits,
+// bases and attribute maps, and a renewed TLS certificate (read now, so that an unreadable
+// one fails the reload). Listen addresses, timeouts and switching TLS on or off are restart
+// rules (reload.go).
+func prepareInbound(b *Bridge, _, cfg *config.Config) (*reloadStep, error) {
 	c := inboundOf(b)
-	if c == nil {
-		if cfg.Inbound.Enabled && !old.Inbound.Enabled {
-			return errors.New("inbound.enabled: needs a restart")
-		}
-		return nil
-	}
-	var errs []error
-	if !cfg.Inbound.Enabled {
-		errs = append(errs, errors.New("inbound.enabled: needs a restart"))
-	}
-	if cfg.Inbound.Listen != old.Inbound.Listen {
-		errs = append(errs, errors.New("inbound.listen: needs a restart"))
-	}
-	if (cfg.Inbound.TLSCertFile == "") != (old.Inbound.TLSCertFile == "") {
-		errs = append(errs, errors.New("inbound.tls_cert_file: switching TLS on or off needs a restart"))
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if c == nil || !cfg.Inbound.Enabled {
+		return nil, nil
 	}
 	icfg, err := InboundConfig(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var cert *tls.Certificate
 	if cfg.Inbound.TLSCertFile != "" {
-		if err := c.loadCert(cfg.Inbound); err != nil {
-			return err
+		kp, err := tls.LoadX509KeyPair(cfg.Inbound.TLSCertFile, cfg.Inbound.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("bridge: inbound.tls_cert_file, inbound.tls_key_file: %w", err)
 		}
+		cert = &kp
 	}
-	return c.srv.Reload(icfg)
+	apply, err := c.srv.PrepareReload(icfg)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: inbound: %w", err)
+	}
+	return &reloadStep{name: "inbound", commit: func() {
+		if cert != nil {
+			c.cert.Store(cert)
+		}
+		apply()
+	}}, nil
 }
 
 // inboundStatus is the inbound section of /status.

@@ -44,9 +44,14 @@ type provisioning struct {
 	readerRunning bool
 	runCtx        context.Context
 	specs         []outbound.Spec
+	// running is set once run has loaded the membership index and started the engine.
+	running bool
 	// closing refuses new goroutines once the owner waits for them (wg) before closing.
 	closing bool
 	wg      sync.WaitGroup
+
+	// setMu serialises changes of the provisioner set: run's first one and reloads.
+	setMu sync.Mutex
 }
 
 // spawn runs fn in a goroutine that the owner joins (join) before the state file and the
@@ -252,6 +257,7 @@ func (pv *provisioning) run(ctx context.Context) {
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
+	pv.setMu.Lock()
 	pv.mu.Lock()
 	specs := pv.specs
 	pv.mu.Unlock()
@@ -259,6 +265,10 @@ func (pv *provisioning) run(ctx context.Context) {
 		pv.log.Error().Err(err).Msg("starting provisioners failed")
 	}
 	pv.engine.Start(ctx)
+	pv.mu.Lock()
+	pv.running = true
+	pv.mu.Unlock()
+	pv.setMu.Unlock()
 	defer pv.engine.Wait()
 	if len(specs) > 0 {
 		pv.reconcileDue(ctx)
@@ -430,78 +440,83 @@ func joinNames(n []string) string {
 	return fmt.Sprintf("%q", n)
 }
 
-// reloadProvisioning applies a new configuration to the running provisioners: unchanged
-// ones keep running, changed and new ones are rebuilt (and reconciled), removed ones stop.
-// Everything is built first, so a failure changes nothing.
-func reloadProvisioning(b *Bridge, old, cfg *config.Config) error {
+// prepareProvisioning prepares a new configuration for the running provisioners: it opens
+// the targets of new and changed provisioners and builds them (Engine.Prepare); unchanged
+// ones keep running untouched with their target. Commit swaps the set in, stops removed
+// provisioners, and reconciles the new and changed ones; abort closes what was opened.
+// [state] and [changes] are restart rules (reload.go).
+func prepareProvisioning(b *Bridge, _, cfg *config.Config) (*reloadStep, error) {
 	pv := provisioningOf(b)
 	if pv == nil {
-		return nil
+		return nil, nil
 	}
-	var errs []error
-	if old.State.Dir != cfg.State.Dir {
-		errs = append(errs, errors.New("state.dir: needs a restart"))
-	}
-	if fmt.Sprintf("%#v", old.Changes) != fmt.Sprintf("%#v", cfg.Changes) {
-		errs = append(errs, errors.New("changes: needs a restart"))
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	specs, opened, err := Specs(cfg, b.logger)
-	if err != nil {
-		return err
-	}
-	// Keep the running target of unchanged provisioners; close the others' new ones.
-	running := map[string]*outbound.Provisioner{}
-	for _, p := range pv.engine.Provisioners() {
-		running[p.Name()] = p
-	}
+	// Held until commit or abort: the set is prepared against the running one, which
+	// nothing else may change meanwhile (the start of run sets it too).
+	pv.setMu.Lock()
 	pv.mu.Lock()
 	oldSpecs := map[string]outbound.Spec{}
 	for _, s := range pv.specs {
 		oldSpecs[s.Name] = s
 	}
 	pv.mu.Unlock()
+	specs, opened, err := Specs(cfg, b.logger)
+	if err != nil {
+		pv.setMu.Unlock()
+		return nil, err
+	}
+	// An unchanged provisioner keeps its running target: close the one just opened.
+	fresh := map[string]targets.Target{} // targets opened for new and changed provisioners
 	for i, s := range specs {
 		if o, ok := oldSpecs[s.Name]; ok && o.Hash == s.Hash {
-			if t := opened[s.Name]; t != nil {
-				closeTargets(map[string]targets.Target{s.Name: t})
-			}
+			closeTargets(map[string]targets.Target{s.Name: opened[s.Name]})
 			specs[i].Target = o.Target
 			opened[s.Name] = o.Target
+			continue
 		}
+		fresh[s.Name] = opened[s.Name]
 	}
-	changed, err := pv.engine.SetProvisioners(specs)
+	set, err := pv.engine.Prepare(specs)
 	if err != nil {
-		for name, t := range opened {
-			if o, ok := oldSpecs[name]; !ok || o.Target != t {
-				closeTargets(map[string]targets.Target{name: t})
+		closeTargets(fresh)
+		pv.setMu.Unlock()
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	return &reloadStep{
+		name: "provisioners",
+		abort: func() {
+			closeTargets(fresh)
+			pv.setMu.Unlock()
+		},
+		commit: func() {
+			defer pv.setMu.Unlock()
+			changed, err := set.Commit()
+			if err != nil {
+				pv.log.Error().Err(err).Msg("starting provisioners failed")
 			}
-		}
-		return err
-	}
-	pv.mu.Lock()
-	retired := map[string]targets.Target{}
-	for name, t := range pv.targets {
-		if opened[name] != t {
-			retired[name] = t
-		}
-	}
-	pv.targets, pv.specs, pv.cfg = opened, specs, cfg
-	ctx := pv.runCtx
-	pv.mu.Unlock()
-	closeTargets(retired)
-	if len(changed) > 0 && ctx != nil {
-		b.logger.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
-		pv.startReader(ctx)
-		pv.spawn(func() {
-			if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
-				pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
+			pv.mu.Lock()
+			retired := map[string]targets.Target{}
+			for name, t := range pv.targets {
+				if opened[name] != t {
+					retired[name] = t
+				}
 			}
-		})
-	}
-	return nil
+			pv.targets, pv.specs, pv.cfg = opened, specs, cfg
+			ctx, running := pv.runCtx, pv.running
+			pv.mu.Unlock()
+			closeTargets(retired)
+			// Before run has loaded the membership index, its own start reconciles whatever
+			// is due: a reconcile now would decide scope from an empty index.
+			if len(changed) > 0 && running {
+				pv.log.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
+				pv.startReader(ctx)
+				pv.spawn(func() {
+					if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
+						pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
+					}
+				})
+			}
+		},
+	}, nil
 }
 
 // ProvisioningStatus is the outbound part of Status.

@@ -204,16 +204,29 @@ func New(ctx context.Context, o Options) (*Server, error) {
 // Reload applies a new configuration to the requests that follow: tokens, limits, bases and
 // attribute maps. On error the old configuration stays.
 func (s *Server) Reload(cfg Config) error {
-	st, err := s.newState(cfg)
+	apply, err := s.PrepareReload(cfg)
 	if err != nil {
 		return err
 	}
-	s.state.Store(st)
-	if s.pager != nil {
-		s.pager.Invalidate()
-	}
-	s.snaps.clear()
+	apply()
 	return nil
+}
+
+// PrepareReload checks cfg and builds what the requests need from it, changing nothing; the
+// function it returns makes cfg the configuration of the requests that follow. It lets a
+// caller apply several components' configurations all or nothing.
+func (s *Server) PrepareReload(cfg Config) (func(), error) {
+	st, err := s.newState(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		s.state.Store(st)
+		if s.pager != nil {
+			s.pager.Invalidate()
+		}
+		s.snaps.clear()
+	}, nil
 }
 
 // Close releases the VLV pager's connections.

@@ -144,8 +144,8 @@ sha256 = %q
 	if err != nil {
 		return fail(e, "demo", err)
 	}
-	logger := newLogger(e.stderr, cfg.Log)
-	return serveConfig(ctx, e, cfg, logger, func() (*config.Config, error) { return loadForDaemon(cfgPath) }, func(b *bridge.Bridge) {
+	logger, out := newLogger(e.stderr, cfg.Log)
+	return serveConfig(ctx, e, cfg, logger, out, func() (*config.Config, error) { return loadForDaemon(cfgPath) }, func(b *bridge.Bridge) {
 		printDemoBanner(e, b, directory, target, targetToken, token, cfgPath)
 	})
 }
