@@ -63,7 +63,8 @@ var restartRules = []RestartRule{
 	{Key: "ldap.bind_password", changed: func(o, c *config.Config) bool {
 		return o.LDAP.BindPasswordFile == "" && c.LDAP.BindPasswordFile == "" && o.LDAP.BindPassword != c.LDAP.BindPassword
 	}},
-	{Key: "ldap.bind_password_file", When: "the file's content too", changed: func(o, c *config.Config) bool {
+	// A new password in the same file needs a restart too: the pool binds with it.
+	{Key: "ldap.bind_password_file", changed: func(o, c *config.Config) bool {
 		return o.LDAP.BindPasswordFile != c.LDAP.BindPasswordFile ||
 			c.LDAP.BindPasswordFile != "" && o.LDAP.BindPassword != c.LDAP.BindPassword
 	}},
