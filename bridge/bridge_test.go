@@ -369,6 +369,9 @@ func TestReloadOfAnUnchangedProvisionerSendsNothing(t *testing.T) {
 	}
 	ada, _ := target.UserByName("ada")
 	require.Equal(t, []string{"PATCH /Users/" + ada["id"].(string)}, got, "the reload sent nothing")
+
+	_, body := get(t, "http://"+b.AdminAddr()+"/metrics")
+	require.Regexp(t, `scimbridge_state_write_transaction_duration_seconds_count [1-9]`, body)
 }
 
 // waitIdle waits until the bridge's provisioners have nothing left to deliver and no

@@ -571,7 +571,7 @@ func OfflinePlan(ctx context.Context, cfg *config.Config, store *ldapstore.Store
 // OfflineSync runs a sync in this process: the same reader, engine and workers as the
 // daemon, until nothing more can be delivered now.
 func OfflineSync(ctx context.Context, cfg *config.Config, store *ldapstore.Store, req SyncRequest, logger zerolog.Logger, emit func(SyncEvent)) error {
-	pv, err := newProvisioning(ctx, cfg, store, logger, nil)
+	pv, err := newProvisioning(ctx, cfg, store, logger, nil, nil)
 	if err != nil {
 		return err
 	}

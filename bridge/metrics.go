@@ -16,6 +16,7 @@ type metrics struct {
 	ldapDuration *prometheus.HistogramVec
 	ldapErrors   *prometheus.CounterVec
 	ldapUp       prometheus.Gauge
+	stateWrite   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -41,8 +42,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scimbridge_ldap_up",
 			Help: "Whether the last directory operation reached the server.",
 		}),
+		stateWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scimbridge_state_write_transaction_duration_seconds",
+			Help:    "How long each state file write transaction held the file's only write lock (its work and its commit, fsync included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 	}
-	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp)
+	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp, m.stateWrite)
 	return m
 }
 

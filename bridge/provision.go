@@ -136,8 +136,9 @@ func closeTargets(ts map[string]targets.Target) {
 }
 
 // newProvisioning opens the state file and builds the reader and the engine for cfg.
-func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, logger zerolog.Logger, reg prometheus.Registerer) (*provisioning, error) {
-	db, err := state.Open(cfg.State.Dir)
+// observeWrite, when set, is told how long each state write transaction held the file.
+func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, logger zerolog.Logger, reg prometheus.Registerer, observeWrite func(time.Duration)) (*provisioning, error) {
+	db, err := state.OpenWith(cfg.State.Dir, state.Options{ObserveWrite: observeWrite})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -168,7 +169,7 @@ func buildProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore
 		return nil, err
 	}
 	reader, err := capture.New(capture.Options{
-		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink, Logger: logger,
+		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink(), Logger: logger,
 		PollInterval: cfg.Changes.PollInterval.Duration, ReconcileInterval: cfg.Changes.ReconcileInterval.Duration,
 		Registerer: reg,
 	})
@@ -201,7 +202,7 @@ func (pv *provisioning) close() {
 // to start when another process holds it), serves the control socket, loads membership and
 // starts the provisioners, then follows the change log until the bridge stops.
 func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error {
-	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry)
+	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry, func(d time.Duration) { b.metrics.stateWrite.Observe(d.Seconds()) })
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ func (e *env) open(t *testing.T, batch int) {
 	t.Cleanup(func() { _ = db.Close() })
 	e.reg = prometheus.NewRegistry()
 	r, err := capture.New(capture.Options{
-		Source: e.src, Directory: e.st, State: db, Sink: e.rec.sink, Logger: zerolog.Nop(), Registerer: e.reg,
+		Source: e.src, Directory: e.st, State: db, Sink: capture.CommitFunc(e.rec.sink), Logger: zerolog.Nop(), Registerer: e.reg,
 		Scope: capture.Scope{
 			Users:       ldapstore.Search{Base: e.people, Filter: "(objectClass=inetOrgPerson)"},
 			Groups:      ldapstore.Search{Base: e.groups, Filter: "(objectClass=groupOfNames)"},
@@ -482,7 +482,7 @@ func TestReconcileNeverDeletesOnAFailedEnumeration(t *testing.T) {
 
 	// A partial result: the walk breaks after one entry.
 	r, err := capture.New(capture.Options{
-		Source: e.src, Directory: failingDir{Directory: e.st, after: 1}, State: e.db, Sink: e.rec.sink,
+		Source: e.src, Directory: failingDir{Directory: e.st, after: 1}, State: e.db, Sink: capture.CommitFunc(e.rec.sink),
 		Scope: capture.Scope{Users: ldapstore.Search{Base: e.people}, IDAttribute: "entryUUID"},
 	})
 	require.NoError(t, err)

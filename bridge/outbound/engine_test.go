@@ -221,9 +221,18 @@ func (h *harness) remove(e mapping.Entry) {
 	h.sink([]capture.Change{{Kind: ldapstore.EventDelete, Object: obj, ID: e.First("entryUUID"), DN: e.DN, Time: time.Now()}})
 }
 
+// sink hands batch to the engine as the reader does: Prepare, then Commit in a transaction.
 func (h *harness) sink(batch []capture.Change) {
 	h.t.Helper()
-	require.NoError(h.t, h.db.Update(func(tx *state.Tx) error { return h.e.Sink(h.t.Context(), tx, batch) }))
+	require.NoError(h.t, sinkBatch(h.t.Context(), h.e, h.db, batch))
+}
+
+func sinkBatch(ctx context.Context, e *Engine, db *state.DB, batch []capture.Change) error {
+	prepared, err := e.Sink().Prepare(ctx, batch)
+	if err != nil {
+		return err
+	}
+	return db.Update(func(tx *state.Tx) error { return e.Sink().Commit(ctx, tx, batch, prepared) })
 }
 
 func (h *harness) run(ctx context.Context) {
@@ -505,9 +514,7 @@ func TestEngineDirectoryErrorIsNeverADelete(t *testing.T) {
 	h.dir.fail = ldapstore.ErrUnavailable
 	h.dir.mu.Unlock()
 	e := user("ada", "employeeType", "staff", "title", "x")
-	err := h.db.Update(func(tx *state.Tx) error {
-		return h.e.Sink(ctx, tx, []capture.Change{{Kind: ldapstore.EventUpsert, Object: capture.ObjectUser, ID: "id-ada", DN: e.DN, Entry: &e, Hash: "h2"}})
-	})
+	err := sinkBatch(ctx, h.e, h.db, []capture.Change{{Kind: ldapstore.EventUpsert, Object: capture.ObjectUser, ID: "id-ada", DN: e.DN, Entry: &e, Hash: "h2"}})
 	require.Error(t, err, "the batch fails and is read again; nothing is decided from a failed read")
 	for _, op := range h.target.Ops() {
 		require.NotEqual(t, mapping.OpDisable, op.Type)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -67,6 +68,10 @@ type Options struct {
 	// ReadOnly opens an existing file with a shared lock, for inspection and backups when no
 	// daemon runs. It still cannot be opened while a writer holds the file.
 	ReadOnly bool
+	// ObserveWrite, when set, is told how long each write transaction held the file's write
+	// lock (from the start of its function to the end of its commit): every other writer
+	// waits that long.
+	ObserveWrite func(time.Duration)
 }
 
 // DB is an open state file.
@@ -74,6 +79,9 @@ type DB struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
+	observe  func(time.Duration)
+	// writing counts the write transactions open now (0 or 1: bbolt has one writer).
+	writing atomic.Int32
 }
 
 // Open opens (creating it and dir if needed) the state file in dir for writing, migrating
@@ -100,7 +108,7 @@ func OpenWith(dir string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", path, err)
 	}
-	d := &DB{db: bdb, path: path, readOnly: o.ReadOnly}
+	d := &DB{db: bdb, path: path, readOnly: o.ReadOnly, observe: o.ObserveWrite}
 	if err := d.prepare(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -173,10 +181,28 @@ func (d *DB) Path() string { return d.path }
 func (d *DB) Close() error { return d.db.Close() }
 
 // Update runs fn in one read-write transaction: everything fn writes commits together, or,
-// when fn returns an error, nothing does.
+// when fn returns an error, nothing does. The transaction holds the file's only write lock:
+// fn must not wait for the network (no directory round trip) or for anything that may wait
+// for another write transaction.
 func (d *DB) Update(fn func(tx *Tx) error) error {
-	return d.db.Update(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
+	var start time.Time
+	err := d.db.Update(func(btx *bolt.Tx) error {
+		start = time.Now()
+		d.writing.Add(1)
+		return fn(&Tx{tx: btx})
+	})
+	if !start.IsZero() {
+		d.writing.Add(-1)
+		if d.observe != nil {
+			d.observe(time.Since(start))
+		}
+	}
+	return err
 }
+
+// Writing reports whether a write transaction is open now (for diagnostics and the tests
+// that check nothing slow happens inside one).
+func (d *DB) Writing() bool { return d.writing.Load() > 0 }
 
 // View runs fn in a read-only transaction (a consistent snapshot).
 func (d *DB) View(fn func(tx *Tx) error) error {
