@@ -152,40 +152,6 @@ func (p *Provisioner) readUser(ctx context.Context, id string) (*mapping.Entry, 
 	return &e, true, nil
 }
 
-// scopeGroups resolves the configured groups to ids (nil when the provisioner has none).
-func (p *Provisioner) scopeGroups() map[string]bool {
-	if len(p.spec.Groups) == 0 {
-		return nil
-	}
-	ids, _ := p.e.idx.groupIDs(p.spec.Groups)
-	out := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out
-}
-
-// inGroups reports whether the entry at dn passes the provisioner's group condition.
-func (p *Provisioner) inGroups(dn string) bool {
-	if len(p.spec.Groups) == 0 {
-		return true
-	}
-	return p.e.idx.memberOfAny(dn, p.scopeGroups(), p.spec.NestedGroups)
-}
-
-// pushedGroups is the set of groups pushed to the target: the configured groups (and, with
-// nested_groups, the groups inside them), or every group when none is configured.
-func (p *Provisioner) pushedGroups() map[string]bool {
-	if !p.spec.PushGroups {
-		return nil
-	}
-	if len(p.spec.Groups) == 0 {
-		return p.e.idx.allGroups()
-	}
-	ids, _ := p.e.idx.groupIDs(p.spec.Groups)
-	return p.e.idx.closure(ids, p.spec.NestedGroups)
-}
-
 func getFold(m map[string]string, k string) string {
 	if v, ok := m[k]; ok {
 		return v
@@ -228,6 +194,17 @@ func (p *Provisioner) deliverUser(ctx context.Context, key string, w work, it st
 		p.deprovisionUser(ctx, key, rec, hasRec, &out)
 	}
 	return out
+}
+
+// heldDeprovision reports, and logs, a deprovision that is not sent because a configured
+// scope group is missing (see scope.go); the item completes, and what it would have done is
+// decided again once the group is back.
+func (p *Provisioner) heldDeprovision(key string, kind string) bool {
+	if !p.held() {
+		return false
+	}
+	p.log.Info().Str("id", key).Str("resource", kind).Msg("deprovision not sent: a scope group is missing")
+	return true
 }
 
 // find looks a resource up on the target by its match value: in the reconcile pass's listing
@@ -453,6 +430,9 @@ func (p *Provisioner) deprovisionUser(ctx context.Context, key string, rec recor
 	if p.spec.Deprovision == DeprovisionDisable && !rec.Active {
 		return // already disabled
 	}
+	if p.heldDeprovision(key, kindUser) {
+		return
+	}
 	if rec.Active {
 		if err := p.checkDeprovision(key); err != nil {
 			out.err = err
@@ -562,6 +542,9 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			}
 			return out
 		}
+		if p.heldDeprovision(key, kindGroup) {
+			return out
+		}
 		if err := p.limiter.Wait(ctx); err != nil {
 			return outcome{err: fmt.Errorf("outbound: %w", err)}
 		}
@@ -661,8 +644,9 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			addIDs = append(addIDs, uid)
 		}
 	}
+	held := p.held() // no membership removal while a scope group is missing
 	for uid, tid := range have {
-		if want[uid] != tid {
+		if want[uid] != tid && !held {
 			removes = append(removes, map[string]string{"value": tid})
 			removeIDs = append(removeIDs, uid)
 		}

@@ -305,6 +305,8 @@ func (ps *ProvisionerSet) Commit() ([]string, error) {
 		errs = append(errs, err)
 	}
 	for _, p := range fresh {
+		_, missing := p.scopeGroups()
+		p.noteScope(missing)
 		e.m.breaker.WithLabelValues(p.spec.Name, "deletes").Set(b2f(p.breaker.Tripped))
 		e.refreshDeadGauge(p)
 		if p.breaker.Tripped {

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -689,4 +690,122 @@ func TestEngineListingDoesNotVouchForAnUnrecordedPOST(t *testing.T) {
 	require.EqualValues(t, 1, target.posts.Load(), "the retry adopts what the lost POST created instead of POSTing again")
 	require.Len(t, target.Resources(mapping.KindUser), 1)
 	require.NotEmpty(t, target.Finds(), "the retry looked the user up")
+}
+
+// renamed is group g under another cn, with the same stable id (a modrdn).
+func renamed(g mapping.Entry, cn string) mapping.Entry {
+	r := mapping.Entry{DN: "cn=" + cn + "," + groups, Attrs: map[string][]string{}}
+	for k, v := range g.Attrs {
+		r.Attrs[k] = v
+	}
+	r.Attrs["cn"] = []string{cn}
+	return r
+}
+
+// TestEngineMissingScopeGroupHoldsDeprovisioning: when a configured scope group can no longer
+// be found (renamed here), nobody is deprovisioned for it — neither the members that seem to
+// leave scope, nor a user deleted meanwhile — and status, metrics and log say why; creates
+// and updates of users still in scope continue. Once the group is back, the held work goes
+// through.
+func TestEngineMissingScopeGroupHoldsDeprovisioning(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups, "cn=other," + groups}, Concurrency: 2, MaxAttempts: 3, MaxDeletes: 50})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	app := group("app", "a", "b", "c")
+	h.change(user("a"), user("b"), user("c"), user("d"), app, group("other", "d"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 4)
+
+	h.change(renamed(app, "app-renamed"))
+	h.remove(user("c"))
+	h.change(user("d", "title", "Still in scope"), user("e"), group("other", "d", "e"))
+	h.waitIdle()
+	for _, op := range h.target.Ops() {
+		require.NotEqual(t, mapping.OpDisable, op.Type, "nothing is disabled while a scope group is missing")
+		require.NotEqual(t, mapping.OpDelete, op.Type)
+	}
+	d, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "d")
+	require.Equal(t, "Still in scope", d.Attrs["title"], "updates of users in scope continue")
+	_, created, _ := h.target.Find(ctx, mapping.KindUser, "userName", "e")
+	require.True(t, created, "creates of users in scope continue")
+	st := h.e.Status()[0]
+	require.Equal(t, []string{"cn=app," + groups}, st.Scope.MissingGroups)
+	require.Contains(t, st.Scope.Error, "cn=app,"+groups)
+	require.Contains(t, st.Scope.Error, "deprovisioning is held")
+	require.False(t, st.Breaker.Tripped, "nothing was counted against the breaker")
+	require.InDelta(t, 1, gaugeValue(t, h.e, "scimbridge_outbound_scope_groups_missing", "app"), 0)
+
+	// The group is back under its configured name: a and b stay, c (deleted) goes.
+	h.change(app)
+	h.waitIdle()
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	c, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "c")
+	require.Equal(t, []string{c.ID}, disabled, "only the deleted user is deprovisioned, once the group is back")
+	require.Nil(t, h.e.Status()[0].Scope, "the hold is released")
+	require.Zero(t, gaugeValue(t, h.e, "scimbridge_outbound_scope_groups_missing", "app"))
+}
+
+// gaugeValue reads the engine's gauge name for provisioner prov (-1 when it has no value).
+func gaugeValue(t *testing.T, e *Engine, name, prov string) float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	require.NoError(t, e.m.register(reg))
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "provisioner" && l.GetValue() == prov {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestEngineConfigChangeReleasesTheHold: a user deleted while a scope group was missing is
+// deprovisioned once the configuration changes (here: the missing group is dropped): the
+// rebuilt provisioner's reconcile refreshes every active account out of scope, even one the
+// directory no longer shows.
+func TestEngineConfigChangeReleasesTheHold(t *testing.T) {
+	spec := Spec{Name: "app", Groups: []string{"cn=app," + groups, "cn=other," + groups}, MaxAttempts: 3, MaxDeletes: 50}
+	h := newHarness(t, spec)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	app := group("app", "a", "b")
+	h.change(user("a"), user("b"), user("d"), app, group("other", "b", "d"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 3)
+
+	h.change(renamed(app, "gone"))
+	h.remove(user("a"))
+	h.waitIdle()
+	require.NotNil(t, h.e.Status()[0].Scope)
+
+	spec.Target, spec.Groups, spec.Hash = h.target, []string{"cn=other," + groups}, "v2"
+	changed, err := h.e.SetProvisioners([]Spec{spec})
+	require.NoError(t, err)
+	require.Equal(t, []string{"app"}, changed)
+	require.NoError(t, h.e.PrepareReconcile(ctx, changed))
+	h.waitIdle()
+	a, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "a")
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	require.Equal(t, []string{a.ID}, disabled, "a (deleted meanwhile) is deprovisioned; b and d stay")
+	require.Nil(t, h.e.Status()[0].Scope)
 }

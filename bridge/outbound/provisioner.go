@@ -82,6 +82,9 @@ type Provisioner struct {
 	posted  map[string]struct{}
 	lastRec time.Time
 	loaded  bool
+	// missing are the configured scope groups the index did not show at the last batch:
+	// while there are, deprovisioning is held (scope.go).
+	missing []string
 
 	delivered, failed, dead atomic.Uint64
 

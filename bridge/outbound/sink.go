@@ -182,7 +182,12 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 	now := time.Now().UTC()
 	marks := map[string]work{}
 	var predicted []string
-	scope := p.scopeGroups()
+	// The batch updated the index: is a configured scope group missing now? Then nothing is
+	// deprovisioned (scope.go); when one just came back, every pushed group is recomputed,
+	// since removals were held meanwhile.
+	scope, missing := p.scopeGroups()
+	held := len(missing) > 0
+	released := p.noteScope(missing)
 	reason := "live changes"
 	for _, ch := range batch {
 		if ch.Reconcile {
@@ -203,7 +208,7 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 			changed = now
 		}
 		if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
-			if provisioned && (active || p.spec.Deprovision == DeprovisionDelete) {
+			if provisioned && (active || p.spec.Deprovision == DeprovisionDelete) && !held {
 				marks[ch.ID] = work{Kind: mapping.KindUser, DN: ch.DN, Gone: true, Changed: changed, Reason: "deleted"}
 				if active {
 					predicted = append(predicted, ch.ID)
@@ -219,7 +224,7 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 			in = in && b
 		}
 		switch {
-		case !in && !provisioned:
+		case !in && (!provisioned || held):
 			continue
 		case !in && !active && p.spec.Deprovision == DeprovisionDisable:
 			continue // out of scope and already disabled
@@ -243,21 +248,24 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 			p.mu.Lock()
 			known := p.groups[ch.ID]
 			p.mu.Unlock()
-			if pushedSet[ch.ID] || known {
+			if pushedSet[ch.ID] || known && !held {
 				marks[ch.ID] = work{Kind: mapping.KindGroup, DN: ch.DN, Changed: now, Reason: string(ch.Kind)}
 			}
 		}
-		// A change of scope groups can change which groups are pushed.
-		if groupsChanged {
+		// A change of scope groups can change which groups are pushed; removals held while a
+		// scope group was missing are made once it is back.
+		if groupsChanged && !held || released {
 			p.mu.Lock()
 			for gid := range p.groups {
-				if !pushedSet[gid] {
+				if !pushedSet[gid] || released {
 					if _, ok := marks[gid]; !ok {
 						marks[gid] = work{Kind: mapping.KindGroup, Changed: now, Reason: "scope"}
 					}
 				}
 			}
 			p.mu.Unlock()
+		}
+		if groupsChanged {
 			for gid := range pushedSet {
 				p.mu.Lock()
 				known := p.groups[gid]
@@ -284,7 +292,7 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 			}
 		}
 		for uid, active := range p.users {
-			if !active {
+			if !active || held {
 				continue
 			}
 			if _, in := members[uid]; in {
