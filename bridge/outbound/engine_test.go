@@ -349,10 +349,26 @@ func TestEnginePerEntryOrderAndCoalescing(t *testing.T) {
 	}
 	h.waitIdle()
 	require.Equal(t, 1, maxSame, "one delivery at a time per entry")
-	// Coalescing: far fewer operations than the 200 changes.
+	// Coalescing: far fewer operations than the 200 changes, and the last one each user got
+	// carries the last round's title.
 	require.Less(t, len(h.target.Ops()), 200)
-	_, err := h.e.Status(), error(nil)
-	require.NoError(t, err)
+	last := map[string]any{}
+	for _, op := range h.target.Ops() {
+		switch op.Type {
+		case mapping.OpCreate:
+			last["t-"+fmt.Sprint(op.Resource["userName"])] = op.Resource["title"]
+		case mapping.OpUpdate:
+			for _, p := range op.Patch {
+				if p.Path == "title" {
+					last[op.TargetID] = p.Value
+				}
+			}
+		}
+	}
+	require.Len(t, last, 10)
+	for id, title := range last {
+		require.Equal(t, "19", title, id)
+	}
 }
 
 func TestEngineRetriesThenDeadLetters(t *testing.T) {
@@ -364,10 +380,6 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			times = append(times, time.Now())
-			if len(times) == 1 {
-				// The first failure of a run does not open the circuit.
-				return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
-			}
 			return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
 		})
 		ctx, cancel := context.WithCancel(t.Context())
@@ -401,6 +413,90 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 		cancel()
 		h.e.Wait()
 	})
+}
+
+// TestEngineDirectoryDeleteDeprovisions: a user deleted from the directory is disabled on the
+// target with deprovision = "disable", and deleted with "delete" (and forgotten: a later
+// user of the same name is a new account).
+func TestEngineDirectoryDeleteDeprovisions(t *testing.T) {
+	for mode, want := range map[string]mapping.OpType{DeprovisionDisable: mapping.OpDisable, DeprovisionDelete: mapping.OpDelete} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t, Spec{Deprovision: mode, MaxAttempts: 3, MaxDeletes: 10})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			h.run(ctx)
+			h.change(user("ada"), user("bob"))
+			h.waitIdle()
+			ada, ok, _ := h.target.Find(ctx, mapping.KindUser, "userName", "ada")
+			require.True(t, ok)
+
+			h.remove(user("ada"))
+			h.waitIdle()
+			var deprov []mapping.Op
+			for _, op := range h.target.Ops() {
+				if op.Type == mapping.OpDisable || op.Type == mapping.OpDelete {
+					deprov = append(deprov, op)
+				}
+			}
+			require.Len(t, deprov, 1)
+			require.Equal(t, want, deprov[0].Type)
+			require.Equal(t, ada.ID, deprov[0].TargetID, "ada's account, not bob's")
+			st := h.e.Status()[0]
+			if mode == DeprovisionDelete {
+				require.Equal(t, 1, st.Users, "the deleted account is forgotten")
+				_, still, _ := h.target.Find(ctx, mapping.KindUser, "userName", "ada")
+				require.False(t, still)
+			} else {
+				require.Equal(t, 2, st.Users)
+				require.Equal(t, 1, st.UsersActive)
+			}
+		})
+	}
+}
+
+// TestEngineDeletionBreakerAtTheLimit: max_deletes deprovisions within the window go through;
+// one more stops the provisioner before any of the over-limit ones is sent.
+func TestEngineDeletionBreakerAtTheLimit(t *testing.T) {
+	const maxDeletes = 3
+	for n, trips := range map[int]bool{maxDeletes: false, maxDeletes + 1: true} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, MaxDeletes: maxDeletes, MaxAttempts: 3})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			h.run(ctx)
+			var all []mapping.Entry
+			var names []string
+			for i := range n + 1 {
+				name := fmt.Sprintf("u%d", i)
+				all = append(all, user(name))
+				names = append(names, name)
+			}
+			h.change(append(all, group("app", names...))...)
+			h.waitIdle()
+			require.Len(t, h.target.Resources(mapping.KindUser), n+1)
+
+			h.change(group("app", "u0")) // n users leave scope at once
+			deadline := time.Now().Add(30 * time.Second)
+			for !Idle(h.e.Progress(nil, nil)) { // a tripped breaker leaves the items pending
+				require.True(t, time.Now().Before(deadline), "not idle: %+v", h.e.Progress(nil, nil))
+				time.Sleep(10 * time.Millisecond)
+			}
+			disabled := 0
+			for _, op := range h.target.Ops() {
+				if op.Type == mapping.OpDisable {
+					disabled++
+				}
+			}
+			st := h.e.Status()[0]
+			require.Equal(t, trips, st.Breaker.Tripped)
+			if trips {
+				require.Zero(t, disabled, "nothing is disabled once the breaker trips")
+				require.Contains(t, st.Breaker.Reason, fmt.Sprintf("%d deprovisions", n))
+			} else {
+				require.Equal(t, n, disabled)
+			}
+		})
+	}
 }
 
 func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
