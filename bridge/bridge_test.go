@@ -439,7 +439,7 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 		"a provisioner fails": withTokens("entra-next", newToken, "deprovision = \"delete\""),
 	} {
 		if name == "a provisioner fails" {
-			next.Provisioners[0].Target = brokenTarget(t, next)
+			next.Provisioners[0].Target = brokenTarget(t)
 		}
 		require.Error(t, b.Reload(next), name)
 		require.Equal(t, http.StatusOK, status(oldToken), name)
@@ -453,9 +453,9 @@ func TestReloadIsAllOrNothing(t *testing.T) {
 	require.Equal(t, []string{"entra-next"}, inboundTokens())
 }
 
-// brokenTarget is cfg's first provisioner's target configuration with a token file that
-// does not exist: it passes validation, and Open fails.
-func brokenTarget(t *testing.T, cfg *config.Config) targets.Config {
+// brokenTarget is a provisioner's target configuration with a token file that does not
+// exist: it passes validation, and Open fails.
+func brokenTarget(t *testing.T) targets.Config {
 	t.Helper()
 	data := `
 [ldap]

@@ -178,7 +178,7 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 		}
 		writeJSON(w, http.StatusOK, plans)
 	})
-	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := pv.db.Backup(w); err != nil {
 			pv.log.Error().Err(err).Msg("backup over the control socket failed")
@@ -530,7 +530,7 @@ func OfflineDeadLetters(cfg *config.Config, action, prov string, ids []string) (
 	err = db.Update(func(tx *state.Tx) error {
 		var err error
 		if action == "retry" {
-			done, _, err = outbound.ReplayDeadLetters(tx, prov, ids)
+			done, err = outbound.ReplayDeadLetters(tx, prov, ids)
 		} else {
 			done, err = outbound.DropDeadLetters(tx, prov, ids)
 		}

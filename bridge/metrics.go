@@ -64,9 +64,12 @@ func (m *metrics) observeLDAP(op string, d time.Duration, err error) {
 		err  error
 		name string
 	}{
-		{ldapstore.ErrUnavailable, "unavailable"}, {ldapstore.ErrNotFound, "not_found"},
-		{ldapstore.ErrAlreadyExists, "exists"}, {ldapstore.ErrAssertionFailed, "assertion"},
-		{ldapstore.ErrInvalid, "invalid"}, {ldapstore.ErrDenied, "denied"},
+		{ldapstore.ErrUnavailable, "unavailable"},
+		{ldapstore.ErrNotFound, "not_found"},
+		{ldapstore.ErrAlreadyExists, "exists"},
+		{ldapstore.ErrAssertionFailed, "assertion"},
+		{ldapstore.ErrInvalid, "invalid"},
+		{ldapstore.ErrDenied, "denied"},
 	} {
 		if errors.Is(err, c.err) {
 			class = c.name

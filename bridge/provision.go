@@ -560,8 +560,10 @@ func provisioningStatus(_ context.Context, b *Bridge) (string, any) {
 
 func (pv *provisioning) status() ProvisioningStatus {
 	st := pv.reader.Stats()
-	cs := &ChangesStatus{Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
-		LastReconcile: st.LastReconcile, LastError: st.LastError}
+	cs := &ChangesStatus{
+		Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
+		LastReconcile: st.LastReconcile, LastError: st.LastError,
+	}
 	if capture.Experimental(st.Source) {
 		cs.Experimental, cs.Warning = true, experimentalSource(st.Source)
 	}

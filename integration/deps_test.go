@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"os/exec"
 	"strings"
@@ -25,11 +26,11 @@ func listPackages(t *testing.T) []pkg {
 	var pkgs []pkg
 	for {
 		var p pkg
-		if err := dec.Decode(&p); err == io.EOF {
+		err := dec.Decode(&p)
+		if errors.Is(err, io.EOF) {
 			break
-		} else {
-			require.NoError(t, err)
 		}
+		require.NoError(t, err)
 		pkgs = append(pkgs, p)
 	}
 	require.NotEmpty(t, pkgs)

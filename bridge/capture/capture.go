@@ -603,11 +603,11 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			result = "error"
 		}
 		r.metrics.reconciles.WithLabelValues(result).Inc()
-		ev := r.logger.Info()
+		level := zerolog.InfoLevel
 		if err != nil {
-			ev = r.logger.Warn().Err(err)
+			level = zerolog.WarnLevel
 		}
-		ev.Int("entries", res.Entries).Int("changed", res.Changed).Int("deleted", res.Deleted).
+		r.logger.WithLevel(level).Err(err).Int("entries", res.Entries).Int("changed", res.Changed).Int("deleted", res.Deleted).
 			Dur("took", time.Since(start)).Bool("cursor_reset", resetCursor).Msg("reconcile")
 	}()
 	// The cursor is taken before the enumeration: whatever changes while it runs is also
@@ -695,7 +695,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 		if err != nil {
 			return err
 		}
-		return ids.ForEach(func(id string, e state.IDEntry) error {
+		return ids.ForEach(func(id string, _ state.IDEntry) error {
 			if !present[id] {
 				gone = append(gone, id)
 			}

@@ -608,7 +608,7 @@ func (c *Config) LoadSecrets() error {
 	return errors.Join(errs...)
 }
 
-func (c *Config) validate(reg Registry) []error {
+func (c *Config) validate(_ Registry) []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	enum := func(key, got string, allowed []string) {

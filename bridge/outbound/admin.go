@@ -191,8 +191,9 @@ func ListDeadLetters(tx *state.Tx, name string) ([]DeadLetterView, error) {
 // ReplayDeadLetters moves dead letters of provisioner name back to its outbox (all when ids
 // is empty) with their attempts reset; the entry is read again from the directory at
 // delivery, so what is delivered is its current state. It returns the ids moved.
-func ReplayDeadLetters(tx *state.Tx, name string, ids []string) ([]string, []pushedItem, error) {
-	return moveDeadLetters(tx, name, ids, true)
+func ReplayDeadLetters(tx *state.Tx, name string, ids []string) ([]string, error) {
+	done, _, err := moveDeadLetters(tx, name, ids, true)
+	return done, err
 }
 
 // DropDeadLetters deletes dead letters of provisioner name (all when ids is empty).
@@ -280,7 +281,7 @@ func (e *Engine) Replay(name string, ids []string) ([]string, error) {
 	err := e.o.State.Update(func(tx *state.Tx) error {
 		var pushes []pushedItem
 		var err error
-		done, pushes, err = ReplayDeadLetters(tx, name, ids)
+		done, pushes, err = moveDeadLetters(tx, name, ids, true)
 		if err != nil {
 			return err
 		}

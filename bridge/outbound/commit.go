@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
@@ -251,11 +253,11 @@ func (p *Provisioner) finish(c *completion) {
 	err := c.out.err
 	now := time.Now()
 	for _, a := range c.out.audits {
-		ev := p.log.Info()
+		level := zerolog.InfoLevel
 		if a.result == "error" {
-			ev = p.log.Warn()
+			level = zerolog.WarnLevel
 		}
-		ev.Bool("audit", true).Str("actor", p.spec.Name).Str("resource", string(a.kind)).Str("id", c.key).
+		p.log.WithLevel(level).Bool("audit", true).Str("actor", p.spec.Name).Str("resource", string(a.kind)).Str("id", c.key).
 			Str("target_id", a.targetID).Str("op", a.op).Str("result", a.result).Msg("outbound operation")
 		result := a.result
 		if len(result) > 2 && result[:2] == "ok" {

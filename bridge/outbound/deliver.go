@@ -325,14 +325,9 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 			rec.Attrs = have // nil when unknown: replaced whole below
 		}
 		var op mapping.Op
-		switch {
-		case rec.Attrs == nil:
+		if rec.Attrs == nil {
 			op = mapping.Op{Kind: mapping.KindUser, Type: mapping.OpReplace, TargetID: rec.TargetID, Resource: res}
-		default:
-			patch := mapping.DiffPatch(rec.Attrs, flat)
-			if len(patch) == 0 {
-				break
-			}
+		} else if patch := mapping.DiffPatch(rec.Attrs, flat); len(patch) > 0 {
 			op = mapping.Op{Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: rec.TargetID, Patch: patch}
 		}
 		if op.Type == "" {

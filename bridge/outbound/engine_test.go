@@ -46,7 +46,7 @@ func (d *fakeDir) del(dn string) {
 	delete(d.entries, strings.ToLower(dn))
 }
 
-func (d *fakeDir) Walk(ctx context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error {
+func (d *fakeDir) Walk(_ context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error {
 	d.mu.Lock()
 	if d.fail != nil {
 		d.mu.Unlock()
@@ -260,16 +260,6 @@ func (h *harness) pending() int {
 	return n
 }
 
-func opsOf(f *targettest.Fake, kind mapping.Kind) []mapping.Op {
-	var out []mapping.Op
-	for _, op := range f.Ops() {
-		if op.Kind == kind {
-			out = append(out, op)
-		}
-	}
-	return out
-}
-
 func TestEngineScopeUpdateDisable(t *testing.T) {
 	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, Concurrency: 2, MaxAttempts: 3, MaxDeletes: 10})
 	ctx, cancel := context.WithCancel(t.Context())
@@ -318,7 +308,7 @@ func TestEnginePerEntryOrderAndCoalescing(t *testing.T) {
 	var mu sync.Mutex
 	inflight := map[string]int{}
 	maxSame := 0
-	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+	h.target.SetApplyFunc(func(_ context.Context, op mapping.Op) (targets.Result, error) {
 		key := op.TargetID + op.MatchValue
 		if op.Resource != nil {
 			key = fmt.Sprint(op.Resource["userName"])
@@ -376,7 +366,7 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 		h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 3, MinRetryDelay: time.Second, MaxRetryDelay: 10 * time.Second})
 		var mu sync.Mutex
 		var times []time.Time
-		h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+		h.target.SetApplyFunc(func(_ context.Context, _ mapping.Op) (targets.Result, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			times = append(times, time.Now())
@@ -501,7 +491,7 @@ func TestEngineDeletionBreakerAtTheLimit(t *testing.T) {
 
 func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
 	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 5})
-	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+	h.target.SetApplyFunc(func(_ context.Context, op mapping.Op) (targets.Result, error) {
 		if op.Resource != nil && op.Resource["userName"] == "bad" {
 			return targets.Result{}, &targets.PermanentError{Status: 400, Body: `{"detail":"no"}`, Err: errors.New("400 invalidValue")}
 		}
@@ -515,7 +505,7 @@ func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
 	dls, _ := h.e.DeadLetters("app")
 	require.Len(t, dls, 1)
 	require.Equal(t, 400, dls[0].Status)
-	require.Equal(t, `{"detail":"no"}`, dls[0].Body)
+	require.JSONEq(t, `{"detail":"no"}`, dls[0].Body)
 	require.Equal(t, 2, h.e.Status()[0].UsersActive)
 }
 

@@ -191,11 +191,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 // Name is the provisioner's name.
 func (p *Provisioner) Name() string { return p.spec.Name }
 
-// load fills the in-memory mirrors and the queue from the state file.
-func (p *Provisioner) load() error {
-	return p.e.o.State.View(p.loadTx)
-}
-
+// loadTx fills the in-memory mirrors and the queue from the state file.
 func (p *Provisioner) loadTx(tx *state.Tx) error {
 	{
 		ids, err := tx.IDMap(idmapName(p.spec.Name))

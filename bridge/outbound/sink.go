@@ -92,7 +92,7 @@ func (s engineSink) PrepareReconcile(ctx context.Context) (any, error) {
 // Commit turns a batch into work items, with the filter results Prepare read. A provisioner
 // whose filter Prepare did not evaluate (built by a reload meanwhile) is left out of this
 // batch: every provisioner a reload builds is reconciled afterwards, which covers it.
-func (s engineSink) Commit(ctx context.Context, tx *state.Tx, batch []capture.Change, prepared any) error {
+func (s engineSink) Commit(_ context.Context, tx *state.Tx, batch []capture.Change, prepared any) error {
 	e := s.e
 	res, _ := prepared.(filterResults)
 	groupsChanged := false

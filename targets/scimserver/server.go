@@ -815,7 +815,7 @@ func (s *Server) store(st *store, id string, doc, prev map[string]any, status in
 	return s.resourceReply(status, st, res, nil)
 }
 
-func (s *Server) resourceReply(status int, st *store, res map[string]any, q url.Values) reply {
+func (s *Server) resourceReply(status int, _ *store, res map[string]any, q url.Values) reply {
 	out := clone(res)
 	if excludes(q, "members") {
 		deleteFold(out, "members")
@@ -884,7 +884,7 @@ func (s *Server) validate(st *store, id string, doc map[string]any) (reply, bool
 				v := memberValue(m)
 				_, isUser := s.users.byID[v]
 				_, isGroup := s.groups.byID[v]
-				if v == "" || !(isUser || isGroup) {
+				if v == "" || !isUser && !isGroup {
 					return scimErr(http.StatusBadRequest, "invalidValue", "member %q is not a known user or group id", v), false
 				}
 				if !seen[v] {

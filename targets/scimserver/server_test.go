@@ -127,8 +127,10 @@ func TestServerUsers(t *testing.T) {
 	require.Nil(t, got["title"])
 
 	st, u, _ = c.call("PATCH", "/Users/"+id, patch(
-		map[string]any{"op": "Replace", "value": map[string]any{"active": false, "displayName": "Ann A",
-			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"department": "Ops"}}},
+		map[string]any{"op": "Replace", "value": map[string]any{
+			"active": false, "displayName": "Ann A",
+			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"department": "Ops"},
+		}},
 		map[string]any{"op": "replace", "path": `emails[type eq "work"].value`, "value": "ann@y.org"},
 		map[string]any{"op": "add", "path": "name.givenName", "value": "Ann"},
 		map[string]any{"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": "42"},
@@ -193,8 +195,10 @@ func TestServerGroups(t *testing.T) {
 	require.Equal(t, 400, st)
 	require.Equal(t, "invalidValue", body["scimType"])
 
-	st, g, _ = c.call("PATCH", "/Groups/"+gid, patch(map[string]any{"op": "add", "path": "members",
-		"value": []any{map[string]any{"value": u2}, map[string]any{"value": u1}}}))
+	st, g, _ = c.call("PATCH", "/Groups/"+gid, patch(map[string]any{
+		"op": "add", "path": "members",
+		"value": []any{map[string]any{"value": u2}, map[string]any{"value": u1}},
+	}))
 	require.Equal(t, 200, st, g)
 	require.Len(t, g["members"], 2, "adding an existing member is a no-op")
 
@@ -226,8 +230,10 @@ func TestServerGroups(t *testing.T) {
 }
 
 func TestServerAuth(t *testing.T) {
-	c := newClient(t, scimserver.Options{BearerTokens: []string{"static"}, BasicUsername: "svc", BasicPassword: "pw",
-		OAuth2: &scimserver.OAuth2Options{ClientID: "id", ClientSecret: "secret", TokenTTL: time.Hour}})
+	c := newClient(t, scimserver.Options{
+		BearerTokens: []string{"static"}, BasicUsername: "svc", BasicPassword: "pw",
+		OAuth2: &scimserver.OAuth2Options{ClientID: "id", ClientSecret: "secret", TokenTTL: time.Hour},
+	})
 	st, body, h := c.call("GET", "/Users", nil)
 	require.Equal(t, 401, st, body)
 	require.Contains(t, h.Get("WWW-Authenticate"), "Bearer")
@@ -315,7 +321,7 @@ func TestServerFaults(t *testing.T) {
 	require.Equal(t, 200, st)
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 
-	c.srv.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	c.srv.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.WriteHeader(http.StatusTeapot)
 		return true
 	})
