@@ -62,6 +62,8 @@ func main() {
 				fmt.Fprint(out, o)
 			}
 			delete(buffered, key)
+		case ev.Test == "" && ev.Action == "skip":
+			// A package without tests: go test said so ("?") already.
 		case ev.Action == "skip":
 			var reason []string
 			for _, o := range buffered[key] {
