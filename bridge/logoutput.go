@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -36,7 +35,6 @@ func NewLogOutput(w io.Writer, c config.Log) (*LogOutput, error) {
 // Logger is a root logger writing through o, with timestamps. Its own level lets everything
 // through: o filters.
 func (o *LogOutput) Logger() zerolog.Logger {
-	zerolog.TimeFieldFormat = time.RFC3339Nano
 	return zerolog.New(o).Level(zerolog.TraceLevel).With().Timestamp().Logger()
 }
 

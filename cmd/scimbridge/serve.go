@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -15,6 +16,7 @@ import (
 // at the level of [log]. A daemon hands the output to the bridge, which applies a reloaded
 // [log] to it.
 func newLogger(w io.Writer, c config.Log) (zerolog.Logger, *bridge.LogOutput) {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
 	out, err := bridge.NewLogOutput(w, c)
 	if err != nil {
 		// The configuration was validated: this is a programming error, not the admin's.
