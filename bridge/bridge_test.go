@@ -148,20 +148,14 @@ func TestStartWaitsForTheDirectory(t *testing.T) {
 func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 	s := ldaptest.Shared(t)
 	cfg := testConfig(t, s)
-	var logs syncBuffer
-	out, err := bridge.NewLogOutput(&logs, cfg.Log)
-	require.NoError(t, err)
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: out.Logger(), Log: out, Registry: prometheus.NewRegistry()})
-	require.NoError(t, err)
+	b, logs, _ := startLogged(t, cfg)
 	ctx := context.Background()
-	require.NoError(t, b.Start(ctx))
-	defer b.Stop(ctx)
 
 	next := *cfg
 	next.LDAP.URLs = []string{"ldap://127.0.0.1:1"}
 	next.LDAP.PoolSize = 3
 	next.Log.Level = "debug"
-	err = b.Reload(&next)
+	err := b.Reload(&next)
 	require.ErrorContains(t, err, "ldap.urls, ldap.pool_size need a restart")
 	_, body := get(t, "http://"+b.AdminAddr()+"/metrics")
 	require.Contains(t, body, "scimbridge_config_last_reload_successful 0")
@@ -189,16 +183,8 @@ func TestReloadRefusesRestartOnlyChanges(t *testing.T) {
 func TestReloadAppliesTheLog(t *testing.T) {
 	s := ldaptest.Shared(t)
 	cfg := testConfig(t, s)
-	var logs syncBuffer
-	out, err := bridge.NewLogOutput(&logs, cfg.Log)
-	require.NoError(t, err)
-	root := out.Logger()
-	component := root.With().Str("component", "x").Logger()
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: root, Log: out, Registry: prometheus.NewRegistry()})
-	require.NoError(t, err)
-	ctx := context.Background()
-	require.NoError(t, b.Start(ctx))
-	defer b.Stop(ctx)
+	b, logs, out := startLogged(t, cfg)
+	component := out.Logger().With().Str("component", "x").Logger()
 
 	component.Debug().Msg("before")
 	require.NotContains(t, logs.String(), "before")
@@ -220,6 +206,20 @@ func TestReloadAppliesTheLog(t *testing.T) {
 	plain, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
 	require.NoError(t, err)
 	require.ErrorContains(t, plain.Reload(&next), "log: this bridge's logger was not built from [log]")
+}
+
+// startLogged starts a bridge for cfg whose log (at cfg's [log], changed by reloads) is
+// returned with its output; it stops at the end of the test.
+func startLogged(t *testing.T, cfg *config.Config) (*bridge.Bridge, *syncBuffer, *bridge.LogOutput) {
+	t.Helper()
+	logs := &syncBuffer{}
+	out, err := bridge.NewLogOutput(logs, cfg.Log)
+	require.NoError(t, err)
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: out.Logger(), Log: out, Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	require.NoError(t, b.Start(context.Background()))
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	return b, logs, out
 }
 
 func lastLine(s string) string {
@@ -484,14 +484,8 @@ func TestExperimentalSourceIsSaidLoudly(t *testing.T) {
 	dir := t.TempDir()
 	cfg := provConfig(t, s, dir, ou, "http://127.0.0.1:1/scim/v2")
 	cfg.Changes.Source = "changelog"
-	var logs syncBuffer
-	out, err := bridge.NewLogOutput(&logs, cfg.Log)
-	require.NoError(t, err)
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: out.Logger(), Log: out, Registry: prometheus.NewRegistry()})
-	require.NoError(t, err)
+	b, logs, _ := startLogged(t, cfg)
 	ctx := context.Background()
-	require.NoError(t, b.Start(ctx))
-	defer b.Stop(ctx)
 	require.Contains(t, logs.String(), `"level":"warn","component":"provisioning","source":"changelog"`)
 	require.Contains(t, logs.String(), "experimental")
 	ch := b.Status(ctx).Extra["outbound"].(bridge.ProvisioningStatus).Changes
