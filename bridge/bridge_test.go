@@ -185,6 +185,8 @@ func TestReloadAppliesTheLog(t *testing.T) {
 	cfg := testConfig(t, s)
 	b, logs, out := startLogged(t, cfg)
 	component := out.Logger().With().Str("component", "x").Logger()
+	var levels []zerolog.Level
+	out.OnLevel(func(l zerolog.Level) { levels = append(levels, l) })
 
 	component.Debug().Msg("before")
 	require.NotContains(t, logs.String(), "before")
@@ -202,6 +204,7 @@ func TestReloadAppliesTheLog(t *testing.T) {
 	component.Warn().Msg("shown")
 	require.NotContains(t, logs.String(), "hidden")
 	require.Contains(t, lastLine(logs.String()), `"message":"shown"`)
+	require.Equal(t, []zerolog.Level{zerolog.InfoLevel, zerolog.DebugLevel, zerolog.WarnLevel}, levels, "the process-wide level follows")
 
 	plain, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: prometheus.NewRegistry()})
 	require.NoError(t, err)

@@ -19,6 +19,14 @@ type LogOutput struct {
 	console zerolog.ConsoleWriter
 	level   atomic.Int32 // zerolog.Level
 	asText  atomic.Bool  // format = "console"
+	onLevel atomic.Pointer[func(zerolog.Level)]
+}
+
+// OnLevel calls fn with the level now and after every change. The owner of the process
+// passes zerolog.SetGlobalLevel, so that events below the level are not even built.
+func (o *LogOutput) OnLevel(fn func(zerolog.Level)) {
+	o.onLevel.Store(&fn)
+	fn(zerolog.Level(o.level.Load()))
 }
 
 // NewLogOutput writes to w (stderr for journald) as c says.
@@ -59,6 +67,9 @@ func (o *LogOutput) prepare(c config.Log) (func(), error) {
 	return func() {
 		o.level.Store(int32(level))
 		o.asText.Store(text)
+		if fn := o.onLevel.Load(); fn != nil {
+			(*fn)(level)
+		}
 	}, nil
 }
 

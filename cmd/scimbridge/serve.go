@@ -24,6 +24,8 @@ func newLogger(w io.Writer, c config.Log) (zerolog.Logger, *bridge.LogOutput) {
 		logger := out.Logger()
 		logger.Error().Err(err).Msg("bad [log] settings; logging at info in JSON")
 	}
+	// This process runs one daemon: events below its level need not even be built.
+	out.OnLevel(zerolog.SetGlobalLevel)
 	return out.Logger(), out
 }
 
