@@ -19,7 +19,7 @@ import (
 // replayed (all, or by id; an unknown id is an error naming it) or dropped.
 func TestDeadLetterAdministration(t *testing.T) {
 	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 1})
-	h.target.SetApplyFunc(func(_ context.Context, op mapping.Op) (targets.Result, error) {
+	h.target.SetApplyFunc(func(_ context.Context, _ mapping.Op) (targets.Result, error) {
 		return targets.Result{}, &targets.PermanentError{Status: 400, Err: errors.New("400 invalidValue")}
 	})
 	ctx, cancel := context.WithCancel(t.Context())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -260,7 +261,7 @@ func (p *Provisioner) finish(c *completion) {
 		p.log.WithLevel(level).Bool("audit", true).Str("actor", p.spec.Name).Str("resource", string(a.kind)).Str("id", c.key).
 			Str("target_id", a.targetID).Str("op", a.op).Str("result", a.result).Msg("outbound operation")
 		result := a.result
-		if len(result) > 2 && result[:2] == "ok" {
+		if strings.HasPrefix(result, "ok") { // "ok +3 -1" of a membership PATCH: one label value
 			result = "ok"
 		}
 		p.e.m.ops.WithLabelValues(p.spec.Name, a.op, result).Inc()
