@@ -727,6 +727,9 @@ func TestNormDN(t *testing.T) {
 		require.Equal(t, want, normDN(in), in)
 	}
 	require.Equal(t, "uid=a,dc=x", memberDN("uid=a,dc=x#'0101'B"))
+	require.Equal(t, "#'0101'B", memberDN("#'0101'B"), "a UID suffix needs a DN before it")
+	require.Equal(t, `cn=a\`, unescapeValue(`cn=a\`), "a trailing backslash stays")
+	require.Equal(t, "cn=a2", unescapeValue(`cn=a\2`), "an escape too short for hex is a plain escape")
 	require.Equal(t, normDN(`cn=Smith\, John,ou=people`), normDN(`CN=smith\2c john,OU=People`))
 }
 
