@@ -752,6 +752,10 @@ func TestIndexNestedScopeAndRename(t *testing.T) {
 	x.putUser("u-b", "uid=robert,"+people)
 	require.True(t, x.memberOfAny("uid=robert,"+people, scope, true))
 	require.False(t, x.memberOfAny("uid=b,"+people, scope, true))
+	// A group read again that still names the old DN (no refint) no longer holds the user.
+	x.putGroup("g-stale", mapping.Entry{DN: "cn=stale," + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}})
+	require.Empty(t, x.usersIn([]string{"g-stale"}, false))
+	x.deleteGroup("g-stale")
 	// A cycle does not loop.
 	x.putGroup("g-inner", mapping.Entry{DN: "cn=inner," + groups, Attrs: map[string][]string{"member": {"cn=outer," + groups}}})
 	require.False(t, x.memberOfAny("uid=robert,"+people, scope, true), "the group was re-read without robert")

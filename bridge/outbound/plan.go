@@ -233,10 +233,7 @@ func (p *Provisioner) planOut(pl *Plan, id, dn string, rec record, has bool) {
 	if !has || rec.TargetID == "" {
 		return
 	}
-	name := rec.Attrs[p.spec.MatchAttribute]
-	if name == "" {
-		name = getFold(rec.Attrs, p.spec.MatchAttribute)
-	}
+	name := getFold(rec.Attrs, p.spec.MatchAttribute)
 	if name == "" {
 		name = dn
 	}

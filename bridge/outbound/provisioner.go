@@ -132,18 +132,12 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if spec.MatchAttribute == "" {
 		spec.MatchAttribute = "userName"
 	}
-	if spec.Concurrency < 1 {
-		spec.Concurrency = 1
-	}
-	if spec.MaxAttempts < 1 {
-		spec.MaxAttempts = 1
-	}
+	spec.Concurrency = max(spec.Concurrency, 1)
+	spec.MaxAttempts = max(spec.MaxAttempts, 1)
 	if spec.MinRetryDelay <= 0 {
 		spec.MinRetryDelay = time.Second
 	}
-	if spec.MaxRetryDelay < spec.MinRetryDelay {
-		spec.MaxRetryDelay = spec.MinRetryDelay
-	}
+	spec.MaxRetryDelay = max(spec.MaxRetryDelay, spec.MinRetryDelay)
 	if spec.DeleteWindow <= 0 {
 		spec.DeleteWindow = time.Hour
 	}
