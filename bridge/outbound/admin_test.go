@@ -99,6 +99,7 @@ func TestReconcileListingAdoptsAndRepairsDrift(t *testing.T) {
 	require.NoError(t, err)
 	h.run(ctx)
 	require.NoError(t, h.e.PrepareReconcile(ctx, nil))
+	require.Zero(t, h.logs.count("target drifted"), "nothing drifted")
 	h.change(user("ada", "title", "Analyst"), user("bob", "title", "Builder"), user("cy", "title", "Chief"))
 	h.waitIdle()
 	require.Empty(t, h.target.Finds(), "the listing answered every lookup")
@@ -125,6 +126,7 @@ func TestReconcileListingAdoptsAndRepairsDrift(t *testing.T) {
 
 	require.NoError(t, h.e.PrepareReconcile(ctx, nil))
 	require.Equal(t, 2, h.e.Status()[0].Users, "bob's account is forgotten")
+	require.Equal(t, 1, h.logs.count("target drifted", `"changed_on_target":2`, `"missing_on_target":1`))
 	// The reconcile's enumeration: the entries as they are (unchanged in the directory).
 	h.reconcileAll(user("ada", "title", "Analyst"), user("bob", "title", "Builder"), user("cy", "title", "Chief"))
 	h.waitIdle()

@@ -84,3 +84,19 @@ func TestCheckDeprovision(t *testing.T) {
 	require.True(t, tripped)
 	require.ErrorIs(t, p.checkDeprovision("a"), errBreaker, "a tripped breaker stops every deprovision")
 }
+
+// TestBreakerReleaseAllowsWhatWasCounted: sync --allow-deletes lets every counted decision
+// through: they no longer count, so the next deprovision does not trip it again.
+func TestBreakerReleaseAllowsWhatWasCounted(t *testing.T) {
+	h := newHarness(t, Spec{MaxDeletes: 3, DeleteWindow: time.Hour})
+	require.True(t, h.note("a", "b", "c", "d", "e"))
+	released, err := h.e.AllowDeletes(nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"app"}, released)
+	require.False(t, h.note("f"), "a, b, c, d and e were allowed: f alone counts")
+	require.False(t, h.note("g", "h"), "three decisions are not more than max_deletes 3")
+	require.True(t, h.note("i"))
+	released, err = h.e.AllowDeletes([]string{"other"})
+	require.NoError(t, err)
+	require.Empty(t, released, "only the named provisioners")
+}

@@ -303,3 +303,113 @@ func TestFailedPatchIsRetriedAsAPatch(t *testing.T) {
 	require.Len(t, patches, 2, "the failed PATCH and its retry")
 	require.Equal(t, patches[0].Patch, patches[1].Patch)
 }
+
+// TestPushedGroupAttributesAndAdoption: a pushed group that already exists on the target is
+// adopted with what it holds (nothing sent when it matches), a change of its attributes is
+// PATCHed, and no empty PATCH is ever sent for it.
+func TestPushedGroupAttributesAndAdoption(t *testing.T) {
+	h := newHarness(t, Spec{
+		PushGroups: true, MaxAttempts: 3, MaxDeletes: 10,
+		GroupMapping: map[string]string{"externalId": "{{ .description }}"},
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	existing, err := h.target.Apply(ctx, mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpCreate,
+		Resource: map[string]any{"displayName": "app", "externalId": "first"},
+	})
+	require.NoError(t, err)
+	h.run(ctx)
+	settle := func() {
+		h.waitIdle()
+		time.Sleep(2 * groupDebounce)
+		h.waitIdle()
+	}
+	app := group("app", "a")
+	app.Attrs["description"] = []string{"first"}
+	h.change(user("a"), app)
+	settle()
+	require.Len(t, h.target.Resources(mapping.KindGroup), 1, "adopted")
+	require.Empty(t, h.opsOfType(mapping.KindGroup, mapping.OpUpdate), "it held what the mapping renders")
+	require.Empty(t, h.opsOfType(mapping.KindGroup, mapping.OpReplace))
+
+	app.Attrs["description"] = []string{"second"}
+	h.change(app)
+	settle()
+	updates := h.opsOfType(mapping.KindGroup, mapping.OpUpdate)
+	require.Len(t, updates, 1)
+	require.Equal(t, existing.ID, updates[0].TargetID)
+	require.Equal(t, []mapping.PatchOp{{Op: "replace", Path: "externalId", Value: "second"}}, updates[0].Patch)
+}
+
+// TestDeletedMemberLeavesPushedGroups: a member deleted from the directory (its group entry
+// still names it, as without refint) is deprovisioned and removed from every pushed group it
+// was pushed in.
+func TestDeletedMemberLeavesPushedGroups(t *testing.T) {
+	h := newHarness(t, Spec{PushGroups: true, MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	settle := func() {
+		h.waitIdle()
+		time.Sleep(2 * groupDebounce)
+		h.waitIdle()
+	}
+	h.change(user("a"), user("b"), group("app", "a", "b"), group("other", "b"))
+	settle()
+	require.ElementsMatch(t, []string{"id-a", "id-b"}, h.pushedMembers("gid-app"))
+	h.remove(user("a"))
+	settle()
+	require.Equal(t, []string{"id-b"}, h.pushedMembers("gid-app"))
+	for _, g := range h.target.Resources(mapping.KindGroup) {
+		if g.Attrs["displayName"] == "app" {
+			require.Len(t, g.Attrs["members"], 1)
+		}
+	}
+}
+
+// TestGroupLeavingThePushedSet: a pushed group that is no longer pushed (here a nested group
+// taken out of the scope group) is deleted on the target and its pushed membership
+// forgotten.
+func TestGroupLeavingThePushedSet(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, NestedGroups: true, PushGroups: true, MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	settle := func() {
+		h.waitIdle()
+		time.Sleep(2 * groupDebounce)
+		h.waitIdle()
+	}
+	app := group("app", "a")
+	app.Attrs["member"] = append(app.Attrs["member"], "cn=other,"+groups)
+	h.change(user("a"), user("b"), app, group("other", "a", "b"))
+	settle()
+	require.Len(t, h.target.Resources(mapping.KindGroup), 2)
+	require.Len(t, h.pushedMembers("gid-other"), 2)
+
+	h.change(group("app", "a"))
+	settle()
+	groupsLeft := h.target.Resources(mapping.KindGroup)
+	require.Len(t, groupsLeft, 1)
+	require.Equal(t, "app", groupsLeft[0].Attrs["displayName"])
+	require.Empty(t, h.pushedMembers("gid-other"), "forgotten")
+	require.Equal(t, 1, h.stored().Groups)
+}
+
+// TestGroupChangesWithoutScopeGroupsDeprovisionNobody: without configured groups everybody
+// is in scope, so a group change deprovisions nobody and counts nothing against the
+// breaker.
+func TestGroupChangesWithoutScopeGroupsDeprovisionNobody(t *testing.T) {
+	h := newHarness(t, Spec{MaxDeletes: 1, MaxAttempts: 3})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("a"), user("b"), user("c"), group("app", "a"))
+	h.waitIdle()
+	h.change(group("app", "b"))
+	h.waitIdle()
+	require.False(t, h.e.Status()[0].Breaker.Tripped)
+	require.Empty(t, h.opsOfType(mapping.KindUser, mapping.OpDisable))
+	require.Zero(t, h.windowLen())
+}

@@ -682,7 +682,11 @@ func TestQueueOrderAndInflight(t *testing.T) {
 	_, wait, ok := q.pop(now)
 	require.False(t, ok)
 	require.Greater(t, wait, 59*time.Minute)
+	pending, ready, inflight := q.counts(now)
+	require.Equal(t, []int{3, 0, 2}, []int{pending, ready, inflight}, "a and b in flight, later waiting")
 	q.done("a", false, time.Time{})
+	pending, ready, inflight = q.counts(now)
+	require.Equal(t, []int{3, 1, 1}, []int{pending, ready, inflight}, "a's new work is ready")
 	k, _, ok = q.pop(now)
 	require.True(t, ok)
 	require.Equal(t, "a", k, "the work that arrived meanwhile is delivered")
@@ -876,6 +880,11 @@ func TestEngineMissingScopeGroupHoldsDeprovisioning(t *testing.T) {
 	c, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "c")
 	require.Equal(t, []string{c.ID}, disabled, "only the deleted user is deprovisioned, once the group is back")
 	require.Nil(t, h.e.Status()[0].Scope, "the hold is released")
+	// Said at each change: missing at start (the harness's directory is empty), found, missing
+	// again (the rename), found again.
+	require.Equal(t, 2, h.logs.count(`"level":"error"`, "scope group not found"))
+	require.Equal(t, 1, h.logs.count(`"level":"error"`, "scope group not found", `"missing_groups":["cn=app,ou=groups,dc=x"]`))
+	require.Equal(t, 2, h.logs.count(`"level":"warn"`, "scope groups found again"))
 	require.Zero(t, h.metricValue("scimbridge_outbound_scope_groups_missing", map[string]string{"provisioner": "app"}))
 }
 

@@ -139,8 +139,7 @@ func (e *Engine) filterMatches(ctx context.Context, filter string, ids []string)
 	q := e.usersSearch()
 	base := q.Filter
 	q.Attrs = []string{idAttr}
-	for start := 0; start < len(ids); start += 100 {
-		chunk := ids[start:min(start+100, len(ids))]
+	for chunk := range slices.Chunk(ids, 100) {
 		var or strings.Builder
 		for _, id := range chunk {
 			f, err := ldapstore.IDFilter(idAttr, id)
