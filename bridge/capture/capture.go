@@ -598,15 +598,11 @@ func (r *Reader) reconcile(ctx context.Context, resetCursor bool) (int, error) {
 func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res ReconcileResult, err error) {
 	start := time.Now()
 	defer func() {
-		result := "ok"
+		result, level := "ok", zerolog.InfoLevel
 		if err != nil {
-			result = "error"
+			result, level = "error", zerolog.WarnLevel
 		}
 		r.metrics.reconciles.WithLabelValues(result).Inc()
-		level := zerolog.InfoLevel
-		if err != nil {
-			level = zerolog.WarnLevel
-		}
 		r.logger.WithLevel(level).Err(err).Int("entries", res.Entries).Int("changed", res.Changed).Int("deleted", res.Deleted).
 			Dur("took", time.Since(start)).Bool("cursor_reset", resetCursor).Msg("reconcile")
 	}()
