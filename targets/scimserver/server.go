@@ -115,8 +115,8 @@ type Request struct {
 	Status int
 }
 
-// Server is a strict in-memory SCIM 2.0 service provider for the demo and the tests. It is safe for
-// concurrent use.
+// Server is a strict in-memory SCIM 2.0 service provider for the demo and the tests. It is
+// safe for concurrent use.
 type Server struct {
 	// URL is the SCIM base URL (with BasePath), e.g. "http://127.0.0.1:41234/scim/v2".
 	URL string
