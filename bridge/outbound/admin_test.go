@@ -192,3 +192,25 @@ func TestReconcileCountsScopeLossBeforeSending(t *testing.T) {
 		})
 	}
 }
+
+// TestReconcileForgetsAGroupTheTargetLost: a pushed group the target no longer lists is
+// forgotten, its pushed membership with it, so the pass creates it again whole.
+func TestReconcileForgetsAGroupTheTargetLost(t *testing.T) {
+	h := newHarness(t, Spec{PushGroups: true, MaxAttempts: 3, MaxDeletes: 10})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(user("a"), group("app", "a"))
+	h.waitIdle()
+	time.Sleep(2 * groupDebounce)
+	h.waitIdle()
+	require.Equal(t, []string{"id-a"}, h.pushedMembers("gid-app"))
+	g := h.target.Resources(mapping.KindGroup)
+	require.Len(t, g, 1)
+	_, err := h.target.Apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpDelete, TargetID: g[0].ID})
+	require.NoError(t, err)
+
+	require.NoError(t, h.e.PrepareReconcile(ctx, nil))
+	require.Zero(t, h.e.Status()[0].Groups)
+	require.Empty(t, h.pushedMembers("gid-app"), "its membership is forgotten too")
+}

@@ -54,6 +54,8 @@ func TestBreakerWindow(t *testing.T) {
 		time.Sleep(time.Hour)
 		require.False(t, h.note("b"), "a expired: only b counts")
 		require.Equal(t, 1, h.windowLen(), "the expired decision is pruned")
+		time.Sleep(time.Hour)
+		require.True(t, h.note("c", "d"), "b expired; c and d are 2 > max_deletes 1")
 	})
 }
 

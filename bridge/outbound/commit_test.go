@@ -52,6 +52,7 @@ func TestCompletionsReachTheFile(t *testing.T) {
 	require.Contains(t, st.LastError, "400 invalidValue")
 	require.False(t, st.LastSuccess.IsZero(), "the success is recorded")
 	require.Equal(t, 2, st.Users)
+	require.Equal(t, 2, st.UsersActive)
 
 	require.Equal(t, 1, h.logs.count(`"level":"warn"`, `"result":"error"`, `"op":"update"`, "outbound operation"), "a failed operation is audited at warn")
 	require.Equal(t, 2, h.logs.count(`"level":"info"`, `"result":"ok"`, `"op":"create"`, "outbound operation"))
@@ -141,4 +142,40 @@ func TestFailureDuringShutdownCounts(t *testing.T) {
 	st := h.stored()
 	require.Equal(t, 1, st.DeadLetters)
 	require.Contains(t, st.LastError, "503 from target")
+}
+
+// TestRetryAfterSchedulesTheItem: a failure answered with Retry-After is not counted against
+// the item, and the item waits that long (not the minimum retry delay).
+func TestRetryAfterSchedulesTheItem(t *testing.T) {
+	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 3, MinRetryDelay: time.Second, MaxRetryDelay: 5 * time.Minute})
+	var calls atomic.Int32
+	h.target.SetApplyFunc(func(context.Context, mapping.Op) (targets.Result, error) {
+		calls.Add(1)
+		return targets.Result{}, &targets.RetryableError{Err: errors.New("429 slow down"), After: time.Minute}
+	})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	start := time.Now()
+	h.change(user("ada"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var it state.Item
+		require.NoError(t, h.db.View(func(tx *state.Tx) error {
+			ob, err := tx.Outbox("app")
+			if err != nil {
+				return err
+			}
+			it, _, err = ob.Get("id-ada")
+			return err
+		}))
+		if it.LastError != "" {
+			require.Zero(t, it.Attempts, "not counted against the item")
+			require.GreaterOrEqual(t, it.NotBefore.Sub(start), 50*time.Second, "it waits what the target asked")
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the failure was not recorded")
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.EqualValues(t, 1, calls.Load())
 }

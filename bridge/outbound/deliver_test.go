@@ -88,6 +88,9 @@ func TestCreateConflictAdopts(t *testing.T) {
 	require.Empty(t, mustDeadLetters(t, h))
 	users := target.Resources(mapping.KindUser)
 	require.Len(t, users, 1, "one account: the one created meanwhile, adopted")
+	for _, op := range target.Ops() {
+		require.NotEqual(t, mapping.OpReplace, op.Type, "adopted with what the lookup showed: PATCHed, not replaced")
+	}
 	require.Equal(t, "Analyst", users[0].Attrs["title"], "and brought up to date")
 }
 

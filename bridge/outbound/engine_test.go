@@ -921,3 +921,40 @@ func (h *harness) metricValue(name string, labels map[string]string) float64 {
 	}
 	return -1
 }
+
+// TestEngineConfigChangeReleasesTheHold: a user deleted while a scope group was missing is
+// deprovisioned once the configuration changes (here: the missing group is dropped): the
+// rebuilt provisioner's reconcile refreshes every active account out of scope, even one the
+// directory no longer shows.
+func TestEngineConfigChangeReleasesTheHold(t *testing.T) {
+	spec := Spec{Name: "app", Groups: []string{"cn=app," + groups, "cn=other," + groups}, MaxAttempts: 3, MaxDeletes: 50}
+	h := newHarness(t, spec)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	app := group("app", "a", "b")
+	h.change(user("a"), user("b"), user("d"), app, group("other", "b", "d"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 3)
+
+	h.change(renamed(app, "gone"))
+	h.remove(user("a"))
+	h.waitIdle()
+	require.NotNil(t, h.e.Status()[0].Scope)
+
+	spec.Target, spec.Groups, spec.Hash = h.target, []string{"cn=other," + groups}, "v2"
+	changed, err := h.e.SetProvisioners([]Spec{spec})
+	require.NoError(t, err)
+	require.Equal(t, []string{"app"}, changed)
+	require.NoError(t, h.e.PrepareReconcile(ctx, changed))
+	h.waitIdle()
+	a, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "a")
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	require.Equal(t, []string{a.ID}, disabled, "a (deleted meanwhile) is deprovisioned; b and d stay")
+	require.Nil(t, h.e.Status()[0].Scope)
+}
