@@ -350,7 +350,7 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 			out.err = err
 			if rec.TargetID != "" && newAccount {
 				// The account exists now (created or adopted): remember it, and that what it
-				// holds is unknown, so the retry replaces it whole.
+				// holds is unknown, so the retry sends every attribute.
 				r := rec
 				r.Attrs, r.Active, r.Hash, r.Mapping = nil, true, "", ""
 				p.putRecord(out, key, r, true)

@@ -416,3 +416,25 @@ func TestGroupChangesWithoutScopeGroupsDeprovisionNobody(t *testing.T) {
 	require.Empty(t, h.opsOfType(mapping.KindUser, mapping.OpDisable))
 	require.Zero(t, h.windowLen())
 }
+
+// TestFailedPatchAfterAdoptionIsRemembered: when the first update of an account just
+// adopted fails, the account is remembered (no second lookup) with its content unknown, so
+// the retry sends every attribute again.
+func TestFailedPatchAfterAdoptionIsRemembered(t *testing.T) {
+	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 5, MinRetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	existing, err := h.target.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, Resource: map[string]any{"userName": "ada"}})
+	require.NoError(t, err)
+	h.target.FailNext(&targets.RetryableError{Err: errors.New("503 once")})
+	h.run(ctx)
+	h.change(user("ada", "title", "Analyst"))
+	h.waitIdle()
+	require.Len(t, h.target.Finds(), 1, "looked up once: the adopted account was remembered")
+	patches := h.opsOfType(mapping.KindUser, mapping.OpUpdate)
+	require.Len(t, patches, 2, "the failed PATCH and its retry")
+	require.Equal(t, existing.ID, patches[1].TargetID)
+	require.Subset(t, patches[1].Patch, patches[0].Patch, "every attribute again")
+	require.Contains(t, patches[1].Patch, mapping.PatchOp{Op: "add", Path: "userName", Value: "ada"}, "even the one the lookup had shown")
+	require.Equal(t, 1, h.stored().Users)
+}
