@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/scimbridge/scimbridge/bridge/config"
@@ -16,14 +15,6 @@ import (
 // replaced by every reload, so the token rotates with `systemctl reload`.
 type adminAuth struct {
 	sum atomic.Pointer[[sha256.Size]byte] // nil: no token, the endpoints are open
-}
-
-// adminAuths finds a Bridge's adminAuth. Entries live as long as the process: one per Bridge.
-var adminAuths sync.Map // *Bridge → *adminAuth
-
-func adminAuthOf(b *Bridge) *adminAuth {
-	v, _ := adminAuths.LoadOrStore(b, &adminAuth{})
-	return v.(*adminAuth)
 }
 
 // set installs the token of cfg (none when admin.token_file is empty).
@@ -55,8 +46,11 @@ func (a *adminAuth) require(h http.Handler) http.Handler {
 	})
 }
 
-// reloadAdmin applies a new admin token. admin.listen itself needs a restart (Reload says so).
-func reloadAdmin(b *Bridge, _, cfg *config.Config) error {
-	adminAuthOf(b).set(cfg)
-	return nil
+// prepareAdmin applies a new admin token (admin.token_file, read when the configuration
+// loaded). admin.listen itself is a restart rule.
+func prepareAdmin(b *Bridge, old, cfg *config.Config) (*reloadStep, error) {
+	if old.Admin.Token == cfg.Admin.Token {
+		return nil, nil
+	}
+	return &reloadStep{name: "admin", commit: func() { b.admin.set(cfg) }}, nil
 }

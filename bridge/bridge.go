@@ -37,6 +37,9 @@ type Options struct {
 	// WatchdogTimeout); 0 turns the watchdog off. While it is on, Notify gets "WATCHDOG=1"
 	// every half of it, as long as no main loop has been stuck for longer than it.
 	Watchdog time.Duration
+	// Log, when set, is where Logger writes: a reload applies [log] to it. Without it a
+	// change of [log] needs a restart.
+	Log *LogOutput
 }
 
 // Bridge is the daemon: the directory pool, the admin listener, the inbound SCIM server and
@@ -59,12 +62,19 @@ type Bridge struct {
 
 	// prov is the outbound side while it runs (nil without provisioners or after Stop).
 	prov *provisioning
+	// in is the SCIM server while it runs (nil when inbound is off, or after Stop).
+	in *inboundComponent
 
 	// adminAddr and inboundAddr are the bound listener addresses (useful with port 0).
 	adminAddr, inboundAddr string
 
 	// watchdog watches the main loops (nil when Options.Watchdog is 0).
 	watchdog *watchdog.Monitor
+	// reloadMu serialises reloads; reload (under mu) is how the last one went.
+	reloadMu sync.Mutex
+	reload   ReloadStatus
+	// admin guards /metrics and /status with admin.token_file's token.
+	admin adminAuth
 }
 
 // New checks the options and builds a Bridge; Start brings it up.
@@ -117,7 +127,7 @@ func (b *Bridge) Start(ctx context.Context) error {
 		}()
 	}
 
-	adminAuthOf(b).set(cfg)
+	b.admin.set(cfg)
 	if cfg.Admin.Listen != "" {
 		l, err := net.Listen("tcp", cfg.Admin.Listen)
 		if err != nil {
@@ -234,6 +244,13 @@ func (b *Bridge) serve(srv *http.Server, l net.Listener, name string) {
 	}()
 }
 
+// Config is the configuration in force.
+func (b *Bridge) Config() *config.Config {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cfg
+}
+
 // AdminAddr is the admin listener's bound address ("" when off).
 func (b *Bridge) AdminAddr() string { return b.adminAddr }
 
@@ -290,50 +307,6 @@ func (b *Bridge) shutdownServers(ctx context.Context) {
 	}
 }
 
-// Reload applies a new configuration. The settings read per request apply at once; parts
-// that need a restart of their listener or pool (listen addresses, LDAP URLs) are named in
-// the returned error and keep their old values. A failed reload keeps the old configuration
-// running and sets scimbridge_config_last_reload_successful to 0.
-func (b *Bridge) Reload(cfg *config.Config) error {
-	b.mu.Lock()
-	old, store := b.cfg, b.store
-	b.mu.Unlock()
-	if store != nil {
-		if d, err := store.Dialect(context.Background()); err == nil {
-			cfg.ApplyDialect(string(d))
-		}
-	}
-	var errs []error
-	if old.Admin.Listen != cfg.Admin.Listen {
-		errs = append(errs, errors.New("admin.listen: needs a restart"))
-	}
-	if fmt.Sprint(LDAPConfig(old)) != fmt.Sprint(LDAPConfig(cfg)) {
-		errs = append(errs, errors.New("ldap: connection settings need a restart"))
-	}
-	for _, r := range componentReloaders {
-		if err := r(b, old, cfg); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if len(errs) > 0 {
-		b.metrics.reloadOK.Set(0)
-		return fmt.Errorf("bridge: reload: %w", errors.Join(errs...))
-	}
-	b.mu.Lock()
-	b.cfg = cfg
-	b.mu.Unlock()
-	b.metrics.reloadOK.Set(1)
-	b.metrics.reloadTime.SetToCurrentTime()
-	return nil
-}
-
-// componentReloaders apply a new configuration to running components.
-var componentReloaders = []func(b *Bridge, old, cfg *config.Config) error{reloadInbound, reloadProvisioning, reloadAdmin}
-
-// ReloadFailed records a reload that failed before reaching Reload (a config that does not
-// load): the old configuration keeps running.
-func (b *Bridge) ReloadFailed() { b.metrics.reloadOK.Set(0) }
-
 func (b *Bridge) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -359,7 +332,7 @@ func (b *Bridge) adminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
-	auth := adminAuthOf(b)
+	auth := &b.admin
 	mux.Handle("GET /metrics", auth.require(promhttp.HandlerFor(b.opts.Registry, promhttp.HandlerOpts{Registry: b.opts.Registry})))
 	mux.Handle("GET /status", auth.require(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -374,7 +347,9 @@ func (b *Bridge) adminHandler() http.Handler {
 type Status struct {
 	Ready     bool            `json:"ready"`
 	Directory DirectoryStatus `json:"directory"`
-	Extra     map[string]any  `json:"components,omitempty"`
+	// Reload is how the last reload went (absent before the first).
+	Reload *ReloadStatus  `json:"reload,omitempty"`
+	Extra  map[string]any `json:"components,omitempty"`
 }
 
 // DirectoryStatus describes the directory connection.
@@ -391,9 +366,12 @@ var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){inbou
 // Status reports the daemon's state; it never includes secrets.
 func (b *Bridge) Status(ctx context.Context) Status {
 	b.mu.Lock()
-	cfg, store, ready := b.cfg, b.store, b.ready
+	cfg, store, ready, reload := b.cfg, b.store, b.ready, b.reload
 	b.mu.Unlock()
 	st := Status{Ready: ready, Directory: DirectoryStatus{URLs: cfg.LDAP.URLs}}
+	if !reload.At.IsZero() {
+		st.Reload = &reload
+	}
 	if store != nil {
 		if dse, err := store.RootDSE(ctx); err == nil {
 			st.Directory.Dialect, st.Directory.Vendor = string(dse.Dialect), dse.VendorName

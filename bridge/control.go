@@ -46,6 +46,10 @@ import (
 // ControlSocket is the socket's name inside the state directory.
 const ControlSocket = "control.sock"
 
+// maxSocketPath bounds a Unix socket's path: sun_path holds 108 bytes on Linux and 104 on
+// the BSDs, terminating NUL included.
+const maxSocketPath = 104
+
 // ErrNoDaemon means no daemon answers on the control socket.
 var ErrNoDaemon = errors.New("no running scimbridge daemon")
 
@@ -71,15 +75,20 @@ type PlanRequest struct {
 }
 
 type controlServer struct {
-	srv  *http.Server
-	path string
-	l    net.Listener
+	srv    *http.Server
+	path   string
+	served chan struct{} // closed when Serve has returned
 }
 
+// Close stops the server (requests in flight get 5s) and returns once it has.
 func (c *controlServer) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.srv.Shutdown(ctx)
+	if err != nil {
+		_ = c.srv.Close()
+	}
+	<-c.served
 	_ = os.Remove(c.path)
 	return err
 }
@@ -88,18 +97,11 @@ func (c *controlServer) Close() error {
 // replaced; a live one cannot exist, since the state file is locked by its daemon.
 func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, error) {
 	path := filepath.Join(dir, ControlSocket)
-	if len(path) >= 104 {
+	if len(path) >= maxSocketPath {
 		return nil, fmt.Errorf("bridge: control socket path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(path))
 	}
-	_ = os.Remove(path)
-	old := syscall.Umask(0o177)
-	l, err := net.Listen("unix", path)
-	syscall.Umask(old)
+	l, err := listenUnix(dir, path)
 	if err != nil {
-		return nil, fmt.Errorf("bridge: control socket: %w", err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
 		return nil, fmt.Errorf("bridge: control socket: %w", err)
 	}
 	mux := http.NewServeMux()
@@ -176,20 +178,53 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 		}
 		writeJSON(w, http.StatusOK, plans)
 	})
-	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET /v1/backup", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		if _, err := pv.db.Backup(w); err != nil {
 			pv.log.Error().Err(err).Msg("backup over the control socket failed")
 		}
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	ctl := &controlServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
 	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		defer close(ctl.served)
+		if err := ctl.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			pv.log.Error().Err(err).Msg("control socket failed")
 		}
 	}()
 	pv.log.Info().Str("socket", path).Msg("control socket listening")
-	return &controlServer{srv: srv, path: path, l: l}, nil
+	return ctl, nil
+}
+
+// listenUnix listens on a Unix socket at path with mode 0600. The socket is created in a
+// fresh directory of mode 0700 inside dir, given its mode there, and only then renamed into
+// place: nobody else can connect in between, and the process umask (shared by every
+// goroutine creating files) stays as it is.
+func listenUnix(dir, path string) (net.Listener, error) {
+	tmp, err := os.MkdirTemp(dir, ".c")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	staged := filepath.Join(tmp, "s")
+	if len(staged) >= maxSocketPath {
+		return nil, fmt.Errorf("path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(staged))
+	}
+	l, err := net.Listen("unix", staged)
+	if err != nil {
+		return nil, err
+	}
+	// The socket file moves: closing the listener must not unlink a path it no longer has.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	if err := os.Chmod(staged, 0o600); err != nil {
+		l.Close()
+		return nil, err
+	}
+	_ = os.Remove(path) // a stale socket of a daemon that was killed
+	if err := os.Rename(staged, path); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
 func (pv *provisioning) knownProvisioner(name string) error {
@@ -498,7 +533,7 @@ func OfflineDeadLetters(cfg *config.Config, action, prov string, ids []string) (
 	err = db.Update(func(tx *state.Tx) error {
 		var err error
 		if action == "retry" {
-			done, _, err = outbound.ReplayDeadLetters(tx, prov, ids)
+			done, err = outbound.ReplayDeadLetters(tx, prov, ids)
 		} else {
 			done, err = outbound.DropDeadLetters(tx, prov, ids)
 		}
@@ -539,7 +574,7 @@ func OfflinePlan(ctx context.Context, cfg *config.Config, store *ldapstore.Store
 // OfflineSync runs a sync in this process: the same reader, engine and workers as the
 // daemon, until nothing more can be delivered now.
 func OfflineSync(ctx context.Context, cfg *config.Config, store *ldapstore.Store, req SyncRequest, logger zerolog.Logger, emit func(SyncEvent)) error {
-	pv, err := newProvisioning(ctx, cfg, store, logger, nil)
+	pv, err := newProvisioning(ctx, cfg, store, logger, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -559,9 +594,10 @@ func OfflineSync(ctx context.Context, cfg *config.Config, store *ldapstore.Store
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	pv.engine.Start(runCtx)
-	err = pv.sync(ctx, req, emit)
+	err = pv.sync(runCtx, req, emit)
 	cancel()
 	pv.engine.Wait()
+	pv.join()
 	pv.close()
 	return err
 }

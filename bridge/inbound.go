@@ -9,7 +9,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,10 +26,6 @@ type inboundComponent struct {
 	srv  *inbound.Server
 	cert atomic.Pointer[tls.Certificate]
 }
-
-// inboundByBridge finds a Bridge's SCIM server for reloads and status. Entries go when the
-// bridge stops.
-var inboundByBridge sync.Map // *Bridge → *inboundComponent
 
 // InboundConfig translates the configuration's [inbound] and [ldap.users]/[ldap.groups]
 // sections for the inbound server. Token files must have been read (config.LoadSecrets).
@@ -135,14 +130,27 @@ func startInbound(ctx context.Context, b *Bridge, cfg *config.Config, store *lda
 	b.inboundAddr = l.Addr().String()
 	useTLS := hs.TLSConfig != nil // read before serving: the server then owns hs
 	b.serve(hs, l, "inbound")
-	inboundByBridge.Store(b, c)
+	b.mu.Lock()
+	b.in = c
+	b.mu.Unlock()
+	b.wg.Add(1)
 	go func() {
+		defer b.wg.Done()
 		<-ctx.Done()
-		inboundByBridge.Delete(b)
+		b.mu.Lock()
+		b.in = nil
+		b.mu.Unlock()
 		srv.Close()
 	}()
 	logger.Info().Str("listen", b.inboundAddr).Str("base_path", icfg.BasePath).Bool("tls", useTLS).Msg("inbound scim server started")
 	return nil
+}
+
+// inboundOf returns the bridge's running SCIM server (nil when off or stopped).
+func inboundOf(b *Bridge) *inboundComponent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.in
 }
 
 func (c *inboundComponent) loadCert(in config.Inbound) error {
@@ -181,44 +189,18 @@ func poolShares(poolSize int) (inbound, rest int) {
 	return poolSize - reserve, poolSize - reserve
 }
 
-// reloadInbound applies a new configuration to the running SCIM server, or nothing of it.
-func reloadInbound(b *Bridge, old, cfg *config.Config) error {
-	commit, err := prepareInbound(b, old, cfg)
-	if err != nil {
-		return err
-	}
-	commit()
-	return nil
-}
-
 // reloadTimeout bounds what preparing a reload reads from the directory (the protected groups).
 const reloadTimeout = 30 * time.Second
 
 // prepareInbound checks a new configuration for the running SCIM server completely — tokens,
 // limits, bases, fences (the protected groups are read), attribute maps, a renewed TLS
-// certificate — and returns the function that applies all of it at once. Nothing changes
-// before commit. A new listen address or a switch between TLS and plain HTTP needs a restart.
-func prepareInbound(b *Bridge, old, cfg *config.Config) (commit func(), err error) {
-	v, ok := inboundByBridge.Load(b)
-	if !ok {
-		if cfg.Inbound.Enabled && !old.Inbound.Enabled {
-			return nil, errors.New("inbound.enabled: needs a restart")
-		}
-		return func() {}, nil
-	}
-	c := v.(*inboundComponent)
-	var errs []error
-	if !cfg.Inbound.Enabled {
-		errs = append(errs, errors.New("inbound.enabled: needs a restart"))
-	}
-	if cfg.Inbound.Listen != old.Inbound.Listen {
-		errs = append(errs, errors.New("inbound.listen: needs a restart"))
-	}
-	if (cfg.Inbound.TLSCertFile == "") != (old.Inbound.TLSCertFile == "") {
-		errs = append(errs, errors.New("inbound.tls_cert_file: switching TLS on or off needs a restart"))
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+// certificate (read now, so that an unreadable one fails the reload) — and returns the step
+// that applies all of it at once. Nothing changes before commit. Listen addresses, timeouts
+// and switching TLS on or off are restart rules (reload.go).
+func prepareInbound(b *Bridge, _, cfg *config.Config) (*reloadStep, error) {
+	c := inboundOf(b)
+	if c == nil || !cfg.Inbound.Enabled {
+		return nil, nil
 	}
 	icfg, err := InboundConfig(cfg)
 	if err != nil {
@@ -234,20 +216,20 @@ func prepareInbound(b *Bridge, old, cfg *config.Config) (commit func(), err erro
 	defer cancel()
 	commitSrv, err := c.srv.Prepare(ctx, icfg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("bridge: inbound: %w", err)
 	}
-	return func() {
+	return &reloadStep{name: "inbound", commit: func() {
 		if cert != nil {
 			c.cert.Store(cert)
 			b.observeCert(c)
 		}
 		commitSrv()
-	}, nil
+	}}, nil
 }
 
 // inboundStatus is the inbound section of /status.
 func inboundStatus(_ context.Context, b *Bridge) (string, any) {
-	if _, ok := inboundByBridge.Load(b); !ok {
+	if inboundOf(b) == nil {
 		return "", nil
 	}
 	b.mu.Lock()

@@ -17,6 +17,7 @@ type metrics struct {
 	ldapErrors   *prometheus.CounterVec
 	ldapUp       prometheus.Gauge
 	certExpiry   prometheus.Gauge
+	stateWrite   prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -46,8 +47,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "scimbridge_inbound_certificate_expiry_timestamp_seconds",
 			Help: "When the inbound SCIM server's TLS certificate expires (Unix time); 0 when it does not speak TLS itself.",
 		}),
+		stateWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "scimbridge_state_write_transaction_duration_seconds",
+			Help:    "How long each state file write transaction held the file's only write lock (its work and its commit, fsync included).",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}),
 	}
-	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp, m.certExpiry)
+	reg.MustRegister(m.reloadOK, m.reloadTime, m.ldapDuration, m.ldapErrors, m.ldapUp, m.certExpiry, m.stateWrite)
 	return m
 }
 
@@ -63,9 +69,12 @@ func (m *metrics) observeLDAP(op string, d time.Duration, err error) {
 		err  error
 		name string
 	}{
-		{ldapstore.ErrUnavailable, "unavailable"}, {ldapstore.ErrNotFound, "not_found"},
-		{ldapstore.ErrAlreadyExists, "exists"}, {ldapstore.ErrAssertionFailed, "assertion"},
-		{ldapstore.ErrInvalid, "invalid"}, {ldapstore.ErrDenied, "denied"},
+		{ldapstore.ErrUnavailable, "unavailable"},
+		{ldapstore.ErrNotFound, "not_found"},
+		{ldapstore.ErrAlreadyExists, "exists"},
+		{ldapstore.ErrAssertionFailed, "assertion"},
+		{ldapstore.ErrInvalid, "invalid"},
+		{ldapstore.ErrDenied, "denied"},
 	} {
 		if errors.Is(err, c.err) {
 			class = c.name

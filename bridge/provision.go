@@ -45,6 +45,39 @@ type provisioning struct {
 	readerRunning bool
 	runCtx        context.Context
 	specs         []outbound.Spec
+	// running is set once run has loaded the membership index and started the engine.
+	running bool
+	// closing refuses new goroutines once the owner waits for them (wg) before closing.
+	closing bool
+	wg      sync.WaitGroup
+
+	// setMu serialises changes of the provisioner set: run's first one and reloads.
+	setMu sync.Mutex
+}
+
+// spawn runs fn in a goroutine that the owner joins (join) before the state file and the
+// targets close; once joining has begun it runs nothing and returns false.
+func (pv *provisioning) spawn(fn func()) bool {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if pv.closing {
+		return false
+	}
+	pv.wg.Add(1)
+	go func() {
+		defer pv.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// join waits for every goroutine spawn started; the context they run with must be done (or
+// about to be).
+func (pv *provisioning) join() {
+	pv.mu.Lock()
+	pv.closing = true
+	pv.mu.Unlock()
+	pv.wg.Wait()
 }
 
 func provisioningOf(b *Bridge) *provisioning {
@@ -87,11 +120,12 @@ func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[stri
 	return specs, opened, nil
 }
 
-// provisionerHash identifies a provisioner's configuration (and the directory settings its
-// scope depends on). Secrets print as <secret>: a rotated literal secret needs a restart, a
-// rotated secret file is read again on the target's next 401.
+// provisionerHash identifies a provisioner's effective configuration and the directory
+// settings its scope depends on (configDigest): a reload rebuilds a provisioner only when
+// it changed. A rotated literal secret changes it; a rotated secret file does not (the
+// target reads the file again on its next 401).
 func provisionerHash(cfg *config.Config, p config.Provisioner) string {
-	return fmt.Sprintf("%x", fmt.Sprintf("%#v|%#v|%#v|%#v", p, p.Target, cfg.LDAP.Users, cfg.LDAP.Groups))
+	return configDigest(p, cfg.LDAP.Users, cfg.LDAP.Groups)
 }
 
 func closeTargets(ts map[string]targets.Target) {
@@ -103,8 +137,9 @@ func closeTargets(ts map[string]targets.Target) {
 }
 
 // newProvisioning opens the state file and builds the reader and the engine for cfg.
-func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, logger zerolog.Logger, reg prometheus.Registerer) (*provisioning, error) {
-	db, err := state.Open(cfg.State.Dir)
+// observeWrite, when set, is told how long each state write transaction held the file.
+func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.Store, logger zerolog.Logger, reg prometheus.Registerer, observeWrite func(time.Duration)) (*provisioning, error) {
+	db, err := state.OpenWith(cfg.State.Dir, state.Options{ObserveWrite: observeWrite})
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -134,8 +169,12 @@ func buildProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore
 		engine.Close()
 		return nil, err
 	}
+	if capture.Experimental(src.Name()) {
+		logger.Warn().Str("component", "provisioning").Str("source", src.Name()).Str("dialect", string(d)).
+			Msg(experimentalSource(src.Name()))
+	}
 	reader, err := capture.New(capture.Options{
-		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink, Logger: logger,
+		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink(), Logger: logger,
 		PollInterval: cfg.Changes.PollInterval.Duration, ReconcileInterval: cfg.Changes.ReconcileInterval.Duration,
 		Registerer: reg,
 	})
@@ -168,7 +207,7 @@ func (pv *provisioning) close() {
 // to start when another process holds it), serves the control socket, loads membership and
 // starts the provisioners, then follows the change log until the bridge stops.
 func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error {
-	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry)
+	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry, func(d time.Duration) { b.metrics.stateWrite.Observe(d.Seconds()) })
 	if err != nil {
 		return err
 	}
@@ -205,6 +244,7 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 		}()
 		defer removeCheck()
 		pv.run(ctx)
+		pv.join()
 		_ = ctl.Close()
 		pv.close()
 	}()
@@ -237,6 +277,7 @@ func (pv *provisioning) run(ctx context.Context) {
 		}
 		backoff = min(backoff*2, time.Minute)
 	}
+	pv.setMu.Lock()
 	pv.mu.Lock()
 	specs := pv.specs
 	pv.mu.Unlock()
@@ -244,6 +285,10 @@ func (pv *provisioning) run(ctx context.Context) {
 		pv.log.Error().Err(err).Msg("starting provisioners failed")
 	}
 	pv.engine.Start(ctx)
+	pv.mu.Lock()
+	pv.running = true
+	pv.mu.Unlock()
+	pv.setMu.Unlock()
 	defer pv.engine.Wait()
 	if len(specs) > 0 {
 		loop.Beat()
@@ -268,12 +313,16 @@ func (pv *provisioning) run(ctx context.Context) {
 func (pv *provisioning) startReader(ctx context.Context) {
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
-	if pv.readerRunning {
+	if pv.readerRunning || pv.closing {
 		return
 	}
 	pv.readerRunning = true
+	pv.wg.Add(1) // pv.mu is held: spawn cannot be used, and join cannot have begun unseen
 	go func() {
-		_ = pv.reader.Run(ctx)
+		defer pv.wg.Done()
+		if err := pv.reader.Run(ctx); err != nil {
+			pv.log.Error().Err(err).Msg("the change reader stopped")
+		}
 	}()
 }
 
@@ -310,19 +359,21 @@ func (pv *provisioning) pass(ctx context.Context, names []string) error {
 	}
 	pv.log.Info().Strs("provisioners", names).Int("entries", res.Entries).Dur("took", time.Since(start)).Msg("reconcile pass queued its work")
 	// The pass's target listing spares a lookup per create; drop it once its work is done.
-	go func() {
+	pv.spawn(func() {
 		deadline := time.Now().Add(30 * time.Minute)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
 		for ctx.Err() == nil && time.Now().Before(deadline) {
 			if outbound.Idle(pv.engine.Progress(names, nil)) {
 				break
 			}
 			select {
 			case <-ctx.Done():
-			case <-time.After(time.Second):
+			case <-t.C:
 			}
 		}
 		pv.engine.DropListings()
-	}()
+	})
 	return nil
 }
 
@@ -414,78 +465,83 @@ func joinNames(n []string) string {
 	return fmt.Sprintf("%q", n)
 }
 
-// reloadProvisioning applies a new configuration to the running provisioners: unchanged
-// ones keep running, changed and new ones are rebuilt (and reconciled), removed ones stop.
-// Everything is built first, so a failure changes nothing.
-func reloadProvisioning(b *Bridge, old, cfg *config.Config) error {
+// prepareProvisioning prepares a new configuration for the running provisioners: it opens
+// the targets of new and changed provisioners and builds them (Engine.Prepare); unchanged
+// ones keep running untouched with their target. Commit swaps the set in, stops removed
+// provisioners, and reconciles the new and changed ones; abort closes what was opened.
+// [state] and [changes] are restart rules (reload.go).
+func prepareProvisioning(b *Bridge, _, cfg *config.Config) (*reloadStep, error) {
 	pv := provisioningOf(b)
 	if pv == nil {
-		return nil
+		return nil, nil
 	}
-	var errs []error
-	if old.State.Dir != cfg.State.Dir {
-		errs = append(errs, errors.New("state.dir: needs a restart"))
-	}
-	if fmt.Sprintf("%#v", old.Changes) != fmt.Sprintf("%#v", cfg.Changes) {
-		errs = append(errs, errors.New("changes: needs a restart"))
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	specs, opened, err := Specs(cfg, b.logger)
-	if err != nil {
-		return err
-	}
-	// Keep the running target of unchanged provisioners; close the others' new ones.
-	running := map[string]*outbound.Provisioner{}
-	for _, p := range pv.engine.Provisioners() {
-		running[p.Name()] = p
-	}
+	// Held until commit or abort: the set is prepared against the running one, which
+	// nothing else may change meanwhile (the start of run sets it too).
+	pv.setMu.Lock()
 	pv.mu.Lock()
 	oldSpecs := map[string]outbound.Spec{}
 	for _, s := range pv.specs {
 		oldSpecs[s.Name] = s
 	}
 	pv.mu.Unlock()
+	specs, opened, err := Specs(cfg, b.logger)
+	if err != nil {
+		pv.setMu.Unlock()
+		return nil, err
+	}
+	// An unchanged provisioner keeps its running target: close the one just opened.
+	fresh := map[string]targets.Target{} // targets opened for new and changed provisioners
 	for i, s := range specs {
 		if o, ok := oldSpecs[s.Name]; ok && o.Hash == s.Hash {
-			if t := opened[s.Name]; t != nil {
-				closeTargets(map[string]targets.Target{s.Name: t})
-			}
+			closeTargets(map[string]targets.Target{s.Name: opened[s.Name]})
 			specs[i].Target = o.Target
 			opened[s.Name] = o.Target
+			continue
 		}
+		fresh[s.Name] = opened[s.Name]
 	}
-	changed, err := pv.engine.SetProvisioners(specs)
+	set, err := pv.engine.Prepare(specs)
 	if err != nil {
-		for name, t := range opened {
-			if o, ok := oldSpecs[name]; !ok || o.Target != t {
-				closeTargets(map[string]targets.Target{name: t})
+		closeTargets(fresh)
+		pv.setMu.Unlock()
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	return &reloadStep{
+		name: "provisioners",
+		abort: func() {
+			closeTargets(fresh)
+			pv.setMu.Unlock()
+		},
+		commit: func() {
+			defer pv.setMu.Unlock()
+			changed, err := set.Commit()
+			if err != nil {
+				pv.log.Error().Err(err).Msg("starting provisioners failed")
 			}
-		}
-		return err
-	}
-	pv.mu.Lock()
-	retired := map[string]targets.Target{}
-	for name, t := range pv.targets {
-		if opened[name] != t {
-			retired[name] = t
-		}
-	}
-	pv.targets, pv.specs, pv.cfg = opened, specs, cfg
-	ctx := pv.runCtx
-	pv.mu.Unlock()
-	closeTargets(retired)
-	if len(changed) > 0 && ctx != nil {
-		b.logger.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
-		pv.startReader(ctx)
-		go func() {
-			if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
-				pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
+			pv.mu.Lock()
+			retired := map[string]targets.Target{}
+			for name, t := range pv.targets {
+				if opened[name] != t {
+					retired[name] = t
+				}
 			}
-		}()
-	}
-	return nil
+			pv.targets, pv.specs, pv.cfg = opened, specs, cfg
+			ctx, running := pv.runCtx, pv.running
+			pv.mu.Unlock()
+			closeTargets(retired)
+			// Before run has loaded the membership index, its own start reconciles whatever
+			// is due: a reconcile now would decide scope from an empty index.
+			if len(changed) > 0 && running {
+				pv.log.Info().Strs("provisioners", changed).Msg("provisioners rebuilt; reconciling them")
+				pv.startReader(ctx)
+				pv.spawn(func() {
+					if err := pv.pass(ctx, changed); err != nil && ctx.Err() == nil {
+						pv.log.Warn().Err(err).Msg("reconcile after reload failed; retrying later")
+					}
+				})
+			}
+		},
+	}, nil
 }
 
 // ProvisioningStatus is the outbound part of Status.
@@ -494,9 +550,18 @@ type ProvisioningStatus struct {
 	Provisioners []outbound.Status `json:"provisioners"`
 }
 
+// experimentalSource is the warning about an experimental change source.
+func experimentalSource(name string) string {
+	return fmt.Sprintf("the change source %q is experimental: built to the documented format and tested over recorded entries, not yet against a real server; check what reaches the targets, or set changes.source = \"timestamp\"", name)
+}
+
 // ChangesStatus describes the change reader.
 type ChangesStatus struct {
-	Source        string    `json:"source,omitempty"`
+	Source string `json:"source,omitempty"`
+	// Experimental is set, with Warning, when the running source is not yet proven on a
+	// real server.
+	Experimental  bool      `json:"experimental,omitempty"`
+	Warning       string    `json:"warning,omitempty"`
 	Cursor        string    `json:"cursor,omitempty"`
 	CursorUpdated time.Time `json:"cursor_updated,omitzero"`
 	LastPoll      time.Time `json:"last_poll,omitzero"`
@@ -515,8 +580,13 @@ func provisioningStatus(_ context.Context, b *Bridge) (string, any) {
 
 func (pv *provisioning) status() ProvisioningStatus {
 	st := pv.reader.Stats()
-	cs := &ChangesStatus{Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
-		LastReconcile: st.LastReconcile, LastError: st.LastError}
+	cs := &ChangesStatus{
+		Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
+		LastReconcile: st.LastReconcile, LastError: st.LastError,
+	}
+	if capture.Experimental(st.Source) {
+		cs.Experimental, cs.Warning = true, experimentalSource(st.Source)
+	}
 	_ = pv.db.View(func(tx *state.Tx) error {
 		if c, ok, err := tx.Cursor("changes"); err == nil && ok {
 			cs.CursorUpdated = c.Updated

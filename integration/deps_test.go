@@ -2,6 +2,7 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"os/exec"
 	"strings"
@@ -25,11 +26,11 @@ func listPackages(t *testing.T) []pkg {
 	var pkgs []pkg
 	for {
 		var p pkg
-		if err := dec.Decode(&p); err == io.EOF {
+		err := dec.Decode(&p)
+		if errors.Is(err, io.EOF) {
 			break
-		} else {
-			require.NoError(t, err)
 		}
+		require.NoError(t, err)
 		pkgs = append(pkgs, p)
 	}
 	require.NotEmpty(t, pkgs)
@@ -75,5 +76,24 @@ func TestEveryPackageHasDoc(t *testing.T) {
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		dir, doc, _ := strings.Cut(line, " ")
 		require.NotEmpty(t, strings.TrimSpace(doc), "%s has no package comment (doc.go)", dir)
+	}
+}
+
+// TestShippedBinaryLinksNoTestCode checks that the dependency closure of cmd/scimbridge (what
+// the shipped binary links) holds no testing package and no test helper of this module: the
+// demo's directory and sample target are product packages, not the tests' helpers.
+func TestShippedBinaryLinksNoTestCode(t *testing.T) {
+	const module = "github.com/scimbridge/scimbridge/"
+	out, err := exec.Command("go", "list", "-deps", "-test=false", module+"cmd/scimbridge").Output()
+	require.NoError(t, err)
+	deps := strings.Fields(string(out))
+	require.Contains(t, deps, module+"bridge", "the listing is the binary's closure")
+	for _, d := range deps {
+		require.NotEqual(t, "testing", d, "cmd/scimbridge links the testing package")
+		require.False(t, strings.HasPrefix(d, "testing/"), "cmd/scimbridge links %s", d)
+		require.NotEqual(t, "net/http/httptest", d, "cmd/scimbridge links net/http/httptest")
+		for _, helper := range []string{"ldapstore/ldaptest", "targets/targettest"} {
+			require.NotEqual(t, module+helper, d, "cmd/scimbridge links the test helper %s", d)
+		}
 	}
 }

@@ -126,8 +126,10 @@ func (ft *fastTarget) serve(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Query().Get("filter") == "" {
 			total = ft.seq
 		}
-		reply(200, map[string]any{"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:ListResponse"},
-			"totalResults": total, "startIndex": 1, "itemsPerPage": len(list), "Resources": list})
+		reply(200, map[string]any{
+			"schemas":      []string{"urn:ietf:params:scim:api:messages:2.0:ListResponse"},
+			"totalResults": total, "startIndex": 1, "itemsPerPage": len(list), "Resources": list,
+		})
 	case len(parts) == 2:
 		res, ok := store[parts[1]]
 		if !ok {

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -194,7 +195,8 @@ func (d *daemon) stop() int {
 	if d.exitErr == nil {
 		return 0
 	}
-	if ee, ok := d.exitErr.(*exec.ExitError); ok {
+	ee := &exec.ExitError{}
+	if errors.As(d.exitErr, &ee) {
 		return ee.ExitCode()
 	}
 	return -1

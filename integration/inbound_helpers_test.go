@@ -106,8 +106,10 @@ func startSCIMAt(t *testing.T, s *ldaptest.Server, ou, extraLDAP, extraInbound, 
 	if scheme == "https" {
 		client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the test's own self-signed certificate
 	}
-	return &scimDaemon{daemon: d, t: t, slapd: s, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, token: token,
-		base: scheme + "://" + inbound + "/scim/v2", client: client, root: root}
+	return &scimDaemon{
+		daemon: d, t: t, slapd: s, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, token: token,
+		base: scheme + "://" + inbound + "/scim/v2", client: client, root: root,
+	}
 }
 
 type scimResp struct {

@@ -89,7 +89,7 @@ func TestOutboundTargetDown(t *testing.T) {
 	o := newOutEnv(t, "down")
 	target := strictTarget(t)
 	var down atomic.Bool
-	target.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	target.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		if !down.Load() {
 			return false
 		}

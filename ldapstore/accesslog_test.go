@@ -19,7 +19,8 @@ import (
 // drain polls src from cursor until the log has nothing more, keeping the events under base.
 func drain(t testing.TB, src interface {
 	Poll(context.Context, string, int) (ldapstore.Batch, error)
-}, cursor string, limit int, base string) ([]ldapstore.Event, string) {
+}, cursor string, limit int, base string,
+) ([]ldapstore.Event, string) {
 	t.Helper()
 	var out []ldapstore.Event
 	for {
@@ -305,8 +306,8 @@ func TestAccesslogConcurrentBurst(t *testing.T) {
 		positions[ev.Position] = true
 		byID[ev.ID] = append(byID[ev.ID], ev.Kind)
 	}
-	require.Equal(t, writers*perWriter*len(ops), len(evs), "no event skipped, none invented")
-	require.Equal(t, writers*perWriter, len(byID))
+	require.Len(t, evs, writers*perWriter*len(ops), "no event skipped, none invented")
+	require.Len(t, byID, writers*perWriter)
 	for id, kinds := range byID {
 		require.Equal(t, ops, kinds, "entry %s: events out of order", id)
 	}

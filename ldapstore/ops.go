@@ -249,7 +249,7 @@ func (s *Store) SetPassword(ctx context.Context, dn, password string) error {
 		req.Replace("unicodePwd", []string{string(u)})
 		return s.withConn(ctx, "set password", false, func(c *ldap.Conn) error {
 			if _, ok := c.TLSConnectionState(); !ok {
-				return &Error{Op: "set password", DN: dn, Err: errors.New("Active Directory only accepts unicodePwd over TLS: use ldaps:// or start_tls"), kind: ErrUnsupported}
+				return &Error{Op: "set password", DN: dn, Err: errors.New("unicodePwd is only accepted over TLS by Active Directory: use ldaps:// or start_tls"), kind: ErrUnsupported}
 			}
 			return scrub(wrap("set password", dn, c.Modify(req)))
 		})

@@ -358,5 +358,3 @@ func (s *Store) Config() Config {
 
 // BindDN is the identity the pool binds as (the origin of the bridge's own writes).
 func (s *Store) BindDN() string { return s.cfg.BindDN }
-
-func lower(s string) string { return strings.ToLower(s) }

@@ -150,8 +150,10 @@ func TestVLVManySearchesDoNotExhaustTheServer(t *testing.T) {
 			defer wg.Done()
 			for i := range 50 {
 				// Distinct filters: no context can be reused.
-				q := ldapstore.Search{Base: "ou=people," + ou, Scope: ldapstore.ScopeOne,
-					Filter: fmt.Sprintf("(&(objectClass=inetOrgPerson)(!(uid=x%d-%d)))", w, i), Attrs: []string{"uid"}}
+				q := ldapstore.Search{
+					Base: "ou=people," + ou, Scope: ldapstore.ScopeOne,
+					Filter: fmt.Sprintf("(&(objectClass=inetOrgPerson)(!(uid=x%d-%d)))", w, i), Attrs: []string{"uid"},
+				}
 				page, err := p.SearchPage(ctx, q, uidOrder, 2, 1)
 				if err == nil && (page.Total != 3 || len(page.Entries) != 1 || page.Entries[0].First("uid") != "m1") {
 					err = fmt.Errorf("unexpected page %+v", page)

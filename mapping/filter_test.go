@@ -388,8 +388,10 @@ func TestTranslateFilterResolvers(t *testing.T) {
 	_, err = mapping.TranslateUserFilter(&filter.ValuePath{AttributePath: filter.AttributePath{AttributeName: "shoe"}, ValueFilter: parseFilter(t, `value pr`)},
 		def, mapping.DefaultActiveMarker(), "entryUUID", resolve)
 	requireScimError(t, err, mapping.ScimTypeInvalidFilter, "shoe")
-	_, err = mapping.TranslateGroupFilter(&filter.ValuePath{AttributePath: filter.AttributePath{AttributeName: "members"},
-		ValueFilter: &filter.ValuePath{AttributePath: filter.AttributePath{AttributeName: "members"}, ValueFilter: parseFilter(t, `value pr`)}},
+	_, err = mapping.TranslateGroupFilter(&filter.ValuePath{
+		AttributePath: filter.AttributePath{AttributeName: "members"},
+		ValueFilter:   &filter.ValuePath{AttributePath: filter.AttributePath{AttributeName: "members"}, ValueFilter: parseFilter(t, `value pr`)},
+	},
 		gm, "entryUUID", resolve)
 	requireScimError(t, err, mapping.ScimTypeInvalidFilter, "nested")
 

@@ -271,7 +271,7 @@ func GroupFromLDAP(e Entry, gm GroupMap, idAttr string, memberID func(dn string)
 		if len(vals) == 0 {
 			continue
 		}
-		var v any = vals[0]
+		v := any(vals[0])
 		if s.multi {
 			v = vals
 		}

@@ -782,7 +782,7 @@ func isMembersName(k string) bool {
 func memberIDs(v any) ([]string, *Error) {
 	var ids []string
 	for _, item := range asList(v) {
-		var id any = item
+		id := item
 		if m, ok := item.(map[string]any); ok {
 			id = nil
 			for k, x := range m {

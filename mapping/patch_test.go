@@ -465,7 +465,7 @@ func TestApplyPatchMalformedPaths(t *testing.T) {
 		"nil attr":   (*filter.AttributeExpression)(nil),
 		"value path": &filter.ValuePath{AttributePath: emails, ValueFilter: parseFilter(t, `value pr`)},
 		"deep": func() filter.Expression {
-			var e filter.Expression = parseFilter(t, `value pr`)
+			e := parseFilter(t, `value pr`)
 			for i := 0; i < 20; i++ {
 				e = &filter.NotExpression{Expression: e}
 			}

@@ -250,7 +250,7 @@ func compileMapping(table string, schema Schema, m map[string]string) (*Template
 		read := map[string]bool{}
 		for _, tree := range t.Templates() {
 			if tree.Tree != nil {
-				collectAttrs(tree.Tree.Root, read)
+				collectAttrs(tree.Root, read)
 			}
 		}
 		refused := false
@@ -735,19 +735,19 @@ func scalarString(v any) string {
 }
 
 // DiffPatch returns the SCIM PATCH operations that turn a target resource last pushed as old
-// (Flatten form) into new: remove for what vanished, add for what is new, replace for what
+// (Flatten form) into next: remove for what vanished, add for what is new, replace for what
 // changed; removes first, each group sorted by path. An element that loses every
 // sub-attribute is removed whole (`phoneNumbers[type eq "mobile"]`). active is sent as a
 // boolean, everything else as a string. nil when nothing changed.
-func DiffPatch(old, new map[string]string) []PatchOp {
+func DiffPatch(old, next map[string]string) []PatchOp {
 	var removes, sets []PatchOp
 	removedElems := map[string]bool{}
 	for _, k := range sortedKeys(old) {
-		if _, ok := new[k]; ok {
+		if _, ok := next[k]; ok {
 			continue
 		}
 		path := k
-		if elem, _, ok := splitElementPath(k); ok && !hasPrefixKey(new, elem+".") {
+		if elem, _, ok := splitElementPath(k); ok && !hasPrefixKey(next, elem+".") {
 			if removedElems[elem] {
 				continue
 			}
@@ -756,8 +756,8 @@ func DiffPatch(old, new map[string]string) []PatchOp {
 		}
 		removes = append(removes, PatchOp{Op: "remove", Path: path})
 	}
-	for _, k := range sortedKeys(new) {
-		v := new[k]
+	for _, k := range sortedKeys(next) {
+		v := next[k]
 		was, existed := old[k]
 		if existed && was == v {
 			continue

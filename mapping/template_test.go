@@ -264,8 +264,10 @@ func TestDefaultUserMapping(t *testing.T) {
 	}{
 		"marker": {
 			marker: mapping.DefaultActiveMarker(), idAttr: "entryUUID", entry: templateEntry,
-			want: map[string]string{"active": "false", "userName": "jdoe", "externalId": "5f3c1e9a-6b7d-4c2e-9f1a-2b3c4d5e6f70",
-				"name.givenName": "john", "name.familyName": "Doe", "emails[type eq \"work\"].value": "John.Doe@Example.org"},
+			want: map[string]string{
+				"active": "false", "userName": "jdoe", "externalId": "5f3c1e9a-6b7d-4c2e-9f1a-2b3c4d5e6f70",
+				"name.givenName": "john", "name.familyName": "Doe", "emails[type eq \"work\"].value": "John.Doe@Example.org",
+			},
 		},
 		"marker and lock": {
 			marker: mapping.ActiveMarker{Attr: "employeeType", Value: "x", LockAttr: "pwdAccountLockedTime"},

@@ -304,8 +304,10 @@ func TestUserToLDAPErrors(t *testing.T) {
 // TestUserToLDAPGoValues passes a resource built in Go rather than decoded from JSON.
 func TestUserToLDAPGoValues(t *testing.T) {
 	acme := mapping.ExtensionSchema{URN: "urn:acme:User", Attributes: []mapping.ExtAttr{
-		{Name: "a", Type: "integer", LDAP: "x-a"}, {Name: "b", Type: "integer", LDAP: "x-b"},
-		{Name: "c", Type: "integer", LDAP: "x-c"}, {Name: "d", Type: "integer", LDAP: "x-d"},
+		{Name: "a", Type: "integer", LDAP: "x-a"},
+		{Name: "b", Type: "integer", LDAP: "x-b"},
+		{Name: "c", Type: "integer", LDAP: "x-c"},
+		{Name: "d", Type: "integer", LDAP: "x-d"},
 		{Name: "tags", Type: "string", MultiValued: true, LDAP: "x-tags"},
 	}}
 	m, err := mapping.NewUserMap(map[string]string{"nickName": "mail", `emails[type eq "work"].value`: "x-mail"}, acme)
@@ -359,7 +361,7 @@ func TestUserToLDAPResolverError(t *testing.T) {
 		func(string) (string, error) { return "", down })
 	require.ErrorIs(t, err, down)
 	var se *mapping.Error
-	require.False(t, errors.As(err, &se), "a resolver failure is not the client's fault")
+	require.NotErrorAs(t, err, &se, "a resolver failure is not the client's fault")
 }
 
 func TestUserFromLDAP(t *testing.T) {

@@ -88,9 +88,9 @@ func TestNewUserMap(t *testing.T) {
 	require.Equal(t, "x-costCenter", got[mapping.EnterpriseSchemaURN+":costCenter"])
 	require.Equal(t, "secretary", got[mapping.EnterpriseSchemaURN+":manager"])
 	require.Equal(t, "cn;lang-x-middle", m.LDAPAttr("name.middleName"))
-	require.Equal(t, "", m.LDAPAttr("not a path ["))
-	require.Equal(t, "", m.LDAPAttr("shoeSize"))
-	require.Equal(t, "", m.LDAPAttr(`phoneNumbers[type eq "never"].value`))
+	require.Empty(t, m.LDAPAttr("not a path ["))
+	require.Empty(t, m.LDAPAttr("shoeSize"))
+	require.Empty(t, m.LDAPAttr(`phoneNumbers[type eq "never"].value`))
 
 	require.Equal(t, mapping.DefaultUserAttributes(), mapping.DefaultUserMap().Mappings())
 	require.Equal(t, mapping.UserSchemaURN, m.Schema().URN)

@@ -111,10 +111,40 @@ func (c Change) Unchanged() bool {
 	return c.Kind == ldapstore.EventUpsert && c.Prev != nil && c.Prev.Hash == c.Hash && c.Prev.Kind == string(c.Object)
 }
 
-// Sink receives each batch inside the state transaction that also advances the cursor and
-// updates the id map: what it writes through tx commits with them, or, when it returns an
-// error, nothing does and the batch is read again later.
-type Sink func(ctx context.Context, tx *state.Tx, batch []Change) error
+// Sink receives the Reader's changes in two steps, so that no directory round trip ever
+// happens inside a state write transaction (which holds the file's only write lock) and no
+// directory connection is taken while the Reader holds one:
+//
+//   - Prepare reads from the directory what Commit will need for a batch (the engine
+//     evaluates provisioner filters). The Reader calls it before opening the transaction,
+//     holding no directory connection. PrepareReconcile does the same once for a whole
+//     reconcile, before the enumeration starts: the reconcile commits its batches while its
+//     enumeration holds a connection, so it cannot read per batch.
+//   - Commit runs inside the transaction that also advances the cursor and updates the id
+//     map, with what the matching Prepare returned: what it writes through tx commits with
+//     them, or, when it returns an error, nothing does and the batch is read again later. It
+//     must not touch the directory.
+//
+// Cancelling ctx aborts a Prepare with an error.
+type Sink interface {
+	Prepare(ctx context.Context, batch []Change) (any, error)
+	PrepareReconcile(ctx context.Context) (any, error)
+	Commit(ctx context.Context, tx *state.Tx, batch []Change, prepared any) error
+}
+
+// CommitFunc is a Sink that needs nothing from the directory: Commit calls it.
+type CommitFunc func(ctx context.Context, tx *state.Tx, batch []Change) error
+
+// Prepare reads nothing.
+func (CommitFunc) Prepare(context.Context, []Change) (any, error) { return nil, nil }
+
+// PrepareReconcile reads nothing.
+func (CommitFunc) PrepareReconcile(context.Context) (any, error) { return nil, nil }
+
+// Commit calls f.
+func (f CommitFunc) Commit(ctx context.Context, tx *state.Tx, batch []Change, _ any) error {
+	return f(ctx, tx, batch)
+}
 
 // Options are a Reader's dependencies and settings.
 type Options struct {
@@ -437,8 +467,21 @@ func (r *Reader) apply(ctx context.Context, cursorBefore string, b ldapstore.Bat
 		}
 		reads[ev.ID] = f
 	}
+	// What the Sink needs from the directory is read now, outside the transaction: the
+	// entries as re-read, in the shape of the changes they become.
+	preview := make([]Change, 0, len(reads))
+	for _, i := range order {
+		ev := b.Events[i]
+		if f := reads[ev.ID]; f.entry != nil {
+			preview = append(preview, Change{Kind: ldapstore.EventUpsert, Object: f.object, ID: ev.ID, DN: f.entry.DN, Entry: f.entry})
+		}
+	}
+	prepared, err := r.o.Sink.Prepare(ctx, preview)
+	if err != nil {
+		return 0, fmt.Errorf("capture: sink: %w", err)
+	}
 	var changes []Change
-	err := r.o.State.Update(func(tx *state.Tx) error {
+	err = r.o.State.Update(func(tx *state.Tx) error {
 		cur, ok, err := tx.Cursor(r.o.CursorName)
 		if err != nil {
 			return err
@@ -462,7 +505,7 @@ func (r *Reader) apply(ctx context.Context, cursorBefore string, b ldapstore.Bat
 			}
 		}
 		if len(changes) > 0 {
-			if err := r.o.Sink(ctx, tx, changes); err != nil {
+			if err := r.o.Sink.Commit(ctx, tx, changes, prepared); err != nil {
 				return fmt.Errorf("capture: sink: %w", err)
 			}
 		}
@@ -570,16 +613,12 @@ func (r *Reader) reconcile(ctx context.Context, resetCursor bool) (int, error) {
 func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res ReconcileResult, err error) {
 	start := time.Now()
 	defer func() {
-		result := "ok"
+		result, level := "ok", zerolog.InfoLevel
 		if err != nil {
-			result = "error"
+			result, level = "error", zerolog.WarnLevel
 		}
 		r.metrics.reconciles.WithLabelValues(result).Inc()
-		ev := r.logger.Info()
-		if err != nil {
-			ev = r.logger.Warn().Err(err)
-		}
-		ev.Int("entries", res.Entries).Int("changed", res.Changed).Int("deleted", res.Deleted).
+		r.logger.WithLevel(level).Err(err).Int("entries", res.Entries).Int("changed", res.Changed).Int("deleted", res.Deleted).
 			Dur("took", time.Since(start)).Bool("cursor_reset", resetCursor).Msg("reconcile")
 	}()
 	// The cursor is taken before the enumeration: whatever changes while it runs is also
@@ -589,6 +628,12 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 		if head, err = r.o.Source.Head(ctx); err != nil {
 			return res, err
 		}
+	}
+	// Everything the Sink needs from the directory for any entry of the enumeration is read
+	// now: the batches are committed while the enumeration holds its connection.
+	prepared, err := r.o.Sink.PrepareReconcile(ctx)
+	if err != nil {
+		return res, fmt.Errorf("capture: reconcile: sink: %w", err)
 	}
 	present := map[string]bool{}
 	var pending []found
@@ -614,7 +659,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 				}
 				changes = append(changes, ch)
 			}
-			if err := r.o.Sink(ctx, tx, changes); err != nil {
+			if err := r.o.Sink.Commit(ctx, tx, changes, prepared); err != nil {
 				return fmt.Errorf("capture: sink: %w", err)
 			}
 			return nil
@@ -661,7 +706,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 		if err != nil {
 			return err
 		}
-		return ids.ForEach(func(id string, e state.IDEntry) error {
+		return ids.ForEach(func(id string, _ state.IDEntry) error {
 			if !present[id] {
 				gone = append(gone, id)
 			}
@@ -702,7 +747,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			changes = append(changes, ch)
 		}
 		if len(changes) > 0 {
-			if err := r.o.Sink(ctx, tx, changes); err != nil {
+			if err := r.o.Sink.Commit(ctx, tx, changes, prepared); err != nil {
 				return fmt.Errorf("capture: sink: %w", err)
 			}
 		}

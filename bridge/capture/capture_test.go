@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -124,7 +125,7 @@ func (e *env) open(t *testing.T, batch int) {
 		}
 	}
 	r, err := capture.New(capture.Options{
-		Source: e.src, Directory: e.st, State: db, Sink: e.rec.sink, Logger: zerolog.Nop(), Registerer: e.reg,
+		Source: e.src, Directory: e.st, State: db, Sink: capture.CommitFunc(e.rec.sink), Logger: zerolog.Nop(), Registerer: e.reg,
 		Scope:        e.scope,
 		PollInterval: 50 * time.Millisecond, BatchSize: batch,
 	})
@@ -318,6 +319,33 @@ func eventsMetric(t *testing.T, reg *prometheus.Registry, kind string) float64 {
 	return 0
 }
 
+// metricValue reads a counter or gauge of reg: the series whose label has value (any series
+// when label is ""); 0 when there is none.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetName() == label && l.GetValue() == value
+			}
+			if !match {
+				continue
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
 func lowerAll(v []string) []string {
 	out := make([]string, len(v))
 	for i, s := range v {
@@ -425,6 +453,8 @@ func requireReconciled(t *testing.T, e *env, cursor, added, changed, deleted str
 	require.Equal(t, ldapstore.EventDelete, byID[deleted].Kind, "the delete made meanwhile")
 	require.NotEqual(t, cursor, e.cursor(t), "a fresh cursor")
 	require.Equal(t, uint64(1), e.r.Stats().Reconciles)
+	require.InDelta(t, 1, metricValue(t, e.reg, "scimbridge_changes_reconciles_total", "result", "ok"), 0)
+	require.InDelta(t, 0, metricValue(t, e.reg, "scimbridge_changes_reconciles_total", "result", "error"), 0)
 	return byID
 }
 
@@ -497,8 +527,11 @@ func TestReconcileNeverDeletesOnAFailedEnumeration(t *testing.T) {
 	require.NoError(t, s.Stop())
 	_, err := e.r.Reconcile(ctx)
 	require.ErrorIs(t, err, ldapstore.ErrUnavailable)
+	require.InDelta(t, 1, metricValue(t, e.reg, "scimbridge_changes_reconciles_total", "result", "error"), 0)
 	_, err = e.r.Sync(ctx)
 	require.Error(t, err)
+	require.InDelta(t, 1, metricValue(t, e.reg, "scimbridge_changes_errors_total", "", ""), 0)
+	require.NotEmpty(t, e.r.Stats().LastError)
 	require.Empty(t, e.rec.take())
 	require.Len(t, e.idmap(t), 3)
 
@@ -507,6 +540,10 @@ func TestReconcileNeverDeletesOnAFailedEnumeration(t *testing.T) {
 	res, err := e.r.Reconcile(ctx)
 	require.NoError(t, err)
 	require.Equal(t, capture.ReconcileResult{Entries: 3}, res)
+	_, err = e.r.Sync(ctx)
+	require.NoError(t, err)
+	require.InDelta(t, 1, metricValue(t, e.reg, "scimbridge_changes_errors_total", "", ""), 0, "only the failed sync counted")
+	require.Empty(t, e.r.Stats().LastError, "cleared by the sync that worked")
 }
 
 func TestRunFollowsUntilCancelled(t *testing.T) {
@@ -527,7 +564,9 @@ func TestRunFollowsUntilCancelled(t *testing.T) {
 	require.Equal(t, "accesslog", st.Source)
 	require.Equal(t, uint64(1), st.Events[ldapstore.EventUpsert])
 	require.False(t, st.LastPoll.IsZero())
-	require.Equal(t, 1.0, eventsMetric(t, e.reg, "upsert"))
+	require.InDelta(t, 1.0, eventsMetric(t, e.reg, "upsert"), 0)
+	require.InDelta(t, float64(time.Now().Unix()), metricValue(t, e.reg, "scimbridge_changes_last_poll_timestamp_seconds", "", ""), 60,
+		"the last poll, in Unix seconds")
 	mfs, err := e.reg.Gather()
 	require.NoError(t, err)
 	var names []string
@@ -612,7 +651,21 @@ func TestPrintChanges(t *testing.T) {
 		}
 	}()
 	require.NoError(t, <-done)
+
+	// A stored cursor the log no longer covers: what the log still has is printed.
+	require.NoError(t, db.Update(func(tx *state.Tx) error {
+		c, _, err := tx.Cursor("changes")
+		if err != nil {
+			return err
+		}
+		stale := regexp.MustCompile(`\d{14}\.\d{6}Z`).ReplaceAllString(c.Value, "20000101000000.000000Z")
+		require.NotEqual(t, c.Value, stale)
+		return tx.SetCursor("changes", stale)
+	}))
 	require.NoError(t, db.Close())
+	out.Reset()
+	require.NoError(t, capture.PrintChanges(ctx, cfg, e.st, &out, false))
+	require.GreaterOrEqual(t, len(decodeLines(t, out.Bytes())), 4, "from the oldest record: ada, team, the rename, zed")
 }
 
 func decodeLines(t *testing.T, b []byte) []map[string]any {
@@ -651,4 +704,39 @@ func TestNewSourceFollowsTheDialect(t *testing.T) {
 	_, err = capture.New(capture.Options{})
 	require.ErrorContains(t, err, "Options.Source is required")
 	require.ErrorContains(t, err, "Options.Sink is required")
+	require.ErrorContains(t, err, "Options.Scope needs a users or a groups base")
+	opts := capture.Options{
+		Source: src, Directory: st, State: db(t), Sink: capture.CommitFunc(nil),
+		Scope: capture.Scope{Groups: ldapstore.Search{Base: "ou=groups," + s.Suffix}, IDAttribute: "entryUUID"},
+	}
+	_, err = capture.New(opts)
+	require.NoError(t, err, "a groups base alone will do")
+	opts.Scope = capture.Scope{Users: ldapstore.Search{Base: "ou=people," + s.Suffix}, IDAttribute: "entryUUID"}
+	_, err = capture.New(opts)
+	require.NoError(t, err, "a users base alone will do")
+
+	// Close unregisters the metrics, so that a replacement can register its own; without a
+	// registry there is nothing to unregister.
+	reg := prometheus.NewRegistry()
+	opts.Registerer = reg
+	r, err := capture.New(opts)
+	require.NoError(t, err)
+	_, err = capture.New(opts)
+	require.ErrorContains(t, err, "registering metrics")
+	r.Close()
+	r, err = capture.New(opts)
+	require.NoError(t, err)
+	r.Close()
+	opts.Registerer = nil
+	r, err = capture.New(opts)
+	require.NoError(t, err)
+	r.Close()
+}
+
+func db(t *testing.T) *state.DB {
+	t.Helper()
+	d, err := state.Open(t.TempDir())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = d.Close() })
+	return d
 }

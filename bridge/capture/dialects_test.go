@@ -273,7 +273,7 @@ func TestCaptureNeverDeletesOnAPartialRead(t *testing.T) {
 			}
 			require.Len(t, e.sync(t), 3)
 			r, err := capture.New(capture.Options{
-				Source: e.src, Directory: failingDir{Directory: e.st, after: 1}, State: e.db, Sink: e.rec.sink, Logger: zerolog.Nop(),
+				Source: e.src, Directory: failingDir{Directory: e.st, after: 1}, State: e.db, Sink: capture.CommitFunc(e.rec.sink), Logger: zerolog.Nop(),
 				Scope: e.scope,
 			})
 			require.NoError(t, err)

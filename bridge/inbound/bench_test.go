@@ -121,8 +121,10 @@ func BenchmarkInbound(b *testing.B) {
 	}
 
 	attrs := func(uid string) map[string][]string {
-		return map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {"Bench User"}, "sn": {"User"},
-			"givenName": {"Bench"}, "mail": {uid + "@example.org"}, "title": {"Engineer"}}
+		return map[string][]string{
+			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {"Bench User"}, "sn": {"User"},
+			"givenName": {"Bench"}, "mail": {uid + "@example.org"}, "title": {"Engineer"},
+		}
 	}
 	userAttrs := mapping.DefaultUserMap().SearchAttributes(mapping.DefaultActiveMarker(), "entryUUID")
 	pick := func(i int) string { return fmt.Sprintf("u%06d", (i*7919+rand.IntN(97))%n) }
@@ -145,9 +147,11 @@ func BenchmarkInbound(b *testing.B) {
 			t0 = time.Now()
 			parallel(conc, benchCreates/2, func(i int) {
 				uid := fmt.Sprintf("%s-scim-%05d", prefix, i)
-				body, _ := json.Marshal(map[string]any{"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer",
+				body, _ := json.Marshal(map[string]any{
+					"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer",
 					"name":   map[string]any{"givenName": "Bench", "familyName": "User", "formatted": "Bench User"},
-					"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}}})
+					"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}},
+				})
 				if code, data := call(hs.URL, "POST", "/Users", body); code != http.StatusCreated {
 					b.Errorf("create: %d %s", code, data)
 				}
@@ -155,8 +159,10 @@ func BenchmarkInbound(b *testing.B) {
 			scimTime += time.Since(t0)
 			off := round * benchLookups
 			rawLat = append(rawLat, latencies(conc, benchLookups/2, func(i int) {
-				q := ldapstore.Search{Base: slapd.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
-					Filter: "(&(objectClass=inetOrgPerson)(uid=" + ldapstore.EscapeFilter(pick(off+i)) + "))"}
+				q := ldapstore.Search{
+					Base: slapd.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
+					Filter: "(&(objectClass=inetOrgPerson)(uid=" + ldapstore.EscapeFilter(pick(off+i)) + "))",
+				}
 				got, err := raw.SearchAll(ctx, q)
 				if err != nil || len(got) != 1 {
 					b.Errorf("raw lookup: %v %d", err, len(got))

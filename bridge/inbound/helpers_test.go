@@ -121,8 +121,10 @@ func newEnvOn(t *testing.T, wrap func(inbound.Directory) inbound.Directory, opts
 	}
 	e.reg = prometheus.NewRegistry()
 	logger := zerolog.New(e.logs).Level(zerolog.DebugLevel)
-	e.srv, err = inbound.New(context.Background(), inbound.Options{Config: cfg, Directory: dir, Logger: logger, Registry: e.reg,
-		AuthLimits: inbound.AuthLimits{Burst: 8, Every: 100 * time.Millisecond, MaxDelay: 250 * time.Millisecond}})
+	e.srv, err = inbound.New(context.Background(), inbound.Options{
+		Config: cfg, Directory: dir, Logger: logger, Registry: e.reg,
+		AuthLimits: inbound.AuthLimits{Burst: 8, Every: 100 * time.Millisecond, MaxDelay: 250 * time.Millisecond},
+	})
 	require.NoError(t, err)
 	t.Cleanup(e.srv.Close)
 	e.http = httptest.NewServer(e.srv)
@@ -230,7 +232,7 @@ func (e *env) entry(dn string, attrs ...string) (mapping.Entry, bool) {
 	return got, true
 }
 
-// count counts the entries below base matching filter.
+// count returns how many entries below base match filter.
 func (e *env) count(base, filter string) int {
 	e.t.Helper()
 	got, err := e.store.SearchAll(context.Background(), ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: filter, Attrs: []string{"1.1"}})

@@ -89,10 +89,10 @@ func endpointLabel(rel string) string {
 	first, rest, _ := strings.Cut(strings.TrimPrefix(rel, "/"), "/")
 	switch first {
 	case "Users", "Groups":
-		switch {
-		case rest == "":
+		switch rest {
+		case "":
 			return first
-		case rest == ".search":
+		case ".search":
 			return first + "/.search"
 		default:
 			return first + "/{id}"

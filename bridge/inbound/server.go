@@ -615,17 +615,14 @@ func methodNotAllowed() *apiError {
 // fail answers with err as a SCIM error and logs what the client does not see.
 func (q *request) fail(err error) {
 	ae := classify(err)
-	ev := q.s.logger.Debug()
+	level := zerolog.DebugLevel
 	switch {
 	case ae.status >= 500:
-		ev = q.s.logger.Error()
+		level = zerolog.ErrorLevel
 	case ae.status == http.StatusConflict || ae.status == http.StatusPreconditionFailed:
-		ev = q.s.logger.Info()
+		level = zerolog.InfoLevel
 	}
-	if ae.cause != nil {
-		ev = ev.Err(ae.cause)
-	}
-	ev.Str("method", q.r.Method).Str("path", q.r.URL.Path).Int("status", ae.status).Str("scim_type", ae.scimType).Msg("scim request failed")
+	q.s.logger.WithLevel(level).Err(ae.cause).Str("method", q.r.Method).Str("path", q.r.URL.Path).Int("status", ae.status).Str("scim_type", ae.scimType).Msg("scim request failed")
 	writeError(q.w, ae)
 }
 
@@ -720,24 +717,31 @@ func (q *request) writeJSON(status int, v any, etag, location string) {
 
 // audit logs one write: who did what to which resource and how it ended.
 func (q *request) audit(k *kind, op, id string, err error) {
-	ev := q.s.logger.Info()
 	result := "success"
+	var status int
+	var scimType, deniedBy string
 	if q.denied != "" {
 		// The fence refused something the request named, even if the rest was done.
-		result = "denied"
-		ev = ev.Str("denied_by", q.denied)
+		result, deniedBy = "denied", q.denied
 	}
 	if err != nil {
 		ae := classify(err)
 		if result == "success" {
 			result = "failure"
 		}
-		ev = ev.Int("status", ae.status)
-		if ae.scimType != "" {
-			ev = ev.Str("scim_type", ae.scimType)
-		}
+		status, scimType = ae.status, ae.scimType
 	}
-	ev.Bool("audit", true).Str("actor", q.actor).Str("resource", k.name).Str("id", id).Str("op", op).Str("result", result).Msg("inbound write")
+	q.s.logger.Info().Func(func(e *zerolog.Event) {
+		if deniedBy != "" {
+			e.Str("denied_by", deniedBy)
+		}
+		if status != 0 {
+			e.Int("status", status)
+		}
+		if scimType != "" {
+			e.Str("scim_type", scimType)
+		}
+	}).Bool("audit", true).Str("actor", q.actor).Str("resource", k.name).Str("id", id).Str("op", op).Str("result", result).Msg("inbound write")
 }
 
 // logIgnored logs each unmapped SCIM attribute once per process: Entra ID sends many by

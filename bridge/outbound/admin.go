@@ -35,6 +35,8 @@ type Status struct {
 	LastSuccess time.Time      `json:"last_success,omitzero"`
 	LastSync    time.Time      `json:"last_reconcile,omitzero"`
 	Counters    map[string]int `json:"counters,omitempty"`
+	// Scope, when set, says why deprovisioning is held (a configured scope group is missing).
+	Scope *ScopeStatus `json:"scope,omitempty"`
 }
 
 // BreakerStatus is the deletion breaker.
@@ -84,6 +86,7 @@ func (e *Engine) Status() []Status {
 			}
 			return nil
 		})
+		s.Scope = p.scopeStatus()
 		out = append(out, s)
 	}
 	return out
@@ -188,8 +191,9 @@ func ListDeadLetters(tx *state.Tx, name string) ([]DeadLetterView, error) {
 // ReplayDeadLetters moves dead letters of provisioner name back to its outbox (all when ids
 // is empty) with their attempts reset; the entry is read again from the directory at
 // delivery, so what is delivered is its current state. It returns the ids moved.
-func ReplayDeadLetters(tx *state.Tx, name string, ids []string) ([]string, []pushedItem, error) {
-	return moveDeadLetters(tx, name, ids, true)
+func ReplayDeadLetters(tx *state.Tx, name string, ids []string) ([]string, error) {
+	done, _, err := moveDeadLetters(tx, name, ids, true)
+	return done, err
 }
 
 // DropDeadLetters deletes dead letters of provisioner name (all when ids is empty).
@@ -277,7 +281,7 @@ func (e *Engine) Replay(name string, ids []string) ([]string, error) {
 	err := e.o.State.Update(func(tx *state.Tx) error {
 		var pushes []pushedItem
 		var err error
-		done, pushes, err = ReplayDeadLetters(tx, name, ids)
+		done, pushes, err = moveDeadLetters(tx, name, ids, true)
 		if err != nil {
 			return err
 		}
@@ -506,6 +510,8 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	// Who is in scope now, for the breaker's count. It only matters for users with an active
 	// account: with none (an initial sync) the enumeration is skipped; should one appear
 	// before the transaction below, it runs then.
+	// While a scope group is missing nothing is deprovisioned (scope.go): none is predicted.
+	held := p.held()
 	var inScope map[string]bool
 	p.mu.Lock()
 	anyActive := false
@@ -516,7 +522,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
-	if anyActive {
+	if anyActive && !held {
 		var err error
 		if inScope, err = p.scopeNow(ctx); err != nil {
 			return err
@@ -540,7 +546,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 			if r.TargetID == "" {
 				return nil
 			}
-			if r.Kind != kindGroup && r.Active {
+			if r.Kind != kindGroup && r.Active && !held {
 				if inScope == nil {
 					return errNeedScope
 				}
@@ -595,15 +601,23 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 				}
 			}
 		}
+		// An active account out of scope is read again and deprovisioned: the pass's
+		// enumeration only covers the users the directory still shows, and one deleted
+		// while its deprovision was held (scope.go) is no longer there.
+		refresh, err := p.queueRefresh(tx, predicted, "reconcile")
+		if err != nil {
+			return err
+		}
 		tx.OnCommit(func() {
 			p.mu.Lock()
-			defer p.mu.Unlock()
 			for _, u := range updates {
 				if u.rec.TargetID == "" {
 					delete(p.users, u.id)
 					delete(p.groups, u.id)
 				}
 			}
+			p.mu.Unlock()
+			refresh()
 		})
 		_, err = p.noteDeprovisions(tx, predicted, "reconcile")
 		return err
@@ -627,6 +641,44 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	return nil
 }
 
+// queueRefresh writes a work item for each user of ids asking the worker to read the entry
+// again and bring the target in line, keeping an item already queued for it (which is read
+// again at delivery anyway, or carries newer content). The function it returns schedules the
+// items; call it once tx committed.
+func (p *Provisioner) queueRefresh(tx *state.Tx, ids []string, reason string) (func(), error) {
+	if len(ids) == 0 {
+		return func() {}, nil
+	}
+	ob, err := tx.Outbox(p.spec.Name)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now().UTC()
+	var pushes []pushed
+	for _, id := range ids {
+		if _, had, err := ob.Get(id); err != nil {
+			return nil, err
+		} else if had {
+			continue
+		}
+		raw, err := json.Marshal(work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: reason})
+		if err != nil {
+			return nil, err
+		}
+		it, err := ob.Put(id, raw)
+		if err != nil {
+			return nil, err
+		}
+		pushes = append(pushes, pushed{key: id, seq: it.Seq, ready: it.NotBefore})
+	}
+	return func() {
+		for _, ps := range pushes {
+			p.q.push(ps.key, ps.seq, ps.ready)
+		}
+		p.e.m.enqueued.WithLabelValues(p.spec.Name).Add(float64(len(pushes)))
+	}, nil
+}
+
 // errNeedScope aborts a reconcile preparation that found an active account without having
 // read the scope.
 var errNeedScope = errors.New("outbound: the scope is needed")
@@ -640,7 +692,7 @@ func (p *Provisioner) scopeNow(ctx context.Context) (map[string]bool, error) {
 	}
 	idAttr := p.e.o.Scope.IDAttribute
 	q.Attrs = []string{idAttr}
-	scope := p.scopeGroups()
+	scope, _ := p.scopeGroups()
 	out := map[string]bool{}
 	err := p.e.o.Directory.Walk(ctx, q, func(en mapping.Entry) error {
 		if len(p.spec.Groups) == 0 || p.e.idx.memberOfAny(en.DN, scope, p.spec.NestedGroups) {

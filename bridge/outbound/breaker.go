@@ -37,7 +37,7 @@ func (p *Provisioner) noteDeprovisions(tx *state.Tx, ids []string, reason string
 		return false, err
 	}
 	now := time.Now().UTC()
-	added := 0
+	counted := false // a decision not in the window yet
 	for _, id := range ids {
 		var we windowEntry
 		ok, err := win.GetJSON([]byte(id), &we)
@@ -50,7 +50,7 @@ func (p *Provisioner) noteDeprovisions(tx *state.Tx, ids []string, reason string
 		if err := win.PutJSON([]byte(id), windowEntry{At: now}); err != nil {
 			return false, err
 		}
-		added++
+		counted = true
 	}
 	meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
 	if err != nil {
@@ -63,7 +63,7 @@ func (p *Provisioner) noteDeprovisions(tx *state.Tx, ids []string, reason string
 	if br.Tripped {
 		return true, nil
 	}
-	if added == 0 {
+	if !counted {
 		return false, nil
 	}
 	count, err := p.countWindow(win, now)

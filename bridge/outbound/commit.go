@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/bridge/watchdog"
@@ -258,14 +261,14 @@ func (p *Provisioner) finish(c *completion) {
 	err := c.out.err
 	now := time.Now()
 	for _, a := range c.out.audits {
-		ev := p.log.Info()
+		level := zerolog.InfoLevel
 		if a.result == "error" {
-			ev = p.log.Warn()
+			level = zerolog.WarnLevel
 		}
-		ev.Bool("audit", true).Str("actor", p.spec.Name).Str("resource", string(a.kind)).Str("id", c.key).
+		p.log.WithLevel(level).Bool("audit", true).Str("actor", p.spec.Name).Str("resource", string(a.kind)).Str("id", c.key).
 			Str("target_id", a.targetID).Str("op", a.op).Str("result", a.result).Msg("outbound operation")
 		result := a.result
-		if len(result) > 2 && result[:2] == "ok" {
+		if strings.HasPrefix(result, "ok") { // "ok +3 -1" of a membership PATCH: one label value
 			result = "ok"
 		}
 		p.e.m.ops.WithLabelValues(p.spec.Name, a.op, result).Inc()

@@ -152,40 +152,6 @@ func (p *Provisioner) readUser(ctx context.Context, id string) (*mapping.Entry, 
 	return &e, true, nil
 }
 
-// scopeGroups resolves the configured groups to ids (nil when the provisioner has none).
-func (p *Provisioner) scopeGroups() map[string]bool {
-	if len(p.spec.Groups) == 0 {
-		return nil
-	}
-	ids, _ := p.e.idx.groupIDs(p.spec.Groups)
-	out := make(map[string]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
-	}
-	return out
-}
-
-// inGroups reports whether the entry at dn passes the provisioner's group condition.
-func (p *Provisioner) inGroups(dn string) bool {
-	if len(p.spec.Groups) == 0 {
-		return true
-	}
-	return p.e.idx.memberOfAny(dn, p.scopeGroups(), p.spec.NestedGroups)
-}
-
-// pushedGroups is the set of groups pushed to the target: the configured groups (and, with
-// nested_groups, the groups inside them), or every group when none is configured.
-func (p *Provisioner) pushedGroups() map[string]bool {
-	if !p.spec.PushGroups {
-		return nil
-	}
-	if len(p.spec.Groups) == 0 {
-		return p.e.idx.allGroups()
-	}
-	ids, _ := p.e.idx.groupIDs(p.spec.Groups)
-	return p.e.idx.closure(ids, p.spec.NestedGroups)
-}
-
 func getFold(m map[string]string, k string) string {
 	if v, ok := m[k]; ok {
 		return v
@@ -228,6 +194,17 @@ func (p *Provisioner) deliverUser(ctx context.Context, key string, w work, it st
 		p.deprovisionUser(ctx, key, rec, hasRec, &out)
 	}
 	return out
+}
+
+// heldDeprovision reports, and logs, a deprovision that is not sent because a configured
+// scope group is missing (see scope.go); the item completes, and what it would have done is
+// decided again once the group is back.
+func (p *Provisioner) heldDeprovision(key string, kind string) bool {
+	if !p.held() {
+		return false
+	}
+	p.log.Info().Str("id", key).Str("resource", kind).Msg("deprovision not sent: a scope group is missing")
+	return true
 }
 
 // find looks a resource up on the target by its match value: in the reconcile pass's listing
@@ -348,14 +325,9 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 			rec.Attrs = have // nil when unknown: replaced whole below
 		}
 		var op mapping.Op
-		switch {
-		case rec.Attrs == nil:
+		if rec.Attrs == nil {
 			op = mapping.Op{Kind: mapping.KindUser, Type: mapping.OpReplace, TargetID: rec.TargetID, Resource: res}
-		default:
-			patch := mapping.DiffPatch(rec.Attrs, flat)
-			if len(patch) == 0 {
-				break
-			}
+		} else if patch := mapping.DiffPatch(rec.Attrs, flat); len(patch) > 0 {
 			op = mapping.Op{Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: rec.TargetID, Patch: patch}
 		}
 		if op.Type == "" {
@@ -378,7 +350,7 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 			out.err = err
 			if rec.TargetID != "" && newAccount {
 				// The account exists now (created or adopted): remember it, and that what it
-				// holds is unknown, so the retry replaces it whole.
+				// holds is unknown, so the retry sends every attribute.
 				r := rec
 				r.Attrs, r.Active, r.Hash, r.Mapping = nil, true, "", ""
 				p.putRecord(out, key, r, true)
@@ -452,6 +424,9 @@ func (p *Provisioner) deprovisionUser(ctx context.Context, key string, rec recor
 	}
 	if p.spec.Deprovision == DeprovisionDisable && !rec.Active {
 		return // already disabled
+	}
+	if p.heldDeprovision(key, kindUser) {
+		return
 	}
 	if rec.Active {
 		if err := p.checkDeprovision(key); err != nil {
@@ -562,6 +537,9 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			}
 			return out
 		}
+		if p.heldDeprovision(key, kindGroup) {
+			return out
+		}
 		if err := p.limiter.Wait(ctx); err != nil {
 			return outcome{err: fmt.Errorf("outbound: %w", err)}
 		}
@@ -661,8 +639,9 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			addIDs = append(addIDs, uid)
 		}
 	}
+	held := p.held() // no membership removal while a scope group is missing
 	for uid, tid := range have {
-		if want[uid] != tid {
+		if want[uid] != tid && !held {
 			removes = append(removes, map[string]string{"value": tid})
 			removeIDs = append(removeIDs, uid)
 		}

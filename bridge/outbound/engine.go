@@ -60,9 +60,10 @@ type Engine struct {
 	deliver context.Context
 	stopped bool
 
-	commits   chan *completion
-	committed sync.WaitGroup
-	loaded    bool
+	commits chan *completion
+	// running counts the goroutines Start started (committer, stopper, gauges): Wait joins them.
+	running sync.WaitGroup
+	loaded  bool
 }
 
 // New checks the options and builds an Engine; Load, then SetProvisioners and Start, bring
@@ -192,27 +193,40 @@ func (e *Engine) Provisioner(name string) (*Provisioner, bool) {
 	return nil, false
 }
 
-// SetProvisioners makes specs the running set: provisioners whose Hash is unchanged keep
-// running untouched, changed and new ones are (re)built, removed ones stop (their state
-// stays in the file). Every spec is built before anything changes, so an error leaves the
-// running set as it was. It returns the names of the new and changed provisioners, which
-// need a reconcile.
+// SetProvisioners makes specs the running set (Prepare, then Commit). It returns the names
+// of the new and changed provisioners, which need a reconcile.
 func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
+	ps, err := e.Prepare(specs)
+	if err != nil {
+		return nil, err
+	}
+	return ps.Commit()
+}
+
+// ProvisionerSet is a set of provisioners built by Prepare and not running yet.
+type ProvisionerSet struct {
+	e       *Engine
+	next    []*Provisioner
+	fresh   []*Provisioner
+	changed []string
+}
+
+// Prepare builds the provisioners of specs that are new or whose Hash changed (those whose
+// Hash is unchanged are the running ones): templates compiled, limits set. It changes
+// nothing; an error names every provisioner that cannot be built. Commit makes the set the
+// running one.
+func (e *Engine) Prepare(specs []Spec) (*ProvisionerSet, error) {
 	e.mu.RLock()
 	old := map[string]*Provisioner{}
 	for _, p := range e.provs {
 		old[p.spec.Name] = p
 	}
 	e.mu.RUnlock()
-	var (
-		next    []*Provisioner
-		changed []string
-		fresh   []*Provisioner
-		errs    []error
-	)
+	ps := &ProvisionerSet{e: e}
+	var errs []error
 	for _, s := range specs {
 		if p, ok := old[s.Name]; ok && p.spec.Hash == s.Hash && s.Hash != "" {
-			next = append(next, p)
+			ps.next = append(ps.next, p)
 			continue
 		}
 		p, err := e.newProvisioner(s)
@@ -220,13 +234,29 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 			errs = append(errs, err)
 			continue
 		}
-		next = append(next, p)
-		fresh = append(fresh, p)
-		changed = append(changed, s.Name)
+		ps.next = append(ps.next, p)
+		ps.fresh = append(ps.fresh, p)
+		ps.changed = append(ps.changed, s.Name)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	return ps, nil
+}
+
+// Changed names the new and changed provisioners of the set.
+func (ps *ProvisionerSet) Changed() []string { return ps.changed }
+
+// Commit makes the set the running one: provisioners left out stop (their state stays in
+// the file), new and changed ones load their state and start. It returns the names of the
+// new and changed provisioners, which need a reconcile; an error is a state file that could
+// not be read for one of them (the others run).
+func (ps *ProvisionerSet) Commit() ([]string, error) {
+	e := ps.e
+	e.mu.RLock()
+	old := slices.Clone(e.provs)
+	e.mu.RUnlock()
+	next, fresh := ps.next, ps.fresh
 	keep := map[*Provisioner]bool{}
 	for _, p := range next {
 		keep[p] = true
@@ -249,7 +279,10 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 	// Load and swap inside one write transaction: no change batch commits in between, so
 	// every item the Sink wrote is either in the file the newcomers load or written by a
 	// Sink that already sees them.
-	var runCtx, deliverCtx context.Context
+	var (
+		runCtx, deliverCtx context.Context
+		errs               []error
+	)
 	err := e.o.State.Update(func(tx *state.Tx) error {
 		for _, p := range fresh {
 			if err := p.loadTx(tx); err != nil {
@@ -273,6 +306,8 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 		errs = append(errs, err)
 	}
 	for _, p := range fresh {
+		_, missing := p.scopeGroups()
+		p.noteScope(missing)
 		e.m.breaker.WithLabelValues(p.spec.Name, "deletes").Set(b2f(p.breaker.Tripped))
 		e.refreshDeadGauge(p)
 		if p.breaker.Tripped {
@@ -283,7 +318,7 @@ func (e *Engine) SetProvisioners(specs []Spec) ([]string, error) {
 		}
 	}
 	e.refreshGauges()
-	return changed, errors.Join(errs...)
+	return ps.changed, errors.Join(errs...)
 }
 
 // flush waits until every completion handed to the committer so far is committed.
@@ -307,9 +342,9 @@ func (e *Engine) Start(ctx context.Context) {
 	e.runCtx, e.deliver = ctx, deliverCtx
 	provs := slices.Clone(e.provs)
 	e.mu.Unlock()
-	e.committed.Add(1)
+	e.running.Add(3)
 	go func() {
-		defer e.committed.Done()
+		defer e.running.Done()
 		loop := watchdog.From(ctx).Loop("outbound committer")
 		defer loop.Stop()
 		e.committer(loop)
@@ -318,6 +353,7 @@ func (e *Engine) Start(ctx context.Context) {
 		p.start(ctx, deliverCtx)
 	}
 	go func() {
+		defer e.running.Done()
 		<-ctx.Done()
 		t := time.AfterFunc(e.o.DrainTimeout, cancelDeliver)
 		for _, p := range e.Provisioners() {
@@ -330,11 +366,15 @@ func (e *Engine) Start(ctx context.Context) {
 		e.mu.Unlock()
 		close(e.commits)
 	}()
-	go e.gaugeLoop(ctx)
+	go func() {
+		defer e.running.Done()
+		e.gaugeLoop(ctx)
+	}()
 }
 
-// Wait blocks until a started engine has stopped and committed what its workers delivered.
-func (e *Engine) Wait() { e.committed.Wait() }
+// Wait blocks until a started engine has stopped, committed what its workers delivered, and
+// every goroutine Start started has ended.
+func (e *Engine) Wait() { e.running.Wait() }
 
 func (e *Engine) gaugeLoop(ctx context.Context) {
 	t := time.NewTicker(2 * time.Second)

@@ -12,6 +12,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -45,7 +46,7 @@ func (d *fakeDir) del(dn string) {
 	delete(d.entries, strings.ToLower(dn))
 }
 
-func (d *fakeDir) Walk(ctx context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error {
+func (d *fakeDir) Walk(_ context.Context, q ldapstore.Search, fn func(mapping.Entry) error) error {
 	d.mu.Lock()
 	if d.fail != nil {
 		d.mu.Unlock()
@@ -137,6 +138,37 @@ type harness struct {
 	e      *Engine
 	target *targettest.Fake
 	hashes map[string]string
+	logs   *logBuffer
+	reg    *prometheus.Registry
+}
+
+// logBuffer collects the engine's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count is the number of log lines containing all of subs.
+func (b *logBuffer) count(subs ...string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		all := line != ""
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
 }
 
 func newHarness(t *testing.T, spec Spec) *harness {
@@ -144,9 +176,9 @@ func newHarness(t *testing.T, spec Spec) *harness {
 	db, err := state.Open(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
-	h := &harness{t: t, dir: newFakeDir(), db: db, target: targettest.NewFake(), hashes: map[string]string{}}
+	h := &harness{t: t, dir: newFakeDir(), db: db, target: targettest.NewFake(), hashes: map[string]string{}, logs: &logBuffer{}, reg: prometheus.NewRegistry()}
 	e, err := New(Options{
-		State: db, Directory: h.dir, Logger: zerolog.Nop(), DrainTimeout: time.Second,
+		State: db, Directory: h.dir, Logger: zerolog.New(h.logs), Registerer: h.reg, DrainTimeout: time.Second,
 		Scope: capture.Scope{
 			Users:       ldapstore.Search{Base: people, Filter: "(objectClass=inetOrgPerson)"},
 			Groups:      ldapstore.Search{Base: groups, Filter: "(objectClass=groupOfNames)"},
@@ -221,9 +253,18 @@ func (h *harness) remove(e mapping.Entry) {
 	h.sink([]capture.Change{{Kind: ldapstore.EventDelete, Object: obj, ID: e.First("entryUUID"), DN: e.DN, Time: time.Now()}})
 }
 
+// sink hands batch to the engine as the reader does: Prepare, then Commit in a transaction.
 func (h *harness) sink(batch []capture.Change) {
 	h.t.Helper()
-	require.NoError(h.t, h.db.Update(func(tx *state.Tx) error { return h.e.Sink(h.t.Context(), tx, batch) }))
+	require.NoError(h.t, sinkBatch(h.t.Context(), h.e, h.db, batch))
+}
+
+func sinkBatch(ctx context.Context, e *Engine, db *state.DB, batch []capture.Change) error {
+	prepared, err := e.Sink().Prepare(ctx, batch)
+	if err != nil {
+		return err
+	}
+	return db.Update(func(tx *state.Tx) error { return e.Sink().Commit(ctx, tx, batch, prepared) })
 }
 
 func (h *harness) run(ctx context.Context) {
@@ -248,16 +289,6 @@ func (h *harness) pending() int {
 		n += p.Pending
 	}
 	return n
-}
-
-func opsOf(f *targettest.Fake, kind mapping.Kind) []mapping.Op {
-	var out []mapping.Op
-	for _, op := range f.Ops() {
-		if op.Kind == kind {
-			out = append(out, op)
-		}
-	}
-	return out
 }
 
 func TestEngineScopeUpdateDisable(t *testing.T) {
@@ -308,7 +339,7 @@ func TestEnginePerEntryOrderAndCoalescing(t *testing.T) {
 	var mu sync.Mutex
 	inflight := map[string]int{}
 	maxSame := 0
-	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+	h.target.SetApplyFunc(func(_ context.Context, op mapping.Op) (targets.Result, error) {
 		key := op.TargetID + op.MatchValue
 		if op.Resource != nil {
 			key = fmt.Sprint(op.Resource["userName"])
@@ -339,10 +370,26 @@ func TestEnginePerEntryOrderAndCoalescing(t *testing.T) {
 	}
 	h.waitIdle()
 	require.Equal(t, 1, maxSame, "one delivery at a time per entry")
-	// Coalescing: far fewer operations than the 200 changes.
+	// Coalescing: far fewer operations than the 200 changes, and the last one each user got
+	// carries the last round's title.
 	require.Less(t, len(h.target.Ops()), 200)
-	_, err := h.e.Status(), error(nil)
-	require.NoError(t, err)
+	last := map[string]any{}
+	for _, op := range h.target.Ops() {
+		switch op.Type {
+		case mapping.OpCreate:
+			last["t-"+fmt.Sprint(op.Resource["userName"])] = op.Resource["title"]
+		case mapping.OpUpdate:
+			for _, p := range op.Patch {
+				if p.Path == "title" {
+					last[op.TargetID] = p.Value
+				}
+			}
+		}
+	}
+	require.Len(t, last, 10)
+	for id, title := range last {
+		require.Equal(t, "19", title, id)
+	}
 }
 
 func TestEngineRetriesThenDeadLetters(t *testing.T) {
@@ -350,14 +397,10 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 		h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 3, MinRetryDelay: time.Second, MaxRetryDelay: 10 * time.Second})
 		var mu sync.Mutex
 		var times []time.Time
-		h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+		h.target.SetApplyFunc(func(_ context.Context, _ mapping.Op) (targets.Result, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			times = append(times, time.Now())
-			if len(times) == 1 {
-				// The first failure of a run does not open the circuit.
-				return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
-			}
 			return targets.Result{}, &targets.RetryableError{Err: errors.New("503 from target")}
 		})
 		ctx, cancel := context.WithCancel(t.Context())
@@ -373,10 +416,12 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 		require.Contains(t, dls[0].Error, "503 from target")
 		require.Equal(t, 3, dls[0].Attempts)
 		mu.Lock()
-		for i := 1; i < len(times); i++ {
-			require.GreaterOrEqual(t, times[i].Sub(times[i-1]), time.Second, "backoff at least min_retry_delay")
-		}
+		require.Len(t, times, 3)
+		require.GreaterOrEqual(t, times[1].Sub(times[0]), time.Second, "backoff at least min_retry_delay")
+		require.GreaterOrEqual(t, times[2].Sub(times[1]), 2*time.Second, "and doubling")
 		mu.Unlock()
+		require.Equal(t, 1, h.logs.count("delivery failed; will retry"), "a failure is logged when its text changes")
+		require.Equal(t, 1, h.logs.count("delivery failed; will retry", `"attempts":1`), "the first one")
 
 		// Replayed, it is delivered once the target accepts it.
 		h.target.SetApplyFunc(nil)
@@ -393,9 +438,93 @@ func TestEngineRetriesThenDeadLetters(t *testing.T) {
 	})
 }
 
+// TestEngineDirectoryDeleteDeprovisions: a user deleted from the directory is disabled on the
+// target with deprovision = "disable", and deleted with "delete" (and forgotten: a later
+// user of the same name is a new account).
+func TestEngineDirectoryDeleteDeprovisions(t *testing.T) {
+	for mode, want := range map[string]mapping.OpType{DeprovisionDisable: mapping.OpDisable, DeprovisionDelete: mapping.OpDelete} {
+		t.Run(mode, func(t *testing.T) {
+			h := newHarness(t, Spec{Deprovision: mode, MaxAttempts: 3, MaxDeletes: 10})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			h.run(ctx)
+			h.change(user("ada"), user("bob"))
+			h.waitIdle()
+			ada, ok, _ := h.target.Find(ctx, mapping.KindUser, "userName", "ada")
+			require.True(t, ok)
+
+			h.remove(user("ada"))
+			h.waitIdle()
+			var deprov []mapping.Op
+			for _, op := range h.target.Ops() {
+				if op.Type == mapping.OpDisable || op.Type == mapping.OpDelete {
+					deprov = append(deprov, op)
+				}
+			}
+			require.Len(t, deprov, 1)
+			require.Equal(t, want, deprov[0].Type)
+			require.Equal(t, ada.ID, deprov[0].TargetID, "ada's account, not bob's")
+			st := h.e.Status()[0]
+			if mode == DeprovisionDelete {
+				require.Equal(t, 1, st.Users, "the deleted account is forgotten")
+				_, still, _ := h.target.Find(ctx, mapping.KindUser, "userName", "ada")
+				require.False(t, still)
+			} else {
+				require.Equal(t, 2, st.Users)
+				require.Equal(t, 1, st.UsersActive)
+			}
+		})
+	}
+}
+
+// TestEngineDeletionBreakerAtTheLimit: max_deletes deprovisions within the window go through;
+// one more stops the provisioner before any of the over-limit ones is sent.
+func TestEngineDeletionBreakerAtTheLimit(t *testing.T) {
+	const maxDeletes = 3
+	for n, trips := range map[int]bool{maxDeletes: false, maxDeletes + 1: true} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}, MaxDeletes: maxDeletes, MaxAttempts: 3})
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			h.run(ctx)
+			var all []mapping.Entry
+			var names []string
+			for i := range n + 1 {
+				name := fmt.Sprintf("u%d", i)
+				all = append(all, user(name))
+				names = append(names, name)
+			}
+			h.change(append(all, group("app", names...))...)
+			h.waitIdle()
+			require.Len(t, h.target.Resources(mapping.KindUser), n+1)
+
+			h.change(group("app", "u0")) // n users leave scope at once
+			deadline := time.Now().Add(30 * time.Second)
+			for !Idle(h.e.Progress(nil, nil)) { // a tripped breaker leaves the items pending
+				require.True(t, time.Now().Before(deadline), "not idle: %+v", h.e.Progress(nil, nil))
+				time.Sleep(10 * time.Millisecond)
+			}
+			disabled := 0
+			for _, op := range h.target.Ops() {
+				if op.Type == mapping.OpDisable {
+					disabled++
+				}
+			}
+			st := h.e.Status()[0]
+			require.Equal(t, trips, st.Breaker.Tripped)
+			if trips {
+				require.Zero(t, disabled, "nothing is disabled once the breaker trips")
+				require.Contains(t, st.Breaker.Reason, fmt.Sprintf("%d deprovisions", n))
+			} else {
+				require.Equal(t, n, disabled)
+			}
+		})
+	}
+}
+
 func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
 	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 5})
-	h.target.SetApplyFunc(func(ctx context.Context, op mapping.Op) (targets.Result, error) {
+	h.target.SetApplyFunc(func(_ context.Context, op mapping.Op) (targets.Result, error) {
 		if op.Resource != nil && op.Resource["userName"] == "bad" {
 			return targets.Result{}, &targets.PermanentError{Status: 400, Body: `{"detail":"no"}`, Err: errors.New("400 invalidValue")}
 		}
@@ -409,7 +538,7 @@ func TestEnginePermanentErrorBlocksNothing(t *testing.T) {
 	dls, _ := h.e.DeadLetters("app")
 	require.Len(t, dls, 1)
 	require.Equal(t, 400, dls[0].Status)
-	require.Equal(t, `{"detail":"no"}`, dls[0].Body)
+	require.JSONEq(t, `{"detail":"no"}`, dls[0].Body)
 	require.Equal(t, 2, h.e.Status()[0].UsersActive)
 }
 
@@ -491,6 +620,8 @@ func TestEngineGroupPushDeltas(t *testing.T) {
 	}
 	require.Equal(t, 1, adds, "only c is added")
 	require.Equal(t, 1, removes, "only b is removed")
+	require.GreaterOrEqual(t, h.metricValue("scimbridge_outbound_operations_total", map[string]string{"provisioner": "app", "op": "members", "result": "ok"}), 2.0,
+		"membership PATCHes are counted as ok, whatever they added and removed")
 }
 
 func TestEngineDirectoryErrorIsNeverADelete(t *testing.T) {
@@ -505,9 +636,7 @@ func TestEngineDirectoryErrorIsNeverADelete(t *testing.T) {
 	h.dir.fail = ldapstore.ErrUnavailable
 	h.dir.mu.Unlock()
 	e := user("ada", "employeeType", "staff", "title", "x")
-	err := h.db.Update(func(tx *state.Tx) error {
-		return h.e.Sink(ctx, tx, []capture.Change{{Kind: ldapstore.EventUpsert, Object: capture.ObjectUser, ID: "id-ada", DN: e.DN, Entry: &e, Hash: "h2"}})
-	})
+	err := sinkBatch(ctx, h.e, h.db, []capture.Change{{Kind: ldapstore.EventUpsert, Object: capture.ObjectUser, ID: "id-ada", DN: e.DN, Entry: &e, Hash: "h2"}})
 	require.Error(t, err, "the batch fails and is read again; nothing is decided from a failed read")
 	for _, op := range h.target.Ops() {
 		require.NotEqual(t, mapping.OpDisable, op.Type)
@@ -553,7 +682,11 @@ func TestQueueOrderAndInflight(t *testing.T) {
 	_, wait, ok := q.pop(now)
 	require.False(t, ok)
 	require.Greater(t, wait, 59*time.Minute)
+	pending, ready, inflight := q.counts(now)
+	require.Equal(t, []int{3, 0, 2}, []int{pending, ready, inflight}, "a and b in flight, later waiting")
 	q.done("a", false, time.Time{})
+	pending, ready, inflight = q.counts(now)
+	require.Equal(t, []int{3, 1, 1}, []int{pending, ready, inflight}, "a's new work is ready")
 	k, _, ok = q.pop(now)
 	require.True(t, ok)
 	require.Equal(t, "a", k, "the work that arrived meanwhile is delivered")
@@ -598,6 +731,9 @@ func TestNormDN(t *testing.T) {
 		require.Equal(t, want, normDN(in), in)
 	}
 	require.Equal(t, "uid=a,dc=x", memberDN("uid=a,dc=x#'0101'B"))
+	require.Equal(t, "#'0101'B", memberDN("#'0101'B"), "a UID suffix needs a DN before it")
+	require.Equal(t, `cn=a\`, unescapeValue(`cn=a\`), "a trailing backslash stays")
+	require.Equal(t, "cn=a2", unescapeValue(`cn=a\2`), "an escape too short for hex is a plain escape")
 	require.Equal(t, normDN(`cn=Smith\, John,ou=people`), normDN(`CN=smith\2c john,OU=People`))
 }
 
@@ -620,6 +756,10 @@ func TestIndexNestedScopeAndRename(t *testing.T) {
 	x.putUser("u-b", "uid=robert,"+people)
 	require.True(t, x.memberOfAny("uid=robert,"+people, scope, true))
 	require.False(t, x.memberOfAny("uid=b,"+people, scope, true))
+	// A group read again that still names the old DN (no refint) no longer holds the user.
+	x.putGroup("g-stale", mapping.Entry{DN: "cn=stale," + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}})
+	require.Empty(t, x.usersIn([]string{"g-stale"}, false))
+	x.deleteGroup("g-stale")
 	// A cycle does not loop.
 	x.putGroup("g-inner", mapping.Entry{DN: "cn=inner," + groups, Attrs: map[string][]string{"member": {"cn=outer," + groups}}})
 	require.False(t, x.memberOfAny("uid=robert,"+people, scope, true), "the group was re-read without robert")
@@ -682,4 +822,139 @@ func TestEngineListingDoesNotVouchForAnUnrecordedPOST(t *testing.T) {
 	require.EqualValues(t, 1, target.posts.Load(), "the retry adopts what the lost POST created instead of POSTing again")
 	require.Len(t, target.Resources(mapping.KindUser), 1)
 	require.NotEmpty(t, target.Finds(), "the retry looked the user up")
+}
+
+// renamed is group g under another cn, with the same stable id (a modrdn).
+func renamed(g mapping.Entry, cn string) mapping.Entry {
+	r := mapping.Entry{DN: "cn=" + cn + "," + groups, Attrs: map[string][]string{}}
+	for k, v := range g.Attrs {
+		r.Attrs[k] = v
+	}
+	r.Attrs["cn"] = []string{cn}
+	return r
+}
+
+// TestEngineMissingScopeGroupHoldsDeprovisioning: when a configured scope group can no longer
+// be found (renamed here), nobody is deprovisioned for it — neither the members that seem to
+// leave scope, nor a user deleted meanwhile — and status, metrics and log say why; creates
+// and updates of users still in scope continue. Once the group is back, the held work goes
+// through.
+func TestEngineMissingScopeGroupHoldsDeprovisioning(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups, "cn=other," + groups}, Concurrency: 2, MaxAttempts: 3, MaxDeletes: 50})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	app := group("app", "a", "b", "c")
+	h.change(user("a"), user("b"), user("c"), user("d"), app, group("other", "d"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 4)
+
+	h.change(renamed(app, "app-renamed"))
+	h.remove(user("c"))
+	h.change(user("d", "title", "Still in scope"), user("e"), group("other", "d", "e"))
+	h.waitIdle()
+	for _, op := range h.target.Ops() {
+		require.NotEqual(t, mapping.OpDisable, op.Type, "nothing is disabled while a scope group is missing")
+		require.NotEqual(t, mapping.OpDelete, op.Type)
+	}
+	d, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "d")
+	require.Equal(t, "Still in scope", d.Attrs["title"], "updates of users in scope continue")
+	_, created, _ := h.target.Find(ctx, mapping.KindUser, "userName", "e")
+	require.True(t, created, "creates of users in scope continue")
+	st := h.e.Status()[0]
+	require.Equal(t, []string{"cn=app," + groups}, st.Scope.MissingGroups)
+	require.Contains(t, st.Scope.Error, "cn=app,"+groups)
+	require.Contains(t, st.Scope.Error, "deprovisioning is held")
+	require.False(t, st.Breaker.Tripped, "nothing was counted against the breaker")
+	require.InDelta(t, 1, h.metricValue("scimbridge_outbound_scope_groups_missing", map[string]string{"provisioner": "app"}), 0)
+
+	// The group is back under its configured name: a and b stay, c (deleted) goes.
+	h.change(app)
+	h.waitIdle()
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	c, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "c")
+	require.Equal(t, []string{c.ID}, disabled, "only the deleted user is deprovisioned, once the group is back")
+	require.Nil(t, h.e.Status()[0].Scope, "the hold is released")
+	// Said at each change: missing at start (the harness's directory is empty), found, missing
+	// again (the rename), found again.
+	require.Equal(t, 2, h.logs.count(`"level":"error"`, "scope group not found"))
+	require.Equal(t, 1, h.logs.count(`"level":"error"`, "scope group not found", `"missing_groups":["cn=app,ou=groups,dc=x"]`))
+	require.Equal(t, 2, h.logs.count(`"level":"warn"`, "scope groups found again"))
+	require.Zero(t, h.metricValue("scimbridge_outbound_scope_groups_missing", map[string]string{"provisioner": "app"}))
+}
+
+// metricValue reads the value of the series of metric name whose labels include labels
+// (-1 when there is none): a gauge's or a counter's value, a histogram's count.
+func (h *harness) metricValue(name string, labels map[string]string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	require.NoError(h.t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			switch {
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return -1
+}
+
+// TestEngineConfigChangeReleasesTheHold: a user deleted while a scope group was missing is
+// deprovisioned once the configuration changes (here: the missing group is dropped): the
+// rebuilt provisioner's reconcile refreshes every active account out of scope, even one the
+// directory no longer shows.
+func TestEngineConfigChangeReleasesTheHold(t *testing.T) {
+	spec := Spec{Name: "app", Groups: []string{"cn=app," + groups, "cn=other," + groups}, MaxAttempts: 3, MaxDeletes: 50}
+	h := newHarness(t, spec)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	app := group("app", "a", "b")
+	h.change(user("a"), user("b"), user("d"), app, group("other", "b", "d"))
+	h.waitIdle()
+	require.Len(t, h.target.Resources(mapping.KindUser), 3)
+
+	h.change(renamed(app, "gone"))
+	h.remove(user("a"))
+	h.waitIdle()
+	require.NotNil(t, h.e.Status()[0].Scope)
+
+	spec.Target, spec.Groups, spec.Hash = h.target, []string{"cn=other," + groups}, "v2"
+	changed, err := h.e.SetProvisioners([]Spec{spec})
+	require.NoError(t, err)
+	require.Equal(t, []string{"app"}, changed)
+	require.NoError(t, h.e.PrepareReconcile(ctx, changed))
+	h.waitIdle()
+	a, _, _ := h.target.Find(ctx, mapping.KindUser, "userName", "a")
+	var disabled []string
+	for _, op := range h.target.Ops() {
+		if op.Type == mapping.OpDisable {
+			disabled = append(disabled, op.TargetID)
+		}
+	}
+	require.Equal(t, []string{a.ID}, disabled, "a (deleted meanwhile) is deprovisioned; b and d stay")
+	require.Nil(t, h.e.Status()[0].Scope)
 }

@@ -19,7 +19,6 @@ type index struct {
 	memberAttr string
 
 	mu      sync.RWMutex
-	version uint64
 	groups  map[string]*groupInfo      // group id → group
 	gByDN   map[string]string          // normalised DN → group id
 	parents map[string]map[string]bool // normalised member DN → ids of the groups listing it
@@ -46,13 +45,6 @@ func newIndex(memberAttr string) *index {
 		uByDN:      map[string]string{},
 		uDN:        map[string]string{},
 	}
-}
-
-// Version changes whenever membership may have changed.
-func (x *index) Version() uint64 {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	return x.version
 }
 
 // putGroup records (or replaces) group id from its entry.
@@ -88,7 +80,6 @@ func (x *index) putGroup(id string, e mapping.Entry) {
 		}
 		p[id] = true
 	}
-	x.version++
 }
 
 func (x *index) removeGroupLocked(id string) {
@@ -108,7 +99,6 @@ func (x *index) removeGroupLocked(id string) {
 		delete(x.gByDN, g.ndn)
 	}
 	delete(x.groups, id)
-	x.version++
 }
 
 func (x *index) deleteGroup(id string) {
@@ -149,7 +139,6 @@ func (x *index) putUser(id, dn string) {
 			maps.Copy(np, ps)
 			delete(x.parents, old)
 		}
-		x.version++
 	}
 	x.uDN[id] = n
 	x.uByDN[n] = id

@@ -13,6 +13,8 @@ type metrics struct {
 	dead     *prometheus.GaugeVec
 	breaker  *prometheus.GaugeVec
 	latency  *prometheus.HistogramVec
+	// scopeMissing counts the configured scope groups not found: deprovisioning is held.
+	scopeMissing *prometheus.GaugeVec
 }
 
 func newMetrics() *metrics {
@@ -42,11 +44,15 @@ func newMetrics() *metrics {
 			Help:    "Time from the directory change to its delivery on the target.",
 			Buckets: []float64{.05, .1, .25, .5, 1, 2, 3, 5, 10, 30, 60, 300, 1800},
 		}, []string{"provisioner"}),
+		scopeMissing: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scimbridge_outbound_scope_groups_missing",
+			Help: "Configured scope groups of the provisioner that the directory does not show (renamed, deleted, unreadable); while above 0 the provisioner deprovisions nobody.",
+		}, []string{"provisioner"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.ops, m.enqueued, m.depth, m.dead, m.breaker, m.latency}
+	return []prometheus.Collector{m.ops, m.enqueued, m.depth, m.dead, m.breaker, m.latency, m.scopeMissing}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
@@ -73,6 +79,7 @@ func (m *metrics) forget(name string) {
 	m.dead.DeletePartialMatch(l)
 	m.breaker.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
+	m.scopeMissing.DeletePartialMatch(l)
 }
 
 func (e *Engine) refreshDeadGauge(p *Provisioner) {

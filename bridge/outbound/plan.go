@@ -100,10 +100,10 @@ func (e *Engine) Plan(ctx context.Context, specs []Spec, listTarget bool) ([]Pla
 
 func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, order []string, listTarget bool) (Plan, error) {
 	pl := Plan{Provisioner: p.spec.Name, MaxDeletes: p.spec.MaxDeletes}
-	if len(p.spec.Groups) > 0 {
-		if _, missing := p.e.idx.groupIDs(p.spec.Groups); len(missing) > 0 {
-			pl.Warnings = append(pl.Warnings, fmt.Sprintf("groups: %s not found in the directory: nobody is in scope through it", strings.Join(missing, ", ")))
-		}
+	scope, missing := p.scopeGroups()
+	held := len(missing) > 0
+	if held {
+		pl.Warnings = append(pl.Warnings, "groups: "+heldMessage(missing)+"; nobody is disabled or deleted")
 	}
 	var inFilter map[string]bool
 	if p.spec.Filter != "" {
@@ -162,7 +162,6 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 	if err != nil {
 		return pl, err
 	}
-	scope := p.scopeGroups()
 	active := map[string]string{} // users active after the sync → target id ("new" for creates)
 	seen := map[string]bool{}
 	for _, id := range order {
@@ -172,7 +171,9 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 		rec, has := recs[id]
 		seen[id] = true
 		if !in {
-			p.planOut(&pl, id, en.DN, rec, has)
+			if !held {
+				p.planOut(&pl, id, en.DN, rec, has)
+			}
 			continue
 		}
 		res, err := p.userMap.Render(en)
@@ -210,7 +211,7 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 	}
 	var gone []string
 	for id, rec := range recs {
-		if !seen[id] && rec.Kind != kindGroup {
+		if !seen[id] && rec.Kind != kindGroup && !held {
 			gone = append(gone, id)
 		}
 	}
@@ -223,7 +224,7 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 		pl.WouldTrip = true
 	}
 	if p.spec.PushGroups {
-		p.planGroups(&pl, recs, active)
+		p.planGroups(&pl, recs, active, held)
 	}
 	return pl, nil
 }
@@ -232,10 +233,7 @@ func (p *Provisioner) planOut(pl *Plan, id, dn string, rec record, has bool) {
 	if !has || rec.TargetID == "" {
 		return
 	}
-	name := rec.Attrs[p.spec.MatchAttribute]
-	if name == "" {
-		name = getFold(rec.Attrs, p.spec.MatchAttribute)
-	}
+	name := getFold(rec.Attrs, p.spec.MatchAttribute)
 	if name == "" {
 		name = dn
 	}
@@ -248,7 +246,7 @@ func (p *Provisioner) planOut(pl *Plan, id, dn string, rec record, has bool) {
 	}
 }
 
-func (p *Provisioner) planGroups(pl *Plan, recs map[string]record, active map[string]string) {
+func (p *Provisioner) planGroups(pl *Plan, recs map[string]record, active map[string]string, held bool) {
 	pushedSet := p.pushedGroups()
 	gids := make([]string, 0, len(pushedSet))
 	for gid := range pushedSet {
@@ -291,7 +289,7 @@ func (p *Provisioner) planGroups(pl *Plan, recs map[string]record, active map[st
 				}
 			}
 			for uid, tid := range have {
-				if active[uid] != tid || !p.e.idx.memberOfAny(p.userDNOr(uid, recs), map[string]bool{gid: true}, p.spec.NestedGroups) {
+				if !held && (active[uid] != tid || !p.e.idx.memberOfAny(p.userDNOr(uid, recs), map[string]bool{gid: true}, p.spec.NestedGroups)) {
 					pg.MembersRemove++
 				}
 			}
@@ -306,7 +304,7 @@ func (p *Provisioner) planGroups(pl *Plan, recs map[string]record, active map[st
 		}
 	}
 	for gid, rec := range recs {
-		if rec.Kind == kindGroup && rec.TargetID != "" && !pushedSet[gid] {
+		if rec.Kind == kindGroup && rec.TargetID != "" && !pushedSet[gid] && !held {
 			pl.Groups = append(pl.Groups, PlanGroup{ID: gid, Name: rec.Attrs["displayName"], Op: "delete"})
 		}
 	}

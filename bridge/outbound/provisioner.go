@@ -83,6 +83,9 @@ type Provisioner struct {
 	posted  map[string]struct{}
 	lastRec time.Time
 	loaded  bool
+	// missing are the configured scope groups the index did not show at the last batch:
+	// while there are, deprovisioning is held (scope.go).
+	missing []string
 
 	delivered, failed, dead atomic.Uint64
 
@@ -130,18 +133,12 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if spec.MatchAttribute == "" {
 		spec.MatchAttribute = "userName"
 	}
-	if spec.Concurrency < 1 {
-		spec.Concurrency = 1
-	}
-	if spec.MaxAttempts < 1 {
-		spec.MaxAttempts = 1
-	}
+	spec.Concurrency = max(spec.Concurrency, 1)
+	spec.MaxAttempts = max(spec.MaxAttempts, 1)
 	if spec.MinRetryDelay <= 0 {
 		spec.MinRetryDelay = time.Second
 	}
-	if spec.MaxRetryDelay < spec.MinRetryDelay {
-		spec.MaxRetryDelay = spec.MinRetryDelay
-	}
+	spec.MaxRetryDelay = max(spec.MaxRetryDelay, spec.MinRetryDelay)
 	if spec.DeleteWindow <= 0 {
 		spec.DeleteWindow = time.Hour
 	}
@@ -189,11 +186,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 // Name is the provisioner's name.
 func (p *Provisioner) Name() string { return p.spec.Name }
 
-// load fills the in-memory mirrors and the queue from the state file.
-func (p *Provisioner) load() error {
-	return p.e.o.State.View(p.loadTx)
-}
-
+// loadTx fills the in-memory mirrors and the queue from the state file.
 func (p *Provisioner) loadTx(tx *state.Tx) error {
 	{
 		ids, err := tx.IDMap(idmapName(p.spec.Name))

@@ -122,20 +122,6 @@ func (q *queue) done(key string, keep bool, ready time.Time) {
 	q.signal()
 }
 
-// remove forgets key (dropped by an admin).
-func (q *queue) remove(key string) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	e, ok := q.byKey[key]
-	if !ok {
-		return
-	}
-	if !e.inflight {
-		heap.Remove(&q.h, e.idx)
-	}
-	delete(q.byKey, key)
-}
-
 // counts reports the keys pending, ready at now, and in flight.
 func (q *queue) counts(now time.Time) (pending, ready, inflight int) {
 	q.mu.Lock()
@@ -148,16 +134,6 @@ func (q *queue) counts(now time.Time) (pending, ready, inflight int) {
 	return len(q.byKey), ready, len(q.byKey) - len(q.h)
 }
 
-// nextReady is when the earliest waiting key becomes ready (zero when none waits).
-func (q *queue) nextReady() time.Time {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if len(q.h) == 0 {
-		return time.Time{}
-	}
-	return q.h[0].ready
-}
-
 // qheap orders keys by readiness, then first come first served.
 type qheap []*qent
 
@@ -168,15 +144,18 @@ func (h qheap) Less(i, j int) bool {
 	}
 	return h[i].seq < h[j].seq
 }
+
 func (h qheap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].idx, h[j].idx = i, j
 }
+
 func (h *qheap) Push(x any) {
 	e := x.(*qent)
 	e.idx = len(*h)
 	*h = append(*h, e)
 }
+
 func (h *qheap) Pop() any {
 	old := *h
 	n := len(old)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,12 +14,87 @@ import (
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
-// Sink is the change reader's capture.Sink: it runs inside the transaction that advances the
-// cursor, so the work items it writes commit with it, or, when anything fails, neither does
-// and the batch is read again. Its only directory access is the evaluation of provisioner
-// filters for the batch's users (one search per 100 users): an unreachable directory fails
-// the batch, it never turns into a deprovision.
-func (e *Engine) Sink(ctx context.Context, tx *state.Tx, batch []capture.Change) error {
+// Sink is the engine as the change reader's capture.Sink. Its only directory access is the
+// evaluation of provisioner filters, in Prepare (one search per 100 users of the batch) or
+// PrepareReconcile (one search per filter for the whole reconcile), never while the reader
+// holds a connection or the state file's write lock: an unreachable directory fails the
+// batch, it never turns into a deprovision. Commit runs inside the transaction that advances
+// the cursor, so the work items it writes commit with it, or, when anything fails, neither
+// does and the batch is read again.
+func (e *Engine) Sink() capture.Sink { return engineSink{e} }
+
+type engineSink struct{ e *Engine }
+
+var _ capture.Sink = engineSink{}
+
+// filterResults is what a Prepare read: for each provisioner filter, the ids of the users
+// matching it, among the batch's users (Prepare) or among every user (PrepareReconcile).
+type filterResults struct {
+	matches map[string]map[string]bool // filter → user id → true
+}
+
+// filters lists the distinct filters of the running provisioners.
+func (e *Engine) filters() []string {
+	var out []string
+	for _, p := range e.Provisioners() {
+		if f := p.spec.Filter; f != "" && !slices.Contains(out, f) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Prepare evaluates the provisioners' filters for the batch's users.
+func (s engineSink) Prepare(ctx context.Context, batch []capture.Change) (any, error) {
+	res := filterResults{matches: map[string]map[string]bool{}}
+	var cands []string
+	for _, ch := range batch {
+		if ch.Object == capture.ObjectUser && ch.Kind != ldapstore.EventDelete && ch.Entry != nil {
+			cands = append(cands, ch.ID)
+		}
+	}
+	for _, f := range s.e.filters() {
+		m := map[string]bool{}
+		if len(cands) > 0 {
+			var err error
+			if m, err = s.e.filterMatches(ctx, f, cands); err != nil {
+				return nil, err
+			}
+		}
+		res.matches[f] = m
+	}
+	return res, nil
+}
+
+// PrepareReconcile reads, for each provisioner filter, every user matching it.
+func (s engineSink) PrepareReconcile(ctx context.Context) (any, error) {
+	res := filterResults{matches: map[string]map[string]bool{}}
+	idAttr := s.e.o.Scope.IDAttribute
+	for _, f := range s.e.filters() {
+		q := s.e.usersSearch()
+		q.Filter = "(&" + q.Filter + f + ")"
+		q.Attrs = []string{idAttr}
+		m := map[string]bool{}
+		err := s.e.o.Directory.Walk(ctx, q, func(en mapping.Entry) error {
+			if id := en.First(idAttr); id != "" {
+				m[id] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("evaluating filter: %w", err)
+		}
+		res.matches[f] = m
+	}
+	return res, nil
+}
+
+// Commit turns a batch into work items, with the filter results Prepare read. A provisioner
+// whose filter Prepare did not evaluate (built by a reload meanwhile) is left out of this
+// batch: every provisioner a reload builds is reconciled afterwards, which covers it.
+func (s engineSink) Commit(_ context.Context, tx *state.Tx, batch []capture.Change, prepared any) error {
+	e := s.e
+	res, _ := prepared.(filterResults)
 	groupsChanged := false
 	for _, ch := range batch {
 		switch ch.Object {
@@ -40,7 +116,16 @@ func (e *Engine) Sink(ctx context.Context, tx *state.Tx, batch []capture.Change)
 		}
 	}
 	for _, p := range e.Provisioners() {
-		if err := p.enqueue(ctx, tx, batch, groupsChanged); err != nil {
+		var inFilter map[string]bool
+		if p.spec.Filter != "" {
+			m, ok := res.matches[p.spec.Filter]
+			if !ok {
+				p.log.Debug().Int("changes", len(batch)).Msg("batch left out: the provisioner was built after it was read; its reconcile covers it")
+				continue
+			}
+			inFilter = m
+		}
+		if err := p.enqueue(tx, batch, groupsChanged, inFilter); err != nil {
 			return fmt.Errorf("outbound: provisioner %q: %w", p.spec.Name, err)
 		}
 	}
@@ -54,8 +139,7 @@ func (e *Engine) filterMatches(ctx context.Context, filter string, ids []string)
 	q := e.usersSearch()
 	base := q.Filter
 	q.Attrs = []string{idAttr}
-	for start := 0; start < len(ids); start += 100 {
-		chunk := ids[start:min(start+100, len(ids))]
+	for chunk := range slices.Chunk(ids, 100) {
 		var or strings.Builder
 		for _, id := range chunk {
 			f, err := ldapstore.IDFilter(idAttr, id)
@@ -87,30 +171,22 @@ func (p *Provisioner) snapshot(en *mapping.Entry) map[string][]string {
 	return out
 }
 
-// enqueue turns a batch into this provisioner's work items.
-func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture.Change, groupsChanged bool) error {
+// enqueue turns a batch into this provisioner's work items; inFilter holds the ids of the
+// batch's users matching the provisioner's filter (nil without one).
+func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChanged bool, inFilter map[string]bool) error {
 	ids, err := tx.IDMap(idmapName(p.spec.Name))
 	if err != nil {
 		return err
 	}
-	var inFilter map[string]bool
-	if p.spec.Filter != "" {
-		var cands []string
-		for _, ch := range batch {
-			if ch.Object == capture.ObjectUser && ch.Kind != ldapstore.EventDelete && ch.Entry != nil {
-				cands = append(cands, ch.ID)
-			}
-		}
-		if len(cands) > 0 {
-			if inFilter, err = p.e.filterMatches(ctx, p.spec.Filter, cands); err != nil {
-				return err
-			}
-		}
-	}
 	now := time.Now().UTC()
 	marks := map[string]work{}
 	var predicted []string
-	scope := p.scopeGroups()
+	// The batch updated the index: is a configured scope group missing now? Then nothing is
+	// deprovisioned (scope.go); when one just came back, every pushed group is recomputed,
+	// since removals were held meanwhile.
+	scope, missing := p.scopeGroups()
+	held := len(missing) > 0
+	released := p.noteScope(missing)
 	reason := "live changes"
 	for _, ch := range batch {
 		if ch.Reconcile {
@@ -131,7 +207,7 @@ func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture
 			changed = now
 		}
 		if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
-			if provisioned && (active || p.spec.Deprovision == DeprovisionDelete) {
+			if provisioned && (active || p.spec.Deprovision == DeprovisionDelete) && !held {
 				marks[ch.ID] = work{Kind: mapping.KindUser, DN: ch.DN, Gone: true, Changed: changed, Reason: "deleted"}
 				if active {
 					predicted = append(predicted, ch.ID)
@@ -147,7 +223,7 @@ func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture
 			in = in && b
 		}
 		switch {
-		case !in && !provisioned:
+		case !in && (!provisioned || held):
 			continue
 		case !in && !active && p.spec.Deprovision == DeprovisionDisable:
 			continue // out of scope and already disabled
@@ -171,21 +247,24 @@ func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture
 			p.mu.Lock()
 			known := p.groups[ch.ID]
 			p.mu.Unlock()
-			if pushedSet[ch.ID] || known {
+			if pushedSet[ch.ID] || known && !held {
 				marks[ch.ID] = work{Kind: mapping.KindGroup, DN: ch.DN, Changed: now, Reason: string(ch.Kind)}
 			}
 		}
-		// A change of scope groups can change which groups are pushed.
-		if groupsChanged {
+		// A change of scope groups can change which groups are pushed; removals held while a
+		// scope group was missing are made once it is back.
+		if groupsChanged && !held || released {
 			p.mu.Lock()
 			for gid := range p.groups {
-				if !pushedSet[gid] {
+				if !pushedSet[gid] || released {
 					if _, ok := marks[gid]; !ok {
 						marks[gid] = work{Kind: mapping.KindGroup, Changed: now, Reason: "scope"}
 					}
 				}
 			}
 			p.mu.Unlock()
+		}
+		if groupsChanged {
 			for gid := range pushedSet {
 				p.mu.Lock()
 				known := p.groups[gid]
@@ -212,7 +291,7 @@ func (p *Provisioner) enqueue(ctx context.Context, tx *state.Tx, batch []capture
 			}
 		}
 		for uid, active := range p.users {
-			if !active {
+			if !active || held {
 				continue
 			}
 			if _, in := members[uid]; in {

@@ -112,7 +112,7 @@ func TestEntraCompatibleServerPassesEveryStep(t *testing.T) {
 	last := lines[len(lines)-1]
 	require.Regexp(t, `^selftest summary: \d+ passed, 0 failed, 0 skipped$`, last)
 	// CI parsers read a bare "N passed, M failed" line as a test run's result.
-	require.NotRegexp(t, regexp.MustCompile(`(?m)^\d+ passed, \d+ failed`), out)
+	require.NotRegexp(t, `(?m)^\d+ passed, \d+ failed`, out)
 }
 
 func TestBrokenServers(t *testing.T) {
@@ -126,7 +126,7 @@ func TestBrokenServers(t *testing.T) {
 		{
 			name: "duplicate userName accepted",
 			broken: func(p *proxy) {
-				p.mutate = acceptDuplicateUserNames(p.ts, func(sent, existing string) bool { return true })
+				p.mutate = acceptDuplicateUserNames(p.ts, func(_, _ string) bool { return true })
 			},
 			want: []string{selftest.StepDuplicateUser, selftest.StepDuplicateUserCase},
 		},
@@ -145,7 +145,7 @@ func TestBrokenServers(t *testing.T) {
 		{
 			name: "count ignored",
 			broken: func(p *proxy) {
-				p.mutate = func(w http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
+				p.mutate = func(_ http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
 					if r.Method == http.MethodGet && r.URL.Path == "/Users" {
 						q := r.URL.Query()
 						q.Del("count")
@@ -171,7 +171,7 @@ func TestBrokenServers(t *testing.T) {
 		{
 			name: `"active":"False" string ignored`,
 			broken: func(p *proxy) {
-				p.mutate = rewriteOps(func(r *http.Request, op map[string]any) []map[string]any {
+				p.mutate = rewriteOps(func(_ *http.Request, op map[string]any) []map[string]any {
 					if _, isString := op["value"].(string); isString && op["path"] == "active" {
 						return nil
 					}
@@ -183,7 +183,7 @@ func TestBrokenServers(t *testing.T) {
 		{
 			name: "Users filter returns everyone",
 			broken: func(p *proxy) {
-				p.mutate = func(w http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
+				p.mutate = func(_ http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
 					if r.Method == http.MethodGet && r.URL.Path == "/Users" {
 						q := r.URL.Query()
 						q.Del("filter")
@@ -197,7 +197,7 @@ func TestBrokenServers(t *testing.T) {
 		{
 			name: "excludedAttributes ignored",
 			broken: func(p *proxy) {
-				p.mutate = func(w http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
+				p.mutate = func(_ http.ResponseWriter, r *http.Request, body []byte) ([]byte, bool) {
 					q := r.URL.Query()
 					q.Del("excludedAttributes")
 					r.URL.RawQuery = q.Encode()
@@ -255,7 +255,7 @@ func TestBrokenServers(t *testing.T) {
 func TestFailureDetails(t *testing.T) {
 	ts := newTarget(t, targettest.Options{IgnoreStartIndex: true})
 	p := newProxy(t, ts)
-	p.mutate = acceptDuplicateUserNames(p.ts, func(sent, existing string) bool { return true })
+	p.mutate = acceptDuplicateUserNames(p.ts, func(_, _ string) bool { return true })
 	rep, out, err := run(t, p.URL)
 	require.NoError(t, err)
 	require.Contains(t, out, "FAIL  paging: startIndex and count: startIndex=2 returned the same user as startIndex=1 (startIndex ignored?)\n")

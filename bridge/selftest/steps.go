@@ -30,8 +30,8 @@ const (
 	StepCreateUser  = "create user"
 	StepCreateUser2 = "create second user"
 	StepCreateUser3 = "create third user"
-	// Tutorial "Get User", and "Values sent should be stored in the same format they were
-	// sent."
+	// Tutorial "Get User", and: values sent should be stored in the same format they were
+	// sent.
 	StepGetUser = "get user"
 	// Tutorial "Get User by query": "By default, users are retrieved with their id and
 	// queried with their username and externalId." Exactly the one user must come back.
@@ -55,9 +55,9 @@ const (
 	// Known issues "Requests to replace multiple attributes" with aadOptscim062020: one
 	// path-less replace whose value has dotted and extension-URN keys.
 	StepPatchNoPath = "update user: replace without path, dotted keys"
-	// Tutorial "Disable User" (Replace active false) and "Soft-deleting a user active=false
-	// and restoring the user active=true ... The user object should be returned in a
-	// request whether or not the user is active."
+	// Tutorial "Disable User" (Replace active false), and on soft-deleting a user
+	// (active=false) and restoring it (active=true): the user object should be returned in
+	// a request whether or not the user is active.
 	StepDisable  = "disable user: active false"
 	StepEnable   = "re-enable user: active true"
 	StepDisableS = `disable user: active "False" as a string`
@@ -68,7 +68,7 @@ const (
 	StepAddMember = "update group: add member"
 	// Tutorial "Get Group": GET /Groups/{id}?excludedAttributes=members.
 	StepGetGroup = "get group: excludedAttributes=members"
-	// Tutorial "Get Group by displayName" and "Use the displayName attribute to query groups."
+	// Tutorial "Get Group by displayName", and: use the displayName attribute to query groups.
 	StepQueryGroup = "get group by query: displayName eq"
 	// Tutorial "Update Group [Add Members]" again: an Add must add, not replace.
 	StepAddMemberKeeps = "update group: add member keeps existing members"
@@ -79,10 +79,10 @@ const (
 	StepRemoveMemberFilter = `update group: remove member (path members[value eq "…"])`
 	// Tutorial "Update Group [Non-member attributes]": Replace displayName.
 	StepRenameGroup = "update group: rename (displayName)"
-	// Tutorial: "Groups must have uniqueness on the 'displayName' value."
+	// Tutorial: "Groups must have uniqueness on the 'displayName' value.".
 	StepDuplicateGroup = "create duplicate group displayName: 409 uniqueness"
 	// Tutorial "Delete Group" / "Delete User": 204, and "The only time the user shouldn't
-	// be returned is when it's hard deleted."
+	// be returned is when it's hard deleted.".
 	StepDeleteGroup     = "delete group"
 	StepGetDeletedGroup = "get deleted group: 404"
 	StepDeleteUser      = "delete user"

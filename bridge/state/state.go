@@ -68,6 +68,10 @@ type Options struct {
 	// ReadOnly opens an existing file with a shared lock, for inspection and backups when no
 	// daemon runs. It still cannot be opened while a writer holds the file.
 	ReadOnly bool
+	// ObserveWrite, when set, is told how long each write transaction held the file's write
+	// lock (from the start of its function to the end of its commit): every other writer
+	// waits that long.
+	ObserveWrite func(time.Duration)
 }
 
 // DB is an open state file.
@@ -75,6 +79,9 @@ type DB struct {
 	db       *bolt.DB
 	path     string
 	readOnly bool
+	observe  func(time.Duration)
+	// writing counts the write transactions open now (0 or 1: bbolt has one writer).
+	writing atomic.Int32
 	// writeSince is when the write transaction in progress took the write lock (UnixNano),
 	// 0 when none is: the watchdog reports a lock held past its bound.
 	writeSince atomic.Int64
@@ -104,7 +111,7 @@ func OpenWith(dir string, o Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: opening %s: %w", path, err)
 	}
-	d := &DB{db: bdb, path: path, readOnly: o.ReadOnly}
+	d := &DB{db: bdb, path: path, readOnly: o.ReadOnly, observe: o.ObserveWrite}
 	if err := d.prepare(); err != nil {
 		_ = bdb.Close()
 		return nil, err
@@ -177,18 +184,28 @@ func (d *DB) Path() string { return d.path }
 func (d *DB) Close() error { return d.db.Close() }
 
 // Update runs fn in one read-write transaction: everything fn writes commits together, or,
-// when fn returns an error, nothing does.
+// when fn returns an error, nothing does. The transaction holds the file's only write lock:
+// fn must not wait for the network (no directory round trip) or for anything that may wait
+// for another write transaction.
 func (d *DB) Update(fn func(tx *Tx) error) error {
+	var start time.Time
 	var since int64
-	defer func() {
-		// Only this transaction's mark: the next writer may have taken the lock already.
-		d.writeSince.CompareAndSwap(since, 0)
-	}()
-	return d.db.Update(func(btx *bolt.Tx) error {
-		since = time.Now().UnixNano()
+	err := d.db.Update(func(btx *bolt.Tx) error {
+		start = time.Now()
+		since = start.UnixNano()
 		d.writeSince.Store(since)
+		d.writing.Add(1)
 		return fn(&Tx{tx: btx})
 	})
+	if !start.IsZero() {
+		// Only this transaction's mark: the next writer may have taken the lock already.
+		d.writeSince.CompareAndSwap(since, 0)
+		d.writing.Add(-1)
+		if d.observe != nil {
+			d.observe(time.Since(start))
+		}
+	}
+	return err
 }
 
 // WriteHeld returns how long the write transaction in progress has held the write lock at
@@ -200,6 +217,10 @@ func (d *DB) WriteHeld(now time.Time) time.Duration {
 	}
 	return now.Sub(time.Unix(0, since))
 }
+
+// Writing reports whether a write transaction is open now (for diagnostics and the tests
+// that check nothing slow happens inside one).
+func (d *DB) Writing() bool { return d.writing.Load() > 0 }
 
 // View runs fn in a read-only transaction (a consistent snapshot).
 func (d *DB) View(fn func(tx *Tx) error) error {

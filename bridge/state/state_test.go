@@ -207,3 +207,27 @@ func TestReservedBucketsAndMissingFiles(t *testing.T) {
 		return nil
 	}))
 }
+
+// TestWriteTransactionsAreObserved: Writing is true exactly while a write transaction is open
+// (a read does not count), and ObserveWrite hears of each one, failed ones included.
+func TestWriteTransactionsAreObserved(t *testing.T) {
+	var seen []time.Duration
+	db, err := OpenWith(t.TempDir(), Options{ObserveWrite: func(d time.Duration) { seen = append(seen, d) }})
+	require.NoError(t, err)
+	defer db.Close()
+	require.False(t, db.Writing())
+	require.NoError(t, db.View(func(*Tx) error {
+		require.False(t, db.Writing(), "a read is not a write")
+		return nil
+	}))
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		require.True(t, db.Writing())
+		time.Sleep(5 * time.Millisecond)
+		return tx.SetCursor("c", "1")
+	}))
+	require.False(t, db.Writing())
+	require.Error(t, db.Update(func(*Tx) error { return errors.New("rolled back") }))
+	require.False(t, db.Writing())
+	require.Len(t, seen, 2)
+	require.GreaterOrEqual(t, seen[0], 5*time.Millisecond)
+}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/config"
-	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
-	"github.com/scimbridge/scimbridge/targets/targettest"
+	"github.com/scimbridge/scimbridge/ldapstore/dirserver"
+	"github.com/scimbridge/scimbridge/targets/scimserver"
 )
 
 // demoSeed is the sample directory: a few people and two groups.
@@ -79,8 +79,8 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if !ldaptest.Installed() {
-		return fail(e, "demo", fmt.Errorf("%s", ldaptest.InstallHint))
+	if !dirserver.Installed() {
+		return fail(e, "demo", fmt.Errorf("%s", dirserver.InstallHint))
 	}
 	work := *dir
 	if work == "" {
@@ -95,14 +95,15 @@ func cmdDemo(ctx context.Context, e *env, args []string) int {
 		return fail(e, "demo", err)
 	}
 
-	slapd, err := ldaptest.Start(ldaptest.Options{Dir: filepath.Join(work, "slapd"), Seed: demoSeed, Durable: true})
+	slapdDir := filepath.Join(work, "slapd")
+	directory, err := dirserver.Start(dirserver.Options{Dir: slapdDir, Seed: demoSeed, Durable: true})
 	if err != nil {
 		return fail(e, "demo", err)
 	}
-	defer slapd.Close()
+	defer directory.Close()
 
 	targetToken := randomToken()
-	target := targettest.NewServer(targettest.Options{BasePath: "/scim/v2", BearerTokens: []string{targetToken}})
+	target := scimserver.NewServer(scimserver.Options{BasePath: "/scim/v2", BearerTokens: []string{targetToken}})
 	defer target.Close()
 
 	token := randomToken()
@@ -130,9 +131,9 @@ listen = %q
 [[inbound.token]]
 name = "demo"
 sha256 = %q
-%s`, filepath.Join(work, "state"), freeAddr(*adminListen), slapd.URL, slapd.ServiceDN, slapd.Suffix, freeAddr(*listen),
+%s`, filepath.Join(work, "state"), freeAddr(*adminListen), directory.URL, directory.ServiceDN, directory.Suffix, freeAddr(*listen),
 		hex.EncodeToString(sum[:]), demoProvisioners(target.URL, "target-token"))
-	files := map[string]string{"scimbridge.toml": cfgText, "ldap-password": slapd.ServicePW + "\n", "target-token": targetToken + "\n"}
+	files := map[string]string{"scimbridge.toml": cfgText, "ldap-password": directory.ServicePW + "\n", "target-token": targetToken + "\n"}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(work, name), []byte(content), 0o600); err != nil {
 			return fail(e, "demo", err)
@@ -143,9 +144,9 @@ sha256 = %q
 	if err != nil {
 		return fail(e, "demo", err)
 	}
-	logger := newLogger(e.stderr, cfg.Log)
-	return serveConfig(ctx, e, cfg, logger, func() (*config.Config, error) { return loadForDaemon(cfgPath) }, func(b *bridge.Bridge) {
-		printDemoBanner(e, b, slapd, target, targetToken, token, cfgPath)
+	logger, out := newLogger(e.stderr, cfg.Log)
+	return serveConfig(ctx, e, cfg, logger, out, func() (*config.Config, error) { return loadForDaemon(cfgPath) }, func(b *bridge.Bridge) {
+		printDemoBanner(e, b, directory, target, targetToken, token, cfgPath)
 	})
 }
 
@@ -167,14 +168,14 @@ rate_limit = 50
 `, targetURL, tokenFile)
 }
 
-func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *targettest.Server, targetToken, token, cfgPath string) {
+func printDemoBanner(e *env, b *bridge.Bridge, directory *dirserver.Server, target *scimserver.Server, targetToken, token, cfgPath string) {
 	w := e.stdout
 	scim := ""
 	if addr := b.InboundAddr(); addr != "" {
 		scim = "http://" + addr + "/scim/v2"
 	}
 	fmt.Fprintf(w, "\nscimbridge demo is running. Ctrl-C stops everything.\n\n")
-	fmt.Fprintf(w, "  directory     %s  (base dc=example,dc=org; admin %s / %s)\n", slapd.URL, slapd.RootDN, slapd.RootPW)
+	fmt.Fprintf(w, "  directory     %s  (base dc=example,dc=org; admin %s / %s)\n", directory.URL, directory.RootDN, directory.RootPW)
 	fmt.Fprintf(w, "  admin         http://%s/metrics  /status  /readyz\n", b.AdminAddr())
 	if scim != "" {
 		fmt.Fprintf(w, "  inbound SCIM  %s\n  token         %s\n", scim, token)
@@ -188,9 +189,9 @@ func printDemoBanner(e *env, b *bridge.Bridge, slapd *ldaptest.Server, target *t
 		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' '%s/Groups?excludedAttributes=members&filter=displayName%%20eq%%20%%22staff%%22'\n", token, scim)
 		fmt.Fprintf(w, "  printf '%%s\\n' '%s' | %s selftest --url %s --token-file -    # Entra ID's provisioning conversation\n", token, os.Args[0], scim)
 	}
-	fmt.Fprintf(w, "  ldapsearch -x -H %s -D '%s' -w %s -b ou=people,dc=example,dc=org '(uid=*)' cn mail\n", slapd.URL, slapd.RootDN, slapd.RootPW)
-	fmt.Fprintf(w, "  printf 'dn: uid=ada,ou=people,dc=example,dc=org\\nchangetype: modify\\nreplace: title\\ntitle: Countess\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", slapd.URL, slapd.RootDN, slapd.RootPW)
-	fmt.Fprintf(w, "  printf 'dn: cn=saas-users,ou=groups,dc=example,dc=org\\nchangetype: modify\\nadd: member\\nmember: uid=alan,ou=people,dc=example,dc=org\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", slapd.URL, slapd.RootDN, slapd.RootPW)
+	fmt.Fprintf(w, "  ldapsearch -x -H %s -D '%s' -w %s -b ou=people,dc=example,dc=org '(uid=*)' cn mail\n", directory.URL, directory.RootDN, directory.RootPW)
+	fmt.Fprintf(w, "  printf 'dn: uid=ada,ou=people,dc=example,dc=org\\nchangetype: modify\\nreplace: title\\ntitle: Countess\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", directory.URL, directory.RootDN, directory.RootPW)
+	fmt.Fprintf(w, "  printf 'dn: cn=saas-users,ou=groups,dc=example,dc=org\\nchangetype: modify\\nadd: member\\nmember: uid=alan,ou=people,dc=example,dc=org\\n' | ldapmodify -x -H %s -D '%s' -w %s\n", directory.URL, directory.RootDN, directory.RootPW)
 	fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' %s/Users    # what reached the sample app (members of saas-users)\n", targetToken, target.URL)
 	fmt.Fprintf(w, "  %s status --config %s\n\n", os.Args[0], cfgPath)
 }

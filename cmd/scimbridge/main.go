@@ -74,12 +74,24 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		reload := make(chan struct{}, 1)
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
+		done := make(chan struct{})
+		forwarded := make(chan struct{})
+		defer func() {
+			signal.Stop(hup)
+			close(done)
+			<-forwarded
+		}()
 		go func() {
-			for range hup {
+			defer close(forwarded)
+			for {
 				select {
-				case reload <- struct{}{}:
-				default: // a reload is already pending
+				case <-done:
+					return
+				case <-hup:
+					select {
+					case reload <- struct{}{}:
+					default: // a reload is already pending
+					}
 				}
 			}
 		}()

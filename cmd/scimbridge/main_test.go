@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,11 +93,53 @@ func TestBinaryExitCodes(t *testing.T) {
 		cmd.Env = append(os.Environ(), "SCIMBRIDGE_AS_CLI=1", "SCIMBRIDGE_ARGS="+args)
 		err := cmd.Run()
 		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
+		ee := &exec.ExitError{}
+		if errors.As(err, &ee) {
 			code = ee.ExitCode()
 		} else {
 			require.NoError(t, err)
 		}
 		require.Equal(t, want, code, args)
+	}
+}
+
+// TestCheckConfigWarnsAboutExperimentalSources: check-config connects to nothing, so it
+// cannot know what dialect = "auto" finds; it warns when the file itself names a dialect or
+// change source that is experimental (not yet proven on a real server).
+func TestCheckConfigWarnsAboutExperimentalSources(t *testing.T) {
+	dir := t.TempDir()
+	for name, tc := range map[string]struct {
+		ldap, changes string
+		want          []string
+	}{
+		"389ds":     {ldap: `dialect = "389ds"`, want: []string{`ldap.dialect = "389ds" is experimental`}},
+		"ad + usn":  {ldap: `dialect = "ad"`, changes: `source = "usn"`, want: []string{`ldap.dialect = "ad" is experimental`, `changes.source = "usn" is experimental`}},
+		"changelog": {changes: `source = "changelog"`, want: []string{`changes.source = "changelog" is experimental`}},
+		"auto":      {},
+		"timestamp": {changes: `source = "timestamp"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name+".toml")
+			require.NoError(t, os.WriteFile(path, []byte(`
+[ldap]
+url = "ldap://127.0.0.1"
+bind_dn = "cn=x,dc=example,dc=org"
+bind_password = "pw"
+base_dn = "dc=example,dc=org"
+`+tc.ldap+`
+[changes]
+`+tc.changes+`
+[inbound]
+enabled = false
+`), 0o600))
+			code, _, stderr := runCLI(t, "check-config", "--config", path)
+			require.Equal(t, exitOK, code, stderr)
+			for _, w := range tc.want {
+				require.Contains(t, stderr, "warning: "+w)
+			}
+			if len(tc.want) == 0 {
+				require.NotContains(t, stderr, "experimental")
+			}
+		})
 	}
 }

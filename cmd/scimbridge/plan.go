@@ -33,7 +33,8 @@ func cliLogger(e *env, cfg *config.Config) zerolog.Logger {
 	if c.Level == "info" || c.Level == "debug" {
 		c.Level = "warn"
 	}
-	return newLogger(e.stderr, c)
+	logger, _ := newLogger(e.stderr, c)
+	return logger
 }
 
 // openStore connects to the directory for a command that runs without the daemon.

@@ -12,17 +12,21 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/config"
 )
 
-// newLogger builds the root logger: JSON lines on stderr for journald, or console output.
-func newLogger(w io.Writer, c config.Log) zerolog.Logger {
-	level, err := zerolog.ParseLevel(c.Level)
-	if err != nil || c.Level == "" {
-		level = zerolog.InfoLevel
-	}
-	if c.Format == "console" {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
-	}
+// newLogger builds the root logger: JSON lines on stderr for journald, or console output,
+// at the level of [log]. A daemon hands the output to the bridge, which applies a reloaded
+// [log] to it.
+func newLogger(w io.Writer, c config.Log) (zerolog.Logger, *bridge.LogOutput) {
 	zerolog.TimeFieldFormat = time.RFC3339Nano
-	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+	out, err := bridge.NewLogOutput(w, c)
+	if err != nil {
+		// The configuration was validated: this is a programming error, not the admin's.
+		out, _ = bridge.NewLogOutput(w, config.Log{})
+		logger := out.Logger()
+		logger.Error().Err(err).Msg("bad [log] settings; logging at info in JSON")
+	}
+	// This process runs one daemon: events below its level need not even be built.
+	out.OnLevel(zerolog.SetGlobalLevel)
+	return out.Logger(), out
 }
 
 func cmdServe(ctx context.Context, e *env, args []string) int {
@@ -38,11 +42,11 @@ func cmdServe(ctx context.Context, e *env, args []string) int {
 	if err != nil {
 		return fail(e, "serve", err)
 	}
-	logger := newLogger(e.stderr, cfg.Log)
+	logger, out := newLogger(e.stderr, cfg.Log)
 	for _, w := range cfg.Warnings {
 		logger.Warn().Str("config", *path).Msg(w)
 	}
-	return serveConfig(ctx, e, cfg, logger, func() (*config.Config, error) { return loadForDaemon(*path) }, nil)
+	return serveConfig(ctx, e, cfg, logger, out, func() (*config.Config, error) { return loadForDaemon(*path) }, nil)
 }
 
 // loadForDaemon loads a configuration and its secrets.
@@ -59,8 +63,8 @@ func loadForDaemon(path string) (*config.Config, error) {
 
 // serveConfig runs a bridge until ctx ends, reloading on SIGHUP with reloadFn. started, when
 // set, is called once the bridge is ready (the demo prints its banner then).
-func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog.Logger, reloadFn func() (*config.Config, error), started func(*bridge.Bridge)) int {
-	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Registry: prometheus.NewRegistry(), Notify: bridge.Notify, Watchdog: bridge.WatchdogTimeout()})
+func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog.Logger, out *bridge.LogOutput, reloadFn func() (*config.Config, error), started func(*bridge.Bridge)) int {
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Log: out, Registry: prometheus.NewRegistry(), Notify: bridge.Notify, Watchdog: bridge.WatchdogTimeout()})
 	if err != nil {
 		return fail(e, "serve", err)
 	}
@@ -86,14 +90,15 @@ func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog
 			return exitOK
 		case <-e.reload:
 			bridge.Notify("RELOADING=1")
+			// The bridge logs how the reload went, naming the keys that need a restart.
 			newCfg, err := reloadFn()
 			if err != nil {
-				b.ReloadFailed()
-				logger.Error().Err(err).Msg("reload failed: the old configuration keeps running")
-			} else if err := b.Reload(newCfg); err != nil {
-				logger.Error().Err(err).Msg("reload failed: the old configuration keeps running")
+				b.ReloadFailed(err)
 			} else {
-				logger.Info().Msg("configuration reloaded")
+				for _, w := range newCfg.Warnings {
+					logger.Warn().Msg(w)
+				}
+				_ = b.Reload(newCfg)
 			}
 			bridge.Notify("READY=1")
 		}

@@ -54,6 +54,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 	}
 	var (
 		st     bridge.ProvisioningStatus
+		reload *bridge.ReloadStatus
 		raw    json.RawMessage
 		source = "state file (no daemon running)"
 	)
@@ -63,6 +64,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 			return fail(e, "status", err)
 		}
 		var full struct {
+			Reload     *bridge.ReloadStatus `json:"reload"`
 			Components struct {
 				Outbound bridge.ProvisioningStatus `json:"outbound"`
 			} `json:"components"`
@@ -71,6 +73,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 			return fail(e, "status", err)
 		}
 		st = full.Components.Outbound
+		reload = full.Reload
 	} else {
 		if st, err = bridge.OfflineStatus(cfg); err != nil {
 			return fail(e, "status", err)
@@ -82,6 +85,12 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 		return exitOK
 	}
 	printStatus(e.stdout, source, st)
+	if reload != nil && !reload.Successful {
+		fmt.Fprintf(e.stdout, "\nthe last reload (%s) failed; the configuration before it keeps running: %s\n", reload.At.Local().Format(time.RFC3339), reload.Error)
+		if len(reload.NeedsRestart) > 0 {
+			fmt.Fprintf(e.stdout, "  these keys need a restart: %s\n", strings.Join(reload.NeedsRestart, ", "))
+		}
+	}
 	return exitOK
 }
 
@@ -100,6 +109,9 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 			fmt.Fprintf(w, ", last error: %s", ch.LastError)
 		}
 		fmt.Fprintln(w)
+		if ch.Warning != "" {
+			fmt.Fprintf(w, "warning: %s\n", ch.Warning)
+		}
 	} else {
 		fmt.Fprintln(w, "changes: no cursor yet")
 	}
@@ -127,6 +139,9 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 	}
 	_ = tw.Flush()
 	for _, p := range st.Provisioners {
+		if p.Scope != nil {
+			fmt.Fprintf(w, "\nprovisioner %q deprovisions nobody: %s\n  fix: restore the group under its configured DN, or change the provisioner's groups and reload\n", p.Name, p.Scope.Error)
+		}
 		if p.Breaker.Tripped {
 			fmt.Fprintf(w, "\nprovisioner %q is stopped by its deletion breaker since %s: %s\n  review with: scimbridge plan --provisioner %s\n  then let it continue with: scimbridge sync --provisioner %s --allow-deletes\n",
 				p.Name, p.Breaker.Since.Local().Format(time.RFC3339), p.Breaker.Reason, p.Name, p.Name)

@@ -1,4 +1,4 @@
-// Package ldaptest runs private directory servers for tests and the demo: OpenLDAP's slapd and
-// 389 Directory Server on 127.0.0.1, and a Samba AD DC in a network namespace of its own,
-// reached through a relay on 127.0.0.1.
+// Package ldaptest gives test packages private directory servers (see package dirserver):
+// OpenLDAP's slapd, 389 Directory Server and a Samba AD DC, one of each kind shared per test
+// package (RunMain, Shared, SharedKind, OU, OUIn) or one per test (Private).
 package ldaptest

@@ -5,6 +5,8 @@ import (
 	"os"
 	"sync"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // sharedServer is one kind's server shared by a test package's tests, started on first use.
@@ -25,7 +27,8 @@ var (
 // all of them (each started on first use by Shared, SharedKind or OU, stopped afterwards). Call
 // it from TestMain: os.Exit(ldaptest.RunMain(m, opts)); opts configure the slapd. When slapd is
 // not installed the LDAP tests skip with InstallHint — never silently: the hint is printed once
-// for the package too.
+// for the package too. Once the tests passed and the servers stopped, a goroutine still running
+// fails the package (goleak): whatever a test started must end with it.
 func RunMain(m *testing.M, opts Options) int {
 	sharedOpts = opts
 	if !Installed() {
@@ -33,13 +36,26 @@ func RunMain(m *testing.M, opts Options) int {
 	}
 	code := m.Run()
 	sharedMu.Lock()
-	defer sharedMu.Unlock()
 	for _, sh := range shared {
 		if sh.s != nil {
 			_ = sh.s.Close()
 		}
 	}
-	return code
+	sharedMu.Unlock()
+	return VerifyNoLeaks(code)
+}
+
+// VerifyNoLeaks returns code, or 1 when it is 0 and goroutines are still running (they are
+// printed): the end of a TestMain that checks for leaks, os.Exit(ldaptest.VerifyNoLeaks(m.Run())).
+func VerifyNoLeaks(code int, opts ...goleak.Option) int {
+	if code != 0 {
+		return code
+	}
+	if err := goleak.Find(opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "goroutines still running after the tests passed: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // Shared returns the package's slapd, starting it on first use. It skips t when slapd is not

@@ -21,8 +21,10 @@ func TestDryRun(t *testing.T) {
 	require.NoError(t, err)
 	ctx := t.Context()
 
-	op := mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, MatchAttribute: "userName", MatchValue: "alice",
-		Resource: map[string]any{"userName": "alice", "password": "never-logged"}}
+	op := mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpCreate, MatchAttribute: "userName", MatchValue: "alice",
+		Resource: map[string]any{"userName": "alice", "password": "never-logged"},
+	}
 	res, err := tg.Apply(ctx, op)
 	require.NoError(t, err)
 	require.Equal(t, logtarget.SyntheticID(mapping.KindUser, "userName", "alice"), res.ID)
@@ -52,8 +54,10 @@ func TestDryRun(t *testing.T) {
 	require.Equal(t, []string{res.ID}, listed)
 
 	logs.Reset()
-	_, err = tg.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: res.ID,
-		Patch: []mapping.PatchOp{{Op: "Replace", Path: "displayName", Value: "A"}}})
+	_, err = tg.Apply(ctx, mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: res.ID,
+		Patch: []mapping.PatchOp{{Op: "Replace", Path: "displayName", Value: "A"}},
+	})
 	require.NoError(t, err)
 	require.Contains(t, logs.String(), `"changes":["replace displayName"]`)
 

@@ -329,7 +329,7 @@ func readResponse(resp *http.Response) (*response, error) {
 // HTTP client.
 func redactError(err error) error {
 	for e := err; e != nil; e = errors.Unwrap(e) {
-		if ue, ok := e.(*url.Error); ok {
+		if ue, ok := e.(*url.Error); ok { //nolint:errorlint // walks the chain itself, redacting every *url.Error in it
 			ue.URL = redactRawURL(ue.URL)
 		}
 	}

@@ -240,8 +240,10 @@ func (t *Target) create(ctx context.Context, op mapping.Op, path string) (target
 		return targets.Result{}, err
 	}
 	if res.ID == "" {
-		return targets.Result{}, &targets.PermanentError{Status: r.status, Body: targets.Truncate(string(r.body), targets.MaxErrorBody),
-			Err: fmt.Errorf("%d answer to create carries no id", r.status)}
+		return targets.Result{}, &targets.PermanentError{
+			Status: r.status, Body: targets.Truncate(string(r.body), targets.MaxErrorBody),
+			Err: fmt.Errorf("%d answer to create carries no id", r.status),
+		}
 	}
 	return res, nil
 }
@@ -470,7 +472,8 @@ func (t *Target) find(ctx context.Context, kind mapping.Kind, attr, value string
 	switch n := len(lr.Resources); {
 	case n > 1 || lr.TotalResults > 1:
 		return targets.Result{}, false, &targets.PermanentError{
-			Err: fmt.Errorf("ambiguous: %d resources match; resolve the duplicate on the target", max(n, lr.TotalResults))}
+			Err: fmt.Errorf("ambiguous: %d resources match; resolve the duplicate on the target", max(n, lr.TotalResults)),
+		}
 	case n == 0 && lr.TotalResults == 0:
 		return targets.Result{}, false, nil
 	case n == 0:
@@ -480,7 +483,8 @@ func (t *Target) find(ctx context.Context, kind mapping.Kind, attr, value string
 	// A server that ignores the filter returns whatever comes first: never adopt that.
 	if vals, ok := attrValues(found, attr); ok && !containsFold(vals, value) {
 		return targets.Result{}, false, &targets.PermanentError{
-			Err: fmt.Errorf("the target ignored the filter: it returned a %s whose %s is %q", kind, attr, vals)}
+			Err: fmt.Errorf("the target ignored the filter: it returned a %s whose %s is %q", kind, attr, vals),
+		}
 	}
 	res := toResult(kind, found, nil)
 	if res.ID == "" {
@@ -705,14 +709,20 @@ func (t *Target) statusError(r *response, extra ...string) error {
 		return &targets.RetryableError{Err: errors.New(msg), After: after}
 	case r.status == http.StatusUnauthorized:
 		if _, none := t.auth.(noAuth); none {
-			return &targets.PermanentError{Status: r.status, Body: body,
-				Err: fmt.Errorf("target requires authentication but auth = \"none\": %s", msg)}
+			return &targets.PermanentError{
+				Status: r.status, Body: body,
+				Err: fmt.Errorf("target requires authentication but auth = \"none\": %s", msg),
+			}
 		}
-		return &targets.PermanentError{Status: r.status, Body: body,
-			Err: fmt.Errorf("target rejected the credentials even after refreshing them: %s", msg)}
+		return &targets.PermanentError{
+			Status: r.status, Body: body,
+			Err: fmt.Errorf("target rejected the credentials even after refreshing them: %s", msg),
+		}
 	case r.status >= 300 && r.status < 400:
-		return &targets.PermanentError{Status: r.status, Body: body,
-			Err: fmt.Errorf("unexpected redirect to %s: %s", redactRawURL(r.header.Get("Location")), msg)}
+		return &targets.PermanentError{
+			Status: r.status, Body: body,
+			Err: fmt.Errorf("unexpected redirect to %s: %s", redactRawURL(r.header.Get("Location")), msg),
+		}
 	}
 	return &targets.PermanentError{Status: r.status, Body: body, Err: errors.New(msg)}
 }

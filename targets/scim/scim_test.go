@@ -154,8 +154,10 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, json.Unmarshal(created.Body, &body))
 	require.ElementsMatch(t, []any{scim.SchemaUser, scim.SchemaEnterprise}, body["schemas"])
 
-	_, err = tg.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: res.ID,
-		Patch: []mapping.PatchOp{{Op: "replace", Path: "displayName", Value: "Alice"}, {Op: "add", Path: "title", Value: "Boss"}}})
+	_, err = tg.Apply(ctx, mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: res.ID,
+		Patch: []mapping.PatchOp{{Op: "replace", Path: "displayName", Value: "Alice"}, {Op: "add", Path: "title", Value: "Boss"}},
+	})
 	require.NoError(t, err)
 	u, _ := srv.User(res.ID)
 	require.Equal(t, "Alice", u["displayName"])
@@ -165,8 +167,10 @@ func TestLifecycle(t *testing.T) {
 	require.NoError(t, err, "an empty update sends nothing")
 	require.Equal(t, res.ID, upd.ID)
 
-	_, err = tg.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpReplace, TargetID: res.ID,
-		Resource: map[string]any{"userName": "alice@example.com", "displayName": "Alice A.", "active": true}})
+	_, err = tg.Apply(ctx, mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpReplace, TargetID: res.ID,
+		Resource: map[string]any{"userName": "alice@example.com", "displayName": "Alice A.", "active": true},
+	})
 	require.NoError(t, err)
 	u, _ = srv.User(res.ID)
 	require.Equal(t, "Alice A.", u["displayName"])
@@ -214,7 +218,7 @@ func TestOperationErrors(t *testing.T) {
 func TestStatusClassification(t *testing.T) {
 	status := 0
 	tg, srv, _ := newTarget(t, targettest.Options{}, func(c *scim.Config) { c.MaxRetries = 0 })
-	srv.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		if status == http.StatusNoContent {
 			w.WriteHeader(status)
 			return true
@@ -254,10 +258,12 @@ func TestStatusClassification(t *testing.T) {
 		return permanent
 	}
 	// Spot checks of the rule above, written out.
-	for code, w := range map[int]int{200: ok, 201: ok, 204: ok, 302: permanent, 400: permanent, 401: permanent,
+	for code, w := range map[int]int{
+		200: ok, 201: ok, 204: ok, 302: permanent, 400: permanent, 401: permanent,
 		403: permanent, 404: permanent, 409: permanent, 422: permanent, 408: retryable, 429: retryable,
-		500: retryable, 501: permanent, 502: retryable, 503: retryable, 504: retryable} {
-		require.Equal(t, w, want(code), "rule for %d", code)
+		500: retryable, 501: permanent, 502: retryable, 503: retryable, 504: retryable,
+	} {
+		require.Equal(t, want(code), w, "rule for %d", code)
 	}
 
 	replace := mapping.Op{Kind: mapping.KindUser, Type: mapping.OpReplace, TargetID: "u1", Resource: map[string]any{"userName": "x"}}
@@ -529,7 +535,8 @@ func TestOAuth2(t *testing.T) {
 		for _, omitExpiry := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/omit_expires_in=%v", style, omitExpiry), func(t *testing.T) {
 				srv := newServer(t, targettest.Options{OAuth2: &targettest.OAuth2Options{
-					ClientID: "bridge", ClientSecret: clientSecret, OmitExpiresIn: omitExpiry}})
+					ClientID: "bridge", ClientSecret: clientSecret, OmitExpiresIn: omitExpiry,
+				}})
 				c := testConfig(srv)
 				oauthConfig(srv, secretFile)(c)
 				c.TokenAuthStyle = style
@@ -611,8 +618,10 @@ func statuses(reqs []targettest.Request) []int {
 func TestFind(t *testing.T) {
 	tg, srv, _ := newTarget(t, targettest.Options{}, nil)
 	tricky := `o"brien\x@example.com`
-	id, err := srv.AddUser(map[string]any{"userName": tricky, "externalId": "dup",
-		"emails": []any{map[string]any{"value": "ob@example.com", "type": "work"}}})
+	id, err := srv.AddUser(map[string]any{
+		"userName": tricky, "externalId": "dup",
+		"emails": []any{map[string]any{"value": "ob@example.com", "type": "work"}},
+	})
 	require.NoError(t, err)
 	_, err = srv.AddUser(map[string]any{"userName": "other", "externalId": "dup"})
 	require.NoError(t, err)
@@ -638,7 +647,7 @@ func TestFind(t *testing.T) {
 	requirePermanent(t, err)
 
 	// A server that ignores the filter must not make us adopt a stranger.
-	srv.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.Header().Set("Content-Type", "application/scim+json")
 		_, _ = fmt.Fprintf(w, `{"totalResults":1,"Resources":[{"id":%q,"userName":"other"}]}`, id)
 		return true
@@ -648,7 +657,7 @@ func TestFind(t *testing.T) {
 	require.Contains(t, err.Error(), "ignored the filter")
 
 	// Some servers answer an empty search with 404.
-	srv.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	srv.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.WriteHeader(http.StatusNotFound)
 		return true
 	})
@@ -708,15 +717,19 @@ func TestMembers(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, id)
 	}
-	g, err := tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpCreate,
-		MatchAttribute: "displayName", MatchValue: "Staff", Resource: map[string]any{"displayName": "Staff"}})
+	g, err := tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpCreate,
+		MatchAttribute: "displayName", MatchValue: "Staff", Resource: map[string]any{"displayName": "Staff"},
+	})
 	require.NoError(t, err)
 	grp, _ := srv.Group(g.ID)
 	require.Equal(t, []any{scim.SchemaGroup}, grp["schemas"])
 
 	srv.ResetRequests()
-	_, err = tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
-		Patch: []mapping.PatchOp{{Op: "add", Path: "members", Value: ids}}})
+	_, err = tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
+		Patch: []mapping.PatchOp{{Op: "add", Path: "members", Value: ids}},
+	})
 	require.NoError(t, err)
 	require.Equal(t, 3, srv.CountRequests(http.MethodPatch, "/Groups/"), "5 members, 2 per request")
 	require.Equal(t, ids, memberIDs(t, srv, g.ID))
@@ -724,13 +737,15 @@ func TestMembers(t *testing.T) {
 	// Remove three, one of them already gone (another a {"value": id} object): the batch
 	// answered noTarget is redone member by member.
 	srv.ResetRequests()
-	_, err = tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
+	_, err = tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
 		Patch: []mapping.PatchOp{
 			{Op: "remove", Path: "members", Value: []any{ids[0], "not-a-member"}},
 			{Op: "Remove", Path: "members", Value: map[string]any{"value": ids[1]}},
 			{Op: "remove", Path: fmt.Sprintf(`members[value eq %q]`, ids[2])},
 			{Op: "add", Value: []any{map[string]any{"value": ids[0]}}},
-		}})
+		},
+	})
 	require.NoError(t, err)
 	require.ElementsMatch(t, []string{ids[3], ids[4], ids[0]}, memberIDs(t, srv, g.ID))
 	// Batches: [0, not-a-member] → noTarget → 2 singles; [1, 2] → ok; add [0].
@@ -741,20 +756,26 @@ func TestMembers(t *testing.T) {
 	require.Equal(t, fmt.Sprintf(`members[value eq %q]`, ids[0]), body["Operations"].([]any)[0].(map[string]any)["path"])
 
 	// Repeating the whole operation (at-least-once delivery) succeeds.
-	_, err = tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
-		Patch: []mapping.PatchOp{{Op: "remove", Path: "members", Value: []string{ids[1], ids[2]}}}})
+	_, err = tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
+		Patch: []mapping.PatchOp{{Op: "remove", Path: "members", Value: []string{ids[1], ids[2]}}},
+	})
 	require.NoError(t, err)
 
 	// An unknown member on add is the target's 400: permanent, with its detail.
-	_, err = tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
-		Patch: []mapping.PatchOp{{Op: "add", Path: "members", Value: []string{"ghost"}}}})
+	_, err = tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: g.ID,
+		Patch: []mapping.PatchOp{{Op: "add", Path: "members", Value: []string{"ghost"}}},
+	})
 	pe := requirePermanent(t, err)
 	require.Equal(t, http.StatusBadRequest, pe.Status)
 	require.Contains(t, err.Error(), `member "ghost" is not a known user or group id`)
 
 	// A PATCH that only removes and gets noTarget is done.
-	_, err = tg.Apply(t.Context(), mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpUpdate, TargetID: g.ID,
-		Patch: []mapping.PatchOp{{Op: "remove", Path: `members[value eq "ghost"]`}}})
+	_, err = tg.Apply(t.Context(), mapping.Op{
+		Kind: mapping.KindGroup, Type: mapping.OpUpdate, TargetID: g.ID,
+		Patch: []mapping.PatchOp{{Op: "remove", Path: `members[value eq "ghost"]`}},
+	})
 	require.NoError(t, err)
 }
 
@@ -976,19 +997,25 @@ func newPKI(t *testing.T) pki {
 		return writePEM(name, "EC PRIVATE KEY", der)
 	}
 	caTmpl := func(cn string) *x509.Certificate {
-		return &x509.Certificate{Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+		return &x509.Certificate{
+			Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		}
 	}
 
 	caKey, otherCAKey := newKey(), newKey()
 	ca := issue(caTmpl("test CA"), nil, nil, caKey)
 	otherCA := issue(caTmpl("other CA"), nil, nil, otherCAKey)
 	srvKey, cliKey, otherKey := newKey(), newKey(), newKey()
-	srv := issue(&x509.Certificate{Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}, ca, caKey, srvKey)
+	srv := issue(&x509.Certificate{
+		Subject: pkix.Name{CommonName: "127.0.0.1"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}, ca, caKey, srvKey)
 	cliTmpl := func() *x509.Certificate {
-		return &x509.Certificate{Subject: pkix.Name{CommonName: "scimbridge"},
-			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+		return &x509.Certificate{
+			Subject:     pkix.Name{CommonName: "scimbridge"},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+		}
 	}
 	cli := issue(cliTmpl(), ca, caKey, cliKey)
 	other := issue(cliTmpl(), otherCA, otherCAKey, otherKey)

@@ -18,8 +18,10 @@ import (
 func TestFake(t *testing.T) {
 	f := targettest.NewFake()
 	ctx := t.Context()
-	create := mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, MatchAttribute: "userName", MatchValue: "ann",
-		Resource: map[string]any{"userName": "ann"}}
+	create := mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpCreate, MatchAttribute: "userName", MatchValue: "ann",
+		Resource: map[string]any{"userName": "ann"},
+	}
 	res, err := f.Apply(ctx, create)
 	require.NoError(t, err)
 	require.Equal(t, "fake-1", res.ID)
@@ -32,8 +34,10 @@ func TestFake(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, "fake-1", found.ID)
 
-	_, err = f.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: "fake-1",
-		Patch: []mapping.PatchOp{{Op: "replace", Path: "title", Value: "x"}}})
+	_, err = f.Apply(ctx, mapping.Op{
+		Kind: mapping.KindUser, Type: mapping.OpUpdate, TargetID: "fake-1",
+		Patch: []mapping.PatchOp{{Op: "replace", Path: "title", Value: "x"}},
+	})
 	require.NoError(t, err)
 	_, err = f.Apply(ctx, mapping.Op{Kind: mapping.KindUser, Type: mapping.OpDisable, TargetID: "fake-1"})
 	require.NoError(t, err)
@@ -97,8 +101,10 @@ func TestFakeConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			_, err := f.Apply(context.Background(), mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate,
-				MatchAttribute: "userName", MatchValue: fmt.Sprint(i)})
+			_, err := f.Apply(context.Background(), mapping.Op{
+				Kind: mapping.KindUser, Type: mapping.OpCreate,
+				MatchAttribute: "userName", MatchValue: fmt.Sprint(i),
+			})
 			require.NoError(t, err)
 			_, _, err = f.Find(context.Background(), mapping.KindUser, "userName", fmt.Sprint(i))
 			require.NoError(t, err)

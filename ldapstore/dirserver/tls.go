@@ -1,4 +1,4 @@
-package ldaptest
+package dirserver
 
 import (
 	"crypto/ecdsa"
@@ -63,7 +63,7 @@ func writeTLSFiles(dir string) error {
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			return fmt.Errorf("ldaptest: %w", err)
+			return fmt.Errorf("dirserver: %w", err)
 		}
 	}
 	return nil

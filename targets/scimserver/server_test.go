@@ -1,4 +1,4 @@
-package targettest_test
+package scimserver_test
 
 import (
 	"bytes"
@@ -13,14 +13,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/scimbridge/scimbridge/targets/targettest"
+	"github.com/scimbridge/scimbridge/targets/scimserver"
 )
 
 const userSchema = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 type client struct {
 	t     *testing.T
-	srv   *targettest.Server
+	srv   *scimserver.Server
 	token string
 }
 
@@ -55,8 +55,8 @@ func (c client) call(method, path string, body any) (int, map[string]any, http.H
 	return resp.StatusCode, out, resp.Header
 }
 
-func newClient(t *testing.T, opts targettest.Options) client {
-	srv := targettest.NewServer(opts)
+func newClient(t *testing.T, opts scimserver.Options) client {
+	srv := scimserver.NewServer(opts)
 	t.Cleanup(srv.Close)
 	return client{t: t, srv: srv}
 }
@@ -74,7 +74,7 @@ func patch(ops ...map[string]any) map[string]any {
 }
 
 func TestServerUsers(t *testing.T) {
-	c := newClient(t, targettest.Options{BasePath: "/scim/v2/"})
+	c := newClient(t, scimserver.Options{BasePath: "/scim/v2/"})
 	require.True(t, strings.HasSuffix(c.srv.URL, "/scim/v2"))
 
 	st, u, h := c.call("POST", "/Users", user("Ann", "active", true, "emails", []any{map[string]any{"value": "ann@x.org", "type": "work"}}))
@@ -127,8 +127,10 @@ func TestServerUsers(t *testing.T) {
 	require.Nil(t, got["title"])
 
 	st, u, _ = c.call("PATCH", "/Users/"+id, patch(
-		map[string]any{"op": "Replace", "value": map[string]any{"active": false, "displayName": "Ann A",
-			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"department": "Ops"}}},
+		map[string]any{"op": "Replace", "value": map[string]any{
+			"active": false, "displayName": "Ann A",
+			"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": map[string]any{"department": "Ops"},
+		}},
 		map[string]any{"op": "replace", "path": `emails[type eq "work"].value`, "value": "ann@y.org"},
 		map[string]any{"op": "add", "path": "name.givenName", "value": "Ann"},
 		map[string]any{"op": "add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": "42"},
@@ -176,7 +178,7 @@ func TestServerUsers(t *testing.T) {
 }
 
 func TestServerGroups(t *testing.T) {
-	c := newClient(t, targettest.Options{})
+	c := newClient(t, scimserver.Options{})
 	u1, err := c.srv.AddUser(map[string]any{"userName": "u1"})
 	require.NoError(t, err)
 	u2, err := c.srv.AddUser(map[string]any{"userName": "u2"})
@@ -193,8 +195,10 @@ func TestServerGroups(t *testing.T) {
 	require.Equal(t, 400, st)
 	require.Equal(t, "invalidValue", body["scimType"])
 
-	st, g, _ = c.call("PATCH", "/Groups/"+gid, patch(map[string]any{"op": "add", "path": "members",
-		"value": []any{map[string]any{"value": u2}, map[string]any{"value": u1}}}))
+	st, g, _ = c.call("PATCH", "/Groups/"+gid, patch(map[string]any{
+		"op": "add", "path": "members",
+		"value": []any{map[string]any{"value": u2}, map[string]any{"value": u1}},
+	}))
 	require.Equal(t, 200, st, g)
 	require.Len(t, g["members"], 2, "adding an existing member is a no-op")
 
@@ -226,8 +230,10 @@ func TestServerGroups(t *testing.T) {
 }
 
 func TestServerAuth(t *testing.T) {
-	c := newClient(t, targettest.Options{BearerTokens: []string{"static"}, BasicUsername: "svc", BasicPassword: "pw",
-		OAuth2: &targettest.OAuth2Options{ClientID: "id", ClientSecret: "secret", TokenTTL: time.Hour}})
+	c := newClient(t, scimserver.Options{
+		BearerTokens: []string{"static"}, BasicUsername: "svc", BasicPassword: "pw",
+		OAuth2: &scimserver.OAuth2Options{ClientID: "id", ClientSecret: "secret", TokenTTL: time.Hour},
+	})
 	st, body, h := c.call("GET", "/Users", nil)
 	require.Equal(t, 401, st, body)
 	require.Contains(t, h.Get("WWW-Authenticate"), "Bearer")
@@ -274,7 +280,7 @@ func TestServerAuth(t *testing.T) {
 }
 
 func TestServerFaults(t *testing.T) {
-	c := newClient(t, targettest.Options{})
+	c := newClient(t, scimserver.Options{})
 
 	c.srv.FailNext(1, 503)
 	st, _, _ := c.call("GET", "/Users", nil)
@@ -288,7 +294,7 @@ func TestServerFaults(t *testing.T) {
 	require.Equal(t, "2", h.Get("Retry-After"))
 
 	// Faults match method and path, and are consumed in order.
-	c.srv.Inject(targettest.Fault{Method: "POST", Path: "/Groups", Status: 500})
+	c.srv.Inject(scimserver.Fault{Method: "POST", Path: "/Groups", Status: 500})
 	st, _, _ = c.call("POST", "/Users", user("a"))
 	require.Equal(t, 201, st)
 
@@ -309,13 +315,13 @@ func TestServerFaults(t *testing.T) {
 	}
 	require.Error(t, err, "connection closed without an answer")
 
-	c.srv.Inject(targettest.Fault{Latency: 150 * time.Millisecond})
+	c.srv.Inject(scimserver.Fault{Latency: 150 * time.Millisecond})
 	start := time.Now()
 	st, _, _ = c.call("GET", "/Users", nil)
 	require.Equal(t, 200, st)
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
 
-	c.srv.SetHook(func(w http.ResponseWriter, r *http.Request) bool {
+	c.srv.SetHook(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.WriteHeader(http.StatusTeapot)
 		return true
 	})
@@ -358,8 +364,8 @@ func TestServerFaults(t *testing.T) {
 // still talks to the server (the request began before, answers after) neither panics nor
 // leaves the server locked.
 func TestResetRequestsWhileARequestIsInFlight(t *testing.T) {
-	c := newClient(t, targettest.Options{})
-	c.srv.Inject(targettest.Fault{Latency: 300 * time.Millisecond})
+	c := newClient(t, scimserver.Options{})
+	c.srv.Inject(scimserver.Fault{Latency: 300 * time.Millisecond})
 	done := make(chan int, 1)
 	go func() {
 		resp, err := http.Get(c.srv.URL + "/Users")

@@ -1,4 +1,4 @@
-package ldaptest
+package dirserver
 
 import (
 	"errors"
@@ -35,11 +35,11 @@ func newNetNS() (*netNS, error) {
 		// ends it when this goroutine returns rather than reusing it elsewhere.
 		runtime.LockOSThread()
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			ready <- fmt.Errorf("ldaptest: unshare(CLONE_NEWNET) (needs root): %w", err)
+			ready <- fmt.Errorf("dirserver: unshare(CLONE_NEWNET) (needs root): %w", err)
 			return
 		}
 		if err := loopbackUp(); err != nil {
-			ready <- fmt.Errorf("ldaptest: bringing up lo in the network namespace: %w", err)
+			ready <- fmt.Errorf("dirserver: bringing up lo in the network namespace: %w", err)
 			return
 		}
 		ready <- nil
@@ -78,7 +78,7 @@ func (ns *netNS) do(fn func()) error {
 	select {
 	case ns.reqs <- func() { defer close(finished); fn() }:
 	case <-ns.done:
-		return errors.New("ldaptest: the network namespace is closed")
+		return errors.New("dirserver: the network namespace is closed")
 	}
 	<-finished
 	return nil
@@ -130,7 +130,7 @@ type forwarder struct {
 func newForwarder(ns *netNS, port int) (*forwarder, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("ldaptest: forwarder: %w", err)
+		return nil, fmt.Errorf("dirserver: forwarder: %w", err)
 	}
 	f := &forwarder{l: l, ns: ns, port: port, conns: map[net.Conn]struct{}{}}
 	f.wg.Add(1)

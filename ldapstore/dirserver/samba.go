@@ -1,4 +1,4 @@
-package ldaptest
+package dirserver
 
 import (
 	"bytes"
@@ -80,7 +80,7 @@ func StartAD(opts ADOptions) (*Server, error) {
 	}
 	d, err := os.MkdirTemp("", "scimbridge-samba-")
 	if err != nil {
-		return nil, fmt.Errorf("ldaptest: %w", err)
+		return nil, fmt.Errorf("dirserver: %w", err)
 	}
 	s.Dir, s.tempDir = d, true
 	sm := &samba{s: s}
@@ -135,7 +135,7 @@ func (sm *samba) conf() string { return filepath.Join(sm.s.Dir, "etc", "smb.conf
 func (sm *samba) provision() error {
 	dir := sm.s.Dir
 	if err := writeTLSFiles(dir); err != nil {
-		return fmt.Errorf("ldaptest: tls files: %w", err)
+		return fmt.Errorf("dirserver: tls files: %w", err)
 	}
 	args := []string{
 		"domain", "provision", "-s", "/dev/null",
@@ -147,12 +147,12 @@ func (sm *samba) provision() error {
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ldaptest: samba-tool domain provision: %w: %s", err, tail(out, 2000))
+		return fmt.Errorf("dirserver: samba-tool domain provision: %w: %s", err, tail(out, 2000))
 	}
 	// provision leaves out settings it considers defaults: write ours into [global].
 	conf, err := os.ReadFile(sm.conf())
 	if err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	settings := []string{
 		"server services = ldap",
@@ -181,7 +181,7 @@ func (sm *samba) provision() error {
 		}
 	}
 	if err := os.WriteFile(sm.conf(), []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644); err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	return os.MkdirAll(filepath.Join(dir, "run"), 0o755)
 }
@@ -197,7 +197,7 @@ func (sm *samba) start() error {
 	cmd := exec.Command(sambaPath, "-s", sm.conf(), "--foreground", "--no-process-group", "--debug-stdout", "-d", "1")
 	logf, err := os.OpenFile(filepath.Join(sm.s.Dir, "samba.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -205,7 +205,7 @@ func (sm *samba) start() error {
 	// signal ends it with the test binary.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := sm.ns.start(cmd); err != nil {
-		return fmt.Errorf("ldaptest: starting samba: %w", err)
+		return fmt.Errorf("dirserver: starting samba: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -259,11 +259,11 @@ func (sm *samba) cleanup() {
 // (unicodePwd) only over TLS.
 func (s *Server) LDAPS() (*ldap.Conn, error) {
 	if s.LDAPSURL == "" {
-		return nil, errors.New("ldaptest: this server has no LDAPS listener")
+		return nil, errors.New("dirserver: this server has no LDAPS listener")
 	}
 	pem, err := os.ReadFile(s.CAFile)
 	if err != nil {
-		return nil, fmt.Errorf("ldaptest: %w", err)
+		return nil, fmt.Errorf("dirserver: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
@@ -302,7 +302,7 @@ func (sm *samba) configure() error {
 		req.Attribute("objectClass", []string{"organizationalUnit"})
 		req.Attribute("ou", []string{ou})
 		if err := conn.Add(req); err != nil {
-			return fmt.Errorf("ldaptest: add OU=%s: %w", ou, err)
+			return fmt.Errorf("dirserver: add OU=%s: %w", ou, err)
 		}
 	}
 	req := ldap.NewAddRequest(s.ServiceDN, nil)
@@ -313,12 +313,12 @@ func (sm *samba) configure() error {
 	req.Attribute("unicodePwd", []string{UnicodePwd(s.ServicePW)})
 	req.Attribute("userAccountControl", []string{"66048"}) // NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD
 	if err := conn.Add(req); err != nil {
-		return fmt.Errorf("ldaptest: add %s: %w", s.ServiceDN, err)
+		return fmt.Errorf("dirserver: add %s: %w", s.ServiceDN, err)
 	}
 	mod := ldap.NewModifyRequest("CN=Domain Admins,CN=Users,"+s.Suffix, nil)
 	mod.Add("member", []string{s.ServiceDN})
 	if err := conn.Modify(mod); err != nil {
-		return fmt.Errorf("ldaptest: adding the service account to Domain Admins: %w", err)
+		return fmt.Errorf("dirserver: adding the service account to Domain Admins: %w", err)
 	}
 	return nil
 }
@@ -329,7 +329,7 @@ func (sm *samba) configure() error {
 // then belong to another database incarnation.
 func (s *Server) NewInvocationID() error {
 	if s.Kind != KindAD {
-		return errors.New("ldaptest: NewInvocationID needs a Samba AD DC")
+		return errors.New("dirserver: NewInvocationID needs a Samba AD DC")
 	}
 	conn, err := s.Root()
 	if err != nil {
@@ -338,7 +338,7 @@ func (s *Server) NewInvocationID() error {
 	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"dsServiceName"}, nil))
 	conn.Close()
 	if err != nil || len(res.Entries) != 1 {
-		return fmt.Errorf("ldaptest: reading dsServiceName: %w", err)
+		return fmt.Errorf("dirserver: reading dsServiceName: %w", err)
 	}
 	ntds := res.Entries[0].GetAttributeValue("dsServiceName")
 	if err := s.Stop(); err != nil {
@@ -352,7 +352,7 @@ func (s *Server) NewInvocationID() error {
 	cmd := exec.Command("ldbmodify", "-H", filepath.Join(s.Dir, "private", "sam.ldb"))
 	cmd.Stdin = strings.NewReader("dn: " + ntds + "\nchangetype: modify\nreplace: invocationId\ninvocationId: " + inv + "\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("ldaptest: ldbmodify invocationId: %w: %s", err, out)
+		return fmt.Errorf("dirserver: ldbmodify invocationId: %w: %s", err, out)
 	}
 	return s.Start()
 }

@@ -1,4 +1,4 @@
-package ldaptest
+package dirserver
 
 import (
 	"bytes"
@@ -43,7 +43,7 @@ const (
 )
 
 // ErrNotInstalled says slapd is missing; tests skip on it with InstallHint.
-var ErrNotInstalled = errors.New("ldaptest: slapd is not installed")
+var ErrNotInstalled = errors.New("dirserver: slapd is not installed")
 
 // InstallHint tells a developer how to get the integration tests to run.
 const InstallHint = "slapd is not installed: run `make test` (it installs slapd and ldap-utils with apt-get), " +
@@ -196,7 +196,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Dir == "" {
 		d, err := os.MkdirTemp("", "scimbridge-slapd-")
 		if err != nil {
-			return nil, fmt.Errorf("ldaptest: %w", err)
+			return nil, fmt.Errorf("dirserver: %w", err)
 		}
 		opts.Dir, s.tempDir = d, true
 	}
@@ -234,13 +234,13 @@ func Start(opts Options) (*Server, error) {
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, fmt.Errorf("ldaptest: finding a free port: %w", err)
+		return 0, fmt.Errorf("dirserver: finding a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-var confTemplate = template.Must(template.New("slapd.conf").Parse(`# private slapd written by scimbridge's ldaptest
+var confTemplate = template.Must(template.New("slapd.conf").Parse(`# private slapd written by scimbridge
 include {{.SchemaDir}}/core.schema
 include {{.SchemaDir}}/cosine.schema
 include {{.SchemaDir}}/inetorgperson.schema
@@ -349,12 +349,12 @@ logpurge {{.LogPurge}}
 func (s *Server) configure() error {
 	for _, d := range []string{"data", "accesslog", "slapd.d"} {
 		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o700); err != nil {
-			return fmt.Errorf("ldaptest: %w", err)
+			return fmt.Errorf("dirserver: %w", err)
 		}
 	}
 	if s.opts.TLS {
 		if err := writeTLSFiles(s.Dir); err != nil {
-			return fmt.Errorf("ldaptest: tls files: %w", err)
+			return fmt.Errorf("dirserver: tls files: %w", err)
 		}
 	}
 	var conf bytes.Buffer
@@ -381,19 +381,19 @@ func (s *Server) configure() error {
 		"Schemas":         s.opts.Schemas,
 	})
 	if err != nil {
-		return fmt.Errorf("ldaptest: slapd.conf: %w", err)
+		return fmt.Errorf("dirserver: slapd.conf: %w", err)
 	}
 	if err := os.WriteFile(s.confPath(), conf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	seed := s.baseLDIF() + "\n" + s.opts.Seed
 	ldif := filepath.Join(s.Dir, "seed.ldif")
 	if err := os.WriteFile(ldif, []byte(seed), 0o600); err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	out, err := exec.Command(slapaddPath, "-q", "-f", s.confPath(), "-b", s.Suffix, "-l", ldif).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ldaptest: slapadd: %w: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("dirserver: slapadd: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -470,7 +470,7 @@ func (s *Server) Start() error {
 		// order; Pdeathsig ends it if the test binary dies without cleaning up.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
-			return fmt.Errorf("ldaptest: starting slapd: %w", err)
+			return fmt.Errorf("dirserver: starting slapd: %w", err)
 		}
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -498,7 +498,7 @@ func waitBind(url, dn, pw string, done <-chan struct{}, timeout time.Duration) e
 	for {
 		select {
 		case <-done:
-			return errors.New("ldaptest: the server exited during start")
+			return errors.New("dirserver: the server exited during start")
 		default:
 		}
 		conn, err := ldap.DialURL(url, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
@@ -510,7 +510,7 @@ func waitBind(url, dn, pw string, done <-chan struct{}, timeout time.Duration) e
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ldaptest: the server did not answer within %s: %w", timeout, err)
+			return fmt.Errorf("dirserver: the server did not answer within %s: %w", timeout, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -581,11 +581,11 @@ func (s *Server) Root() (*ldap.Conn, error) {
 func dialBind(url, dn, pw string, opts ...ldap.DialOpt) (*ldap.Conn, error) {
 	conn, err := ldap.DialURL(url, append([]ldap.DialOpt{ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second})}, opts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("ldaptest: dial: %w", err)
+		return nil, fmt.Errorf("dirserver: dial: %w", err)
 	}
 	if err := conn.Bind(dn, pw); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("ldaptest: bind: %w", err)
+		return nil, fmt.Errorf("dirserver: bind: %w", err)
 	}
 	return conn, nil
 }
@@ -607,7 +607,7 @@ func (s *Server) NewOU(name string) (string, error) {
 		req.Attribute("objectClass", []string{"organizationalUnit"})
 		req.Attribute("ou", []string{rdnValue(d)})
 		if err := conn.Add(req); err != nil {
-			return "", fmt.Errorf("ldaptest: add %s: %w", d, err)
+			return "", fmt.Errorf("dirserver: add %s: %w", d, err)
 		}
 	}
 	return dn, nil

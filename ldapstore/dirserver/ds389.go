@@ -1,4 +1,4 @@
-package ldaptest
+package dirserver
 
 import (
 	"bytes"
@@ -131,7 +131,7 @@ func Start389(opts Options) (*Server, error) {
 	}
 	d, err := os.MkdirTemp("", "scimbridge-389ds-")
 	if err != nil {
-		return nil, fmt.Errorf("ldaptest: %w", err)
+		return nil, fmt.Errorf("dirserver: %w", err)
 	}
 	s.Dir, s.tempDir = d, true
 	port, err := freePort()
@@ -189,7 +189,7 @@ func (ds *ds389) allowChangelog() error {
 	req := ldap.NewModifyRequest(ChangelogSuffix, nil)
 	req.Add("aci", []string{`(targetattr="*||nsUniqueId")(version 3.0; acl "scimbridge reads the changelog"; allow (read,search,compare) userdn="ldap:///` + ds.s.ServiceDN + `";)`})
 	if err := conn.Modify(req); err != nil {
-		return fmt.Errorf("ldaptest: aci on %s: %w", ChangelogSuffix, err)
+		return fmt.Errorf("dirserver: aci on %s: %w", ChangelogSuffix, err)
 	}
 	return nil
 }
@@ -215,13 +215,13 @@ func (ds *ds389) create(tlsPort int) error {
 	p := ds.s.Dir
 	for _, d := range []string{"share/dirsrv/inf", "var/log/dirsrv", "var/lib/dirsrv", "run/dirsrv", "run/lock/dirsrv", "lib/dirsrv", "etc/dirsrv", "etc/default", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(p, d), 0o755); err != nil {
-			return fmt.Errorf("ldaptest: %w", err)
+			return fmt.Errorf("dirserver: %w", err)
 		}
 	}
 	// dscreate copies the stock schema and configuration files from sysconf_dir/dirsrv.
 	for _, d := range []string{"schema", "config"} {
 		if out, err := exec.Command("cp", "-r", filepath.Join("/etc/dirsrv", d), filepath.Join(p, "etc/dirsrv/")).CombinedOutput(); err != nil {
-			return fmt.Errorf("ldaptest: copying /etc/dirsrv/%s: %w: %s", d, err, out)
+			return fmt.Errorf("dirserver: copying /etc/dirsrv/%s: %w: %s", d, err, out)
 		}
 	}
 	triplet, err := multiarchTriplet()
@@ -230,26 +230,26 @@ func (ds *ds389) create(tlsPort int) error {
 	}
 	var buf bytes.Buffer
 	if err := defaultsInf.Execute(&buf, map[string]string{"P": p, "Triplet": triplet}); err != nil {
-		return fmt.Errorf("ldaptest: defaults.inf: %w", err)
+		return fmt.Errorf("dirserver: defaults.inf: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(p, "share/dirsrv/inf/defaults.inf"), buf.Bytes(), 0o644); err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	buf.Reset()
 	err = instanceInf.Execute(&buf, map[string]any{"Port": ds.s.Port, "SecurePort": tlsPort, "RootPW": ds.s.RootPW, "Suffix": ds.s.Suffix})
 	if err != nil {
-		return fmt.Errorf("ldaptest: instance.inf: %w", err)
+		return fmt.Errorf("dirserver: instance.inf: %w", err)
 	}
 	inf := filepath.Join(p, "instance.inf")
 	if err := os.WriteFile(inf, buf.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	cmd := exec.Command(dscreatePath, "from-file", inf)
 	cmd.Env = append(os.Environ(), "PREFIX="+p)
 	cmd.Dir = p
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ldaptest: dscreate: %w: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("dirserver: dscreate: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	// start = False stops the server dscreate started for its own setup; make sure.
 	return stopByPIDFile(ds.pidFile())
@@ -259,7 +259,7 @@ func (ds *ds389) create(tlsPort int) error {
 func multiarchTriplet() (string, error) {
 	matches, err := filepath.Glob("/usr/lib/*/dirsrv/plugins")
 	if err != nil || len(matches) == 0 {
-		return "", errors.New("ldaptest: the 389-DS plugins are not in /usr/lib/*/dirsrv/plugins")
+		return "", errors.New("dirserver: the 389-DS plugins are not in /usr/lib/*/dirsrv/plugins")
 	}
 	return filepath.Base(filepath.Dir(filepath.Dir(matches[0]))), nil
 }
@@ -271,7 +271,7 @@ func stopByPIDFile(path string) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("ldaptest: %w", err)
+		return fmt.Errorf("dirserver: %w", err)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
 	if err != nil || pid <= 0 {
@@ -299,7 +299,7 @@ func (ds *ds389) start() error {
 	cmd.Stdout, cmd.Stderr = ds.log, ds.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("ldaptest: starting ns-slapd: %w", err)
+		return fmt.Errorf("dirserver: starting ns-slapd: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(done) }()
@@ -351,14 +351,14 @@ func (ds *ds389) configure() error {
 	plugin.Replace("nsslapd-pluginEnabled", []string{"on"})
 	plugin.Replace("nsslapd-attribute", []string{"nsuniqueid:targetUniqueId"})
 	if err := conn.Modify(plugin); err != nil {
-		return fmt.Errorf("ldaptest: enabling the retro changelog: %w", err)
+		return fmt.Errorf("dirserver: enabling the retro changelog: %w", err)
 	}
 	aci := ldap.NewModifyRequest(s.Suffix, nil)
 	aci.Add("aci", []string{
 		`(targetattr="*||nsUniqueId||nsAccountLock||createTimestamp||modifyTimestamp||entryUSN")(version 3.0; acl "scimbridge service account"; allow (all) userdn="ldap:///` + s.ServiceDN + `";)`,
 	})
 	if err := conn.Modify(aci); err != nil {
-		return fmt.Errorf("ldaptest: aci on %s: %w", s.Suffix, err)
+		return fmt.Errorf("dirserver: aci on %s: %w", s.Suffix, err)
 	}
 	for _, e := range []struct {
 		dn    string
@@ -378,7 +378,7 @@ func (ds *ds389) configure() error {
 			req.Attribute(k, v)
 		}
 		if err := conn.Add(req); err != nil {
-			return fmt.Errorf("ldaptest: add %s: %w", e.dn, err)
+			return fmt.Errorf("dirserver: add %s: %w", e.dn, err)
 		}
 	}
 	return nil
@@ -393,7 +393,7 @@ func (ds *ds389) cleanup() {}
 // as before.
 func (s *Server) TrimChangelog(past uint64) error {
 	if s.Kind != Kind389DS {
-		return errors.New("ldaptest: TrimChangelog needs a 389-DS")
+		return errors.New("dirserver: TrimChangelog needs a 389-DS")
 	}
 	const plugin = "cn=Retro Changelog Plugin,cn=plugins,cn=config"
 	set := func(maxAge, interval []string) error {
@@ -406,7 +406,7 @@ func (s *Server) TrimChangelog(past uint64) error {
 		req.Replace("nsslapd-changelogmaxage", maxAge)
 		req.Replace("nsslapd-changelog-trim-interval", interval)
 		if err := conn.Modify(req); err != nil {
-			return fmt.Errorf("ldaptest: configuring changelog trimming: %w", err)
+			return fmt.Errorf("dirserver: configuring changelog trimming: %w", err)
 		}
 		if err := s.Stop(); err != nil {
 			return err
@@ -426,7 +426,7 @@ func (s *Server) TrimChangelog(past uint64) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ldaptest: the changelog still starts at %d after 60s", first)
+			return fmt.Errorf("dirserver: the changelog still starts at %d after 60s", first)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -447,7 +447,7 @@ func (s *Server) ChangelogBounds() (first, last uint64, err error) {
 	defer conn.Close()
 	res, err := conn.Search(ldap.NewSearchRequest("", ldap.ScopeBaseObject, ldap.NeverDerefAliases, 1, 0, false, "(objectClass=*)", []string{"firstchangenumber", "lastchangenumber"}, nil))
 	if err != nil || len(res.Entries) != 1 {
-		return 0, 0, fmt.Errorf("ldaptest: reading the changelog bounds: %w", err)
+		return 0, 0, fmt.Errorf("dirserver: reading the changelog bounds: %w", err)
 	}
 	first, _ = strconv.ParseUint(res.Entries[0].GetAttributeValue("firstchangenumber"), 10, 64)
 	last, _ = strconv.ParseUint(res.Entries[0].GetAttributeValue("lastchangenumber"), 10, 64)
