@@ -479,23 +479,3 @@ token_file = "no-such-token-file"
 	return c.Provisioners[0].Target
 }
 
-// TestExperimentalSourceIsSaidLoudly: when the running change source is experimental (here
-// changes.source = "changelog" named explicitly; dialect = "auto" picks it on 389-DS), the
-// daemon warns at start and status says so.
-func TestExperimentalSourceIsSaidLoudly(t *testing.T) {
-	s, ou := ldaptest.OU(t, "experimental")
-	dir := t.TempDir()
-	cfg := provConfig(t, s, dir, ou, "http://127.0.0.1:1/scim/v2")
-	cfg.Changes.Source = "changelog"
-	b, logs, _ := startLogged(t, cfg)
-	ctx := context.Background()
-	require.Contains(t, logs.String(), `"level":"warn","component":"provisioning","source":"changelog"`)
-	require.Contains(t, logs.String(), "experimental")
-	ch := b.Status(ctx).Extra["outbound"].(bridge.ProvisioningStatus).Changes
-	require.Equal(t, "changelog", ch.Source)
-	require.True(t, ch.Experimental)
-	require.Contains(t, ch.Warning, "experimental")
-
-	_, body := get(t, "http://"+b.AdminAddr()+"/status")
-	require.Contains(t, body, `"experimental": true`)
-}

@@ -169,10 +169,6 @@ func buildProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore
 		engine.Close()
 		return nil, err
 	}
-	if capture.Experimental(src.Name()) {
-		logger.Warn().Str("component", "provisioning").Str("source", src.Name()).Str("dialect", string(d)).
-			Msg(experimentalSource(src.Name()))
-	}
 	reader, err := capture.New(capture.Options{
 		Source: src, Directory: store, State: db, Scope: scope, Sink: engine.Sink(), Logger: logger,
 		PollInterval: cfg.Changes.PollInterval.Duration, ReconcileInterval: cfg.Changes.ReconcileInterval.Duration,
@@ -550,18 +546,9 @@ type ProvisioningStatus struct {
 	Provisioners []outbound.Status `json:"provisioners"`
 }
 
-// experimentalSource is the warning about an experimental change source.
-func experimentalSource(name string) string {
-	return fmt.Sprintf("the change source %q is experimental: built to the documented format and tested over recorded entries, not yet against a real server; check what reaches the targets, or set changes.source = \"timestamp\"", name)
-}
-
 // ChangesStatus describes the change reader.
 type ChangesStatus struct {
-	Source string `json:"source,omitempty"`
-	// Experimental is set, with Warning, when the running source is not yet proven on a
-	// real server.
-	Experimental  bool      `json:"experimental,omitempty"`
-	Warning       string    `json:"warning,omitempty"`
+	Source        string    `json:"source,omitempty"`
 	Cursor        string    `json:"cursor,omitempty"`
 	CursorUpdated time.Time `json:"cursor_updated,omitzero"`
 	LastPoll      time.Time `json:"last_poll,omitzero"`
@@ -583,9 +570,6 @@ func (pv *provisioning) status() ProvisioningStatus {
 	cs := &ChangesStatus{
 		Source: st.Source, Cursor: st.Cursor, LastPoll: st.LastPoll, LagSeconds: st.Lag.Seconds(),
 		LastReconcile: st.LastReconcile, LastError: st.LastError,
-	}
-	if capture.Experimental(st.Source) {
-		cs.Experimental, cs.Warning = true, experimentalSource(st.Source)
 	}
 	_ = pv.db.View(func(tx *state.Tx) error {
 		if c, ok, err := tx.Cursor("changes"); err == nil && ok {

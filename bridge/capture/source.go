@@ -22,11 +22,6 @@ func DefaultSource(d ldapstore.Dialect) string {
 	return "timestamp"
 }
 
-// Experimental reports whether the change source called name is experimental: built to the
-// documented formats and tested over recorded entries, not yet against a real server
-// (changelog: 389-DS's retro changelog; usn: Active Directory's uSNChanged).
-func Experimental(name string) bool { return name == "changelog" || name == "usn" }
-
 // IDAttribute is the configured stable-id attribute, or the dialect's.
 func IDAttribute(cfg *config.Config, d ldapstore.Dialect) string {
 	if cfg.LDAP.Users.IDAttribute != "" {

@@ -629,16 +629,6 @@ func (c *Config) resolve(dir string) []error {
 	if c.LDAP.InsecureSkipVerify {
 		c.Warnings = append(c.Warnings, "ldap.insecure_skip_verify: TLS certificates of the directory are not checked")
 	}
-	// Without connecting, only what the file names can be judged ("auto" is warned about by
-	// the daemon once it knows what it found).
-	switch c.LDAP.Dialect {
-	case "389ds", "ad":
-		c.Warnings = append(c.Warnings, fmt.Sprintf("ldap.dialect = %q is experimental: its change source is not yet proven on a real server", c.LDAP.Dialect))
-	}
-	switch c.Changes.Source {
-	case "changelog", "usn":
-		c.Warnings = append(c.Warnings, fmt.Sprintf("changes.source = %q is experimental: not yet proven on a real server", c.Changes.Source))
-	}
 	for i := range c.Inbound.Tokens {
 		t := &c.Inbound.Tokens[i]
 		t.File = path(t.File)

@@ -109,9 +109,6 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 			fmt.Fprintf(w, ", last error: %s", ch.LastError)
 		}
 		fmt.Fprintln(w)
-		if ch.Warning != "" {
-			fmt.Fprintf(w, "warning: %s\n", ch.Warning)
-		}
 	} else {
 		fmt.Fprintln(w, "changes: no cursor yet")
 	}
