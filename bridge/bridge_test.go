@@ -478,4 +478,3 @@ token_file = "no-such-token-file"
 	require.NoError(t, err)
 	return c.Provisioners[0].Target
 }
-

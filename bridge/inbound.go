@@ -33,10 +33,14 @@ func InboundConfig(cfg *config.Config) (inbound.Config, error) {
 	in, u, g := cfg.Inbound, cfg.LDAP.Users, cfg.LDAP.Groups
 	out := inbound.Config{
 		BasePath: in.BasePath, MaxBodyBytes: in.MaxBodyBytes,
-		Users: inbound.Users{BaseDN: u.BaseDN, ObjectClasses: u.ObjectClasses, RDNAttribute: u.RDNAttribute, Filter: u.Filter,
-			ScopeFilter: in.ScopeFilter.Users, IDAttribute: u.IDAttribute},
-		Groups: inbound.Groups{BaseDN: g.BaseDN, ObjectClasses: g.ObjectClasses, RDNAttribute: g.RDNAttribute, Filter: g.Filter,
-			ScopeFilter: in.ScopeFilter.Groups, MemberAttribute: g.MemberAttribute},
+		Users: inbound.Users{
+			BaseDN: u.BaseDN, ObjectClasses: u.ObjectClasses, RDNAttribute: u.RDNAttribute, Filter: u.Filter,
+			ScopeFilter: in.ScopeFilter.Users, IDAttribute: u.IDAttribute,
+		},
+		Groups: inbound.Groups{
+			BaseDN: g.BaseDN, ObjectClasses: g.ObjectClasses, RDNAttribute: g.RDNAttribute, Filter: g.Filter,
+			ScopeFilter: in.ScopeFilter.Groups, MemberAttribute: g.MemberAttribute,
+		},
 		UserAttributes:  in.UserAttributes,
 		GroupAttributes: in.GroupAttributes,
 		Disable:         in.Disable, DisabledBaseDN: in.DisabledBaseDN,

@@ -23,8 +23,10 @@ func TestInboundPasswords(t *testing.T) {
 			v := views[k]
 			d := startSCIMOn(t, k, "passwords", "", "http")
 			const pw = "Corr3ct-Horse-Battery!"
-			r := d.call("POST", "/Users", map[string]any{"schemas": []any{scimUser}, "userName": "pat@example.org", "password": pw,
-				"name": map[string]any{"givenName": "Pat", "familyName": "Jones"}})
+			r := d.call("POST", "/Users", map[string]any{
+				"schemas": []any{scimUser}, "userName": "pat@example.org", "password": pw,
+				"name": map[string]any{"givenName": "Pat", "familyName": "Jones"},
+			})
 			d.expect(r, http.StatusCreated, "")
 			require.NotContains(t, r.raw, pw)
 			dn := v.userDN(d.people, "pat@example.org")
@@ -44,8 +46,10 @@ func TestInboundPasswords(t *testing.T) {
 func TestInboundActiveDirectoryNaming(t *testing.T) {
 	d := startSCIMOn(t, ldaptest.KindAD, "adnaming", "", "http")
 	person := func(userName string, active bool) map[string]any {
-		return map[string]any{"schemas": []any{scimUser}, "userName": userName, "active": active, "displayName": "Jane Doe",
-			"name": map[string]any{"givenName": "Jane", "familyName": "Doe", "formatted": "Jane Doe"}}
+		return map[string]any{
+			"schemas": []any{scimUser}, "userName": userName, "active": active, "displayName": "Jane Doe",
+			"name": map[string]any{"givenName": "Jane", "familyName": "Doe", "formatted": "Jane Doe"},
+		}
 	}
 	r := d.call("POST", "/Users", person("jane.doe@contoso.com", true))
 	d.expect(r, http.StatusCreated, "")
@@ -114,7 +118,7 @@ func TestInboundLargeADGroup(t *testing.T) {
 	r = d.call("GET", "/Groups/"+gid, nil)
 	d.expect(r, http.StatusOK, "")
 	require.Len(t, r.body["members"], n+1)
-	require.True(t, strings.Contains(r.raw, uid))
+	require.Contains(t, r.raw, uid)
 	require.Equal(t, 0, d.stop())
 }
 

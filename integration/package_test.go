@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -86,7 +85,7 @@ func TestDebianPackage(t *testing.T) {
 	} {
 		require.Contains(t, sec["files"], want+"\n")
 	}
-	require.Regexp(t, regexp.MustCompile(`^ /etc/scimbridge/scimbridge.toml [0-9a-f]{32}\n`), sec["conffiles"])
+	require.Regexp(t, `^ /etc/scimbridge/scimbridge.toml [0-9a-f]{32}\n`, sec["conffiles"])
 	require.Equal(t, "not enabled\n", sec["enabled"], "installing does not enable or start the service")
 	require.Equal(t, "verify ok\n", sec["verify"], "systemd-analyze verify accepts the unit without a warning")
 	require.Contains(t, sec["version"], "scimbridge ")

@@ -375,7 +375,8 @@ func BenchmarkAccesslog(b *testing.B) {
 // and the cursor reached.
 func readAll(b *testing.B, src interface {
 	Poll(context.Context, string, int) (ldapstore.Batch, error)
-}, cursor string) (int, string) {
+}, cursor string,
+) (int, string) {
 	b.Helper()
 	read := 0
 	for {
@@ -396,7 +397,8 @@ func readAll(b *testing.B, src interface {
 // each write's completion to the poll that returned its event.
 func measureLag(b *testing.B, src interface {
 	Poll(context.Context, string, int) (ldapstore.Batch, error)
-}, cursor string, changes int, modify func(j int) (string, error)) (time.Duration, time.Duration) {
+}, cursor string, changes int, modify func(j int) (string, error),
+) (time.Duration, time.Duration) {
 	b.Helper()
 	var mu sync.Mutex
 	wrote := make(map[string]time.Time, changes)

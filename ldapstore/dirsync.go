@@ -96,8 +96,10 @@ func (d *DirSync) dirsync(ctx context.Context, filter string, attrs []string, co
 		res, err := c.DirSync(req, 0, 0, cookie)
 		if err != nil {
 			if ldap.IsErrorWithCode(err, ldap.LDAPResultInsufficientAccessRights) {
-				return &Error{Op: "dirsync", DN: d.nc, Code: int(ldap.LDAPResultInsufficientAccessRights), kind: ErrDenied,
-					Err: errors.New("the bridge's account needs the Replicating Directory Changes right on the domain for DirSync (or use changes.source = \"usn\")")}
+				return &Error{
+					Op: "dirsync", DN: d.nc, Code: int(ldap.LDAPResultInsufficientAccessRights), kind: ErrDenied,
+					Err: errors.New("the bridge's account needs the Replicating Directory Changes right on the domain for DirSync (or use changes.source = \"usn\")"),
+				}
 			}
 			return wrap("dirsync", d.nc, err)
 		}

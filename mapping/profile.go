@@ -201,7 +201,7 @@ const (
 // and 4 hex digits of a hash of the whole name, so that long names sharing a prefix
 // ("christopher.montgomery1", "christopher.montgomery2") do not collide; the same name always
 // gives the same result. It returns "" when nothing usable is left.
-func SAMAccountName(name string, max int) string {
+func SAMAccountName(name string, limit int) string {
 	whole := name
 	if local, _, ok := strings.Cut(name, "@"); ok && local != "" {
 		name = local
@@ -214,14 +214,14 @@ func SAMAccountName(name string, max int) string {
 		clean = append(clean, r)
 	}
 	out := string(clean)
-	if len(clean) > max {
+	if len(clean) > limit {
 		sum := sha256.Sum256([]byte(strings.ToLower(whole)))
-		keep := max - 5
+		keep := limit - 5
 		if keep < 1 {
-			keep = max
+			keep = limit
 		}
 		out = strings.TrimRight(string(clean[:keep]), ". ")
-		if keep < max {
+		if keep < limit {
 			out += "-" + hex.EncodeToString(sum[:2])
 		}
 	}

@@ -588,8 +588,10 @@ const (
 // attribute, cn and sn, the marker's, idAttr, the operational attributes behind meta, and
 // extra.
 func (m UserMap) SearchAttributes(marker ActiveMarker, idAttr string, extra ...string) []string {
-	return m.ldapAttrs(append([]string{ldapCN, ldapSN, marker.Attr, marker.LockAttr, idAttr,
-		"entryCSN", "createTimestamp", "modifyTimestamp"}, extra...)...)
+	return m.ldapAttrs(append([]string{
+		ldapCN, ldapSN, marker.Attr, marker.LockAttr, idAttr,
+		"entryCSN", "createTimestamp", "modifyTimestamp",
+	}, extra...)...)
 }
 
 // DerivesNames reports whether UserToLDAP fills in cn and sn (inetOrgPerson requires them).

@@ -2,7 +2,6 @@ package capture_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -278,7 +277,7 @@ func TestCaptureNeverDeletesOnAPartialRead(t *testing.T) {
 			})
 			require.NoError(t, err)
 			_, err = r.Reconcile(ctx)
-			require.True(t, errors.Is(err, ldapstore.ErrUnavailable), "%v", err)
+			require.ErrorIs(t, err, ldapstore.ErrUnavailable)
 			for _, c := range e.rec.take() {
 				require.NotEqual(t, ldapstore.EventDelete, c.Kind)
 			}

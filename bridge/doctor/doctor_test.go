@@ -172,8 +172,10 @@ func TestPasses(t *testing.T) {
 	for _, r := range res {
 		checks = append(checks, r.Check)
 	}
-	for _, want := range []string{"ldap.bind", "ldap.users.base_dn", "ldap.groups.base_dn", "changes.accesslog", "changes.accesslog.logops",
-		"changes.accesslog.logpurge", "changes.accesslog.recent", "ldap.size_limit", "ldap.schema", "inbound.tls", `provisioner "saas"`, `provisioner "saas".clock`} {
+	for _, want := range []string{
+		"ldap.bind", "ldap.users.base_dn", "ldap.groups.base_dn", "changes.accesslog", "changes.accesslog.logops",
+		"changes.accesslog.logpurge", "changes.accesslog.recent", "ldap.size_limit", "ldap.schema", "inbound.tls", `provisioner "saas"`, `provisioner "saas".clock`,
+	} {
 		require.Contains(t, checks, want)
 	}
 }
@@ -181,7 +183,7 @@ func TestPasses(t *testing.T) {
 func TestWrongPassword(t *testing.T) {
 	t.Parallel()
 	st := good()
-	st.before = func(t *testing.T, s *ldaptest.Server) { s.ServicePW = "not-the-password" }
+	st.before = func(_ *testing.T, s *ldaptest.Server) { s.ServicePW = "not-the-password" }
 	res := st.run(t)
 	requireOneFail(t, res, "ldap.bind", "bind_password_file", "ldappasswd")
 	require.NotEmpty(t, only(t, res, doctor.Skip), "the checks that need the bind are skipped")

@@ -46,21 +46,21 @@ func checkBind(ctx context.Context, r *run) []Result {
 func checkTransport(_ context.Context, r *run) []Result {
 	const name = "ldap.transport"
 	l := r.cfg.LDAP
-	var clear []string
+	var plain []string
 	for _, raw := range l.URLs {
 		u, err := url.Parse(raw)
 		if err != nil || u.Scheme == "ldaps" || l.StartTLS || isLoopback(u.Hostname()) {
 			continue
 		}
-		clear = append(clear, raw)
+		plain = append(plain, raw)
 	}
 	if l.InsecureSkipVerify {
 		return []Result{warn(name, "give ldap.ca_file the CA that signed the directory's certificate and remove insecure_skip_verify",
 			"ldap.insecure_skip_verify is set: the directory's certificate is not verified")}
 	}
-	if len(clear) > 0 {
+	if len(plain) > 0 {
 		return []Result{warn(name, "use ldaps:// or start_tls = true (with ldap.ca_file)",
-			"%s is not loopback and not TLS: the bind password, user attributes and the change log travel in clear", strings.Join(clear, ", "))}
+			"%s is not loopback and not TLS: the bind password, user attributes and the change log travel in clear", strings.Join(plain, ", "))}
 	}
 	return []Result{pass(name, "TLS or loopback to every directory URL")}
 }

@@ -100,11 +100,15 @@ func benchDirectory(b *testing.B, k ldaptest.Kind, n int) dirBench {
 	entry := func(uid string) (string, map[string][]string) {
 		if ad {
 			sam := mapping.SAMAccountName(uid, mapping.MaxUserSAMAccountName)
-			return "CN=" + sam + "," + s.PeopleDN, map[string][]string{"objectClass": {"user"}, "sAMAccountName": {sam}, "userPrincipalName": {uid},
-				"givenName": {"Bench"}, "sn": {"User"}, "displayName": {"Bench User"}, "mail": {uid + "@example.org"}, "title": {"Engineer"}, "userAccountControl": {"512"}}
+			return "CN=" + sam + "," + s.PeopleDN, map[string][]string{
+				"objectClass": {"user"}, "sAMAccountName": {sam}, "userPrincipalName": {uid},
+				"givenName": {"Bench"}, "sn": {"User"}, "displayName": {"Bench User"}, "mail": {uid + "@example.org"}, "title": {"Engineer"}, "userAccountControl": {"512"},
+			}
 		}
-		return "uid=" + uid + "," + s.PeopleDN, map[string][]string{"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {"Bench User"}, "sn": {"User"},
-			"givenName": {"Bench"}, "displayName": {"Bench User"}, "mail": {uid + "@example.org"}, "title": {"Engineer"}}
+		return "uid=" + uid + "," + s.PeopleDN, map[string][]string{
+			"objectClass": {"inetOrgPerson"}, "uid": {uid}, "cn": {"Bench User"}, "sn": {"User"},
+			"givenName": {"Bench"}, "displayName": {"Bench User"}, "mail": {uid + "@example.org"}, "title": {"Engineer"},
+		}
 	}
 	seed := func(i int) string { return fmt.Sprintf("s%06d", i) }
 	parallel(benchConcurrency, n, func(i int) {
@@ -163,9 +167,11 @@ func benchDirectory(b *testing.B, k ldaptest.Kind, n int) dirBench {
 		t0 = time.Now()
 		parallel(benchConcurrency, benchCreates/2, func(i int) {
 			uid := fmt.Sprintf("%s-scim-%05d", prefix, i)
-			body, _ := json.Marshal(map[string]any{"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer", "displayName": "Bench User",
+			body, _ := json.Marshal(map[string]any{
+				"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer", "displayName": "Bench User",
 				"name":   map[string]any{"givenName": "Bench", "familyName": "User"},
-				"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}}})
+				"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}},
+			})
 			if code, data := call("POST", "/Users", body); code != http.StatusCreated {
 				b.Errorf("%s create: %d %s", k, code, data)
 			}
@@ -173,8 +179,10 @@ func benchDirectory(b *testing.B, k ldaptest.Kind, n int) dirBench {
 		scimTime += time.Since(t0)
 		off := round * benchLookups
 		rawLat = append(rawLat, latencies(benchConcurrency, benchLookups/2, func(i int) {
-			q := ldapstore.Search{Base: s.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
-				Filter: "(&" + p.UserFilter + "(" + nameAttr + "=" + ldapstore.EscapeFilter(pick(off+i)) + "))"}
+			q := ldapstore.Search{
+				Base: s.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
+				Filter: "(&" + p.UserFilter + "(" + nameAttr + "=" + ldapstore.EscapeFilter(pick(off+i)) + "))",
+			}
 			got, err := raw.SearchAll(ctx, q)
 			if err != nil || len(got) != 1 {
 				b.Errorf("%s raw lookup: %v %d", k, err, len(got))

@@ -248,8 +248,10 @@ func BenchmarkInbound(b *testing.B) {
 // benchStore opens a pool of benchConcurrency connections to s as its service account.
 func benchStore(b *testing.B, s *ldaptest.Server) *ldapstore.Store {
 	b.Helper()
-	st, err := ldapstore.Open(context.Background(), ldapstore.Config{URLs: []string{s.URL}, BindDN: s.ServiceDN, BindPassword: s.ServicePW,
-		PoolSize: benchConcurrency, Timeout: time.Minute, PageSize: 500}, zerolog.Nop())
+	st, err := ldapstore.Open(context.Background(), ldapstore.Config{
+		URLs: []string{s.URL}, BindDN: s.ServiceDN, BindPassword: s.ServicePW,
+		PoolSize: benchConcurrency, Timeout: time.Minute, PageSize: 500,
+	}, zerolog.Nop())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,11 +39,11 @@ const samAttr = "sAMAccountName"
 func (q *request) adNewEntry(k *kind, attrs map[string][]string, name, nameField string) error {
 	sam := first(attrs, samAttr)
 	if sam == "" {
-		max := mapping.MaxUserSAMAccountName
+		limit := mapping.MaxUserSAMAccountName
 		if !k.isUser() {
-			max = maxGroupSAM
+			limit = maxGroupSAM
 		}
-		sam = mapping.SAMAccountName(name, max)
+		sam = mapping.SAMAccountName(name, limit)
 		if sam == "" {
 			return badRequest(mapping.ScimTypeInvalidValue, nameField+" leaves no usable Active Directory account name (sAMAccountName)")
 		}
@@ -54,8 +54,10 @@ func (q *request) adNewEntry(k *kind, attrs map[string][]string, name, nameField
 		return err
 	}
 	if taken {
-		return &apiError{status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness,
-			detail: nameField + " is already in use: its Active Directory account name " + sam + " is taken"}
+		return &apiError{
+			status: http.StatusConflict, scimType: mapping.ScimTypeUniqueness,
+			detail: nameField + " is already in use: its Active Directory account name " + sam + " is taken",
+		}
 	}
 	if k.isUser() {
 		attrs["cn"] = []string{sam}
@@ -87,8 +89,10 @@ func (s *Server) samTaken(ctx context.Context, sam string) (bool, error) {
 func (q *request) adEnable(dn string) error {
 	err := q.s.dir.Modify(q.ctx(), dn, []ldapstore.Change{{Op: ldapstore.ModReplace, Attr: q.st.marker.Attr, Values: []string{adEnabledUser}}}, ldapstore.ModifyOptions{})
 	if errors.Is(err, ldapstore.ErrInvalid) {
-		return &apiError{status: http.StatusBadRequest, scimType: mapping.ScimTypeInvalidValue,
-			detail: "Active Directory refused to enable the account: send a password that meets the domain's policy (the bridge must reach AD over LDAPS), or create the user inactive", cause: err}
+		return &apiError{
+			status: http.StatusBadRequest, scimType: mapping.ScimTypeInvalidValue,
+			detail: "Active Directory refused to enable the account: send a password that meets the domain's policy (the bridge must reach AD over LDAPS), or create the user inactive", cause: err,
+		}
 	}
 	return err
 }

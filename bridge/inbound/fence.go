@@ -181,44 +181,42 @@ func (s *Server) guard(ctx context.Context, st *state) (*guard, error) {
 		return st.static, nil
 	}
 	c := &s.guards
-	for {
-		c.mu.Lock()
-		if g := c.cur; g != nil && g.st == st && time.Since(g.built) < protectedTTL {
-			c.mu.Unlock()
-			return g, nil
-		}
-		if f := c.failed; f != nil && f.st == st && time.Since(c.failAt) < protectedTTL {
-			c.mu.Unlock()
-			return nil, f.err
-		}
-		if f := c.flight; f != nil && f.st == st {
-			c.mu.Unlock()
-			select {
-			case <-f.done:
-				return f.g, f.err
-			case <-ctx.Done():
-				return nil, context.Cause(ctx)
-			}
-		}
-		f := &guardFlight{st: st, done: make(chan struct{})}
-		c.flight = f
+	c.mu.Lock()
+	if g := c.cur; g != nil && g.st == st && time.Since(g.built) < protectedTTL {
 		c.mu.Unlock()
-
-		f.g, f.err = s.buildGuard(ctx, st)
-		c.mu.Lock()
-		if f.err == nil {
-			c.cur, c.failed = f.g, nil
-		} else if ctx.Err() == nil {
-			c.failed, c.failAt = f, time.Now()
-		}
-		c.flight = nil
-		c.mu.Unlock()
-		close(f.done)
-		if f.err != nil {
-			s.logger.Error().Err(f.err).Msg("cannot read the protected groups: refusing scim requests until they can be read")
-		}
-		return f.g, f.err
+		return g, nil
 	}
+	if f := c.failed; f != nil && f.st == st && time.Since(c.failAt) < protectedTTL {
+		c.mu.Unlock()
+		return nil, f.err
+	}
+	if f := c.flight; f != nil && f.st == st {
+		c.mu.Unlock()
+		select {
+		case <-f.done:
+			return f.g, f.err
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	f := &guardFlight{st: st, done: make(chan struct{})}
+	c.flight = f
+	c.mu.Unlock()
+
+	f.g, f.err = s.buildGuard(ctx, st)
+	c.mu.Lock()
+	if f.err == nil {
+		c.cur, c.failed = f.g, nil
+	} else if ctx.Err() == nil {
+		c.failed, c.failAt = f, time.Now()
+	}
+	c.flight = nil
+	c.mu.Unlock()
+	close(f.done)
+	if f.err != nil {
+		s.logger.Error().Err(f.err).Msg("cannot read the protected groups: refusing scim requests until they can be read")
+	}
+	return f.g, f.err
 }
 
 // errGuard is what the client sees when the protected set cannot be built.

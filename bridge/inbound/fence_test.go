@@ -52,7 +52,8 @@ func newFenceFixture(t *testing.T, opts ...envOption) *fenceFixture {
 	// The OU is created by newEnv; protected DNs name entries in it, so the configuration is
 	// completed by a reload once they exist.
 	e := newEnv(t, opts...)
-	f := &fenceFixture{env: e,
+	f := &fenceFixture{
+		env: e,
 		svc: "uid=svc," + e.people, operator: "uid=operator," + e.people, alice: "uid=alice," + e.people,
 		bob: "uid=bob," + e.people, carol: "uid=carol," + e.people,
 		admins: "cn=ldap-admins," + e.groups, nested: "cn=nested," + e.groups, staff: "cn=staff," + e.groups,
@@ -72,7 +73,8 @@ func newFenceFixture(t *testing.T, opts ...envOption) *fenceFixture {
 
 // config is the fixture's configuration, changed by edit.
 func (f *fenceFixture) config(edit func(*inbound.Config)) inbound.Config {
-	c := inbound.Config{BasePath: "/scim/v2", MaxBodyBytes: 64 << 10,
+	c := inbound.Config{
+		BasePath: "/scim/v2", MaxBodyBytes: 64 << 10,
 		Users: inbound.Users{BaseDN: f.people}, Groups: inbound.Groups{BaseDN: f.groups},
 		Tokens:  []inbound.Token{tokenFor("entra", testToken)},
 		Protect: inbound.Protection{BindDN: f.svc, DNs: []string{f.operator, "uid=breakglass," + f.people}, Groups: []string{f.admins}},
@@ -340,8 +342,10 @@ func TestManagedMode(t *testing.T) {
 	e.requireStatus(r, http.StatusConflict, "uniqueness")
 
 	// With adopt_existing the same POST takes the entry over.
-	require.NoError(t, e.srv.Reload(context.Background(), inbound.Config{BasePath: "/scim/v2", Users: inbound.Users{BaseDN: e.people}, Groups: inbound.Groups{BaseDN: e.groups},
-		Tokens: []inbound.Token{tokenFor("entra", testToken)}, ManagedOnly: true, AdoptExisting: true, UserAttributes: map[string]string{"userType": "employeeType"}}))
+	require.NoError(t, e.srv.Reload(context.Background(), inbound.Config{
+		BasePath: "/scim/v2", Users: inbound.Users{BaseDN: e.people}, Groups: inbound.Groups{BaseDN: e.groups},
+		Tokens: []inbound.Token{tokenFor("entra", testToken)}, ManagedOnly: true, AdoptExisting: true, UserAttributes: map[string]string{"userType": "employeeType"},
+	}))
 	r = e.do("POST", "/Users", user("handmade", map[string]any{"title": "adopted", "displayName": "Hand Made"}))
 	e.requireStatus(r, http.StatusCreated)
 	require.Equal(t, handID, r.body["id"], "the existing entry, with its id")

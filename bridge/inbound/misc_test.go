@@ -185,8 +185,10 @@ func TestDirectoryDownIs503(t *testing.T) {
 // TestReloadRotatesTokens: a reload swaps the accepted tokens between requests.
 func TestReloadRotatesTokens(t *testing.T) {
 	e := newEnv(t)
-	cfg := inbound.Config{BasePath: "/scim/v2", Users: inbound.Users{BaseDN: e.people}, Groups: inbound.Groups{BaseDN: e.groups},
-		Tokens: []inbound.Token{tokenFor("entra-next", "the-next-token-0123456789")}}
+	cfg := inbound.Config{
+		BasePath: "/scim/v2", Users: inbound.Users{BaseDN: e.people}, Groups: inbound.Groups{BaseDN: e.groups},
+		Tokens: []inbound.Token{tokenFor("entra-next", "the-next-token-0123456789")},
+	}
 	require.NoError(t, e.srv.Reload(context.Background(), cfg))
 	r := e.do("GET", "/Users", nil)
 	e.requireStatus(r, http.StatusUnauthorized)

@@ -36,8 +36,10 @@ func cmdDoctor(ctx context.Context, e *env, args []string) int {
 	if err := cfg.LoadSecrets(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line != "" {
-				results = append(results, doctor.Result{Status: doctor.Fail, Check: "config.secrets", Message: line,
-					Fix: "run doctor where the secrets are readable, as the daemon reads them (e.g. CREDENTIALS_DIRECTORY=/etc/scimbridge for LoadCredential= paths)"})
+				results = append(results, doctor.Result{
+					Status: doctor.Fail, Check: "config.secrets", Message: line,
+					Fix: "run doctor where the secrets are readable, as the daemon reads them (e.g. CREDENTIALS_DIRECTORY=/etc/scimbridge for LoadCredential= paths)",
+				})
 			}
 		}
 	}

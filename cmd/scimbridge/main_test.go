@@ -102,4 +102,3 @@ func TestBinaryExitCodes(t *testing.T) {
 		require.Equal(t, want, code, args)
 	}
 }
-

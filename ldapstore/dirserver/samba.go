@@ -34,6 +34,9 @@ const (
 	adTimeout          = 90 * time.Second
 )
 
+// errNotInstalledAD says the Samba AD DC packages are missing.
+var errNotInstalledAD = errors.New("dirserver: the Samba AD DC is not installed")
+
 // InstallADHint tells a developer how to get the Active Directory tests to run.
 const InstallADHint = "Samba AD DC is not installed: run `make test` (it installs samba, samba-ad-dc, samba-ad-provision, winbind, " +
 	"python3-samba and ldb-tools with apt-get); the AD tests also need root (Samba runs in a network namespace of its own)"
@@ -66,7 +69,7 @@ type ADOptions struct{}
 func StartAD(opts ADOptions) (*Server, error) {
 	_ = opts
 	if !InstalledAD() {
-		return nil, errors.New(InstallADHint)
+		return nil, errNotInstalledAD
 	}
 	s := &Server{
 		Kind:      KindAD,

@@ -304,15 +304,15 @@ func checkURL(raw string) error {
 // basic password or OAuth2 access token (url), and the OAuth2 client secret (token_url).
 func (c *Config) Warnings() []string {
 	var out []string
-	clear := func(raw string) bool {
+	plain := func(raw string) bool {
 		u, err := url.Parse(raw)
 		return err == nil && u.Scheme == "http" && !targets.IsLoopbackHost(u.Hostname())
 	}
-	if c.Auth != AuthNone && clear(c.URL) {
-		out = append(out, fmt.Sprintf("url: %q is plain http to another machine: the %s credentials cross the network in clear; use https", redactRawURL(c.URL), c.Auth))
+	if c.Auth != AuthNone && plain(c.URL) {
+		out = append(out, fmt.Sprintf("url: %q is plain http to another machine: the %s credentials cross the network in plain; use https", redactRawURL(c.URL), c.Auth))
 	}
-	if c.Auth == AuthOAuth2 && clear(c.TokenURL) {
-		out = append(out, fmt.Sprintf("token_url: %q is plain http to another machine: the OAuth2 client secret crosses the network in clear; use https", redactRawURL(c.TokenURL)))
+	if c.Auth == AuthOAuth2 && plain(c.TokenURL) {
+		out = append(out, fmt.Sprintf("token_url: %q is plain http to another machine: the OAuth2 client secret crosses the network in plain; use https", redactRawURL(c.TokenURL)))
 	}
 	return out
 }
