@@ -168,3 +168,21 @@ func TestOptionalSchemaVariants(t *testing.T) {
 	require.Equal(t, mapping.SchemaAuxiliaryClass, mapping.ProfileFor(mapping.Dialect389DS).Schema.AuxiliaryClass)
 	require.Empty(t, mapping.ProfileFor(mapping.DialectAD).Schema.AuxiliaryClass, "linked to AD's user class: no entry needs it")
 }
+
+// TestADShowsWhatItStores: AD derives no name, so nothing read from it is hidden as derived: a
+// name.formatted or familyName equal to the userName is shown as stored, and writing back what
+// was read changes nothing.
+func TestADShowsWhatItStores(t *testing.T) {
+	p := mapping.ProfileFor(mapping.DialectAD)
+	m, err := mapping.NewUserMapFor(p, p.Schema.UserAttributes)
+	require.NoError(t, err)
+	e := mapping.Entry{DN: "CN=jdoe,OU=people,DC=x", Attrs: map[string][]string{
+		"userPrincipalName": {"jdoe@contoso.com"}, "scimbridgeFormattedName": {"jdoe@contoso.com"}, "sn": {"jdoe@contoso.com"},
+		"userAccountControl": {"512"},
+	}}
+	res := mapping.UserFromLDAP(e, m, p.Marker, "", nil)
+	require.Equal(t, map[string]any{"formatted": "jdoe@contoso.com", "familyName": "jdoe@contoso.com"}, res["name"])
+	w, err := mapping.UserToLDAP(res, m, p.Marker, nil)
+	require.NoError(t, err)
+	require.Empty(t, mapping.UserChanges(e, w, m, p.Marker, nil))
+}
