@@ -80,7 +80,11 @@ func TestDebianPackage(t *testing.T) {
 		"/usr/share/doc/scimbridge/changelog.Debian.gz root:root 644",
 		"/usr/share/scimbridge/prometheus/scimbridge.rules.yml root:root 644",
 		"/usr/share/scimbridge/grafana/scimbridge.json root:root 644",
+		"/usr/share/scimbridge/schema/scimbridge.schema root:root 644",
 		"/usr/share/scimbridge/schema/scimbridge.ldif root:root 644",
+		"/usr/share/scimbridge/schema/scimbridge-389ds.ldif root:root 644",
+		"/usr/share/scimbridge/schema/60scimbridge.ldif root:root 644",
+		"/usr/share/scimbridge/schema/scimbridge-ad.ldif root:root 644",
 		"/usr/share/doc/scimbridge/examples/scimbridge.service.d/allow-network.conf root:root 644",
 	} {
 		require.Contains(t, sec["files"], want+"\n")

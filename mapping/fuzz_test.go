@@ -56,7 +56,7 @@ func FuzzUserToLDAP(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	um := mapping.DefaultUserMap()
-	rich, err := mapping.NewUserMap(mapping.SchemaUserAttributes())
+	rich, err := mapping.NewUserMap(mapping.ProfileFor(mapping.DialectOpenLDAP).Schema.UserAttributes)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -36,6 +36,40 @@ type Profile struct {
 	UserObjectClasses, GroupObjectClasses []string
 	UserRDNAttribute                      string
 	UserFilter, GroupFilter               string
+
+	// Schema is what scimbridge's optional schema (etc/schema, in this dialect's variant) adds
+	// when the directory has it.
+	Schema OptionalSchema
+}
+
+// OptionalSchema is what one variant of scimbridge's optional schema (etc/schema) gives a
+// dialect: homes for the SCIM attributes Microsoft Entra ID sends that the dialect's stock
+// schema cannot hold.
+type OptionalSchema struct {
+	// Detect is the attribute type whose presence in the directory's subschema says the
+	// variant is loaded.
+	Detect string
+	// UserAttributes are the SCIM path → LDAP attribute mappings the variant adds to the
+	// profile's UserAttributes; [inbound.user_attributes] overrides them like any default.
+	UserAttributes map[string]string
+	// Attributes are the LDAP attributes the variant's auxiliary class allows.
+	Attributes []string
+	// AuxiliaryClass is the class a user entry must have to hold Attributes, added by the
+	// bridge to the users that need it; "" when the variant links its class to the users' own
+	// class (Active Directory's auxiliaryClass), so that every user may hold them as is.
+	AuxiliaryClass string
+}
+
+// schemaAttributes are the LDAP attributes of mappings, sorted.
+func schemaAttributes(mappings map[string]string) []string {
+	out := make([]string, 0, len(mappings))
+	for _, a := range mappings {
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // The dialect names of ProfileFor.
@@ -97,6 +131,14 @@ func openLDAPProfile() Profile {
 		UserObjectClasses: []string{"inetOrgPerson"}, GroupObjectClasses: []string{"groupOfNames"},
 		UserRDNAttribute: "uid",
 		UserFilter:       "(objectClass=inetOrgPerson)", GroupFilter: "(objectClass=groupOfNames)",
+		// etc/schema/scimbridge.schema and .ldif; 389-DS: scimbridge-389ds.ldif and
+		// 60scimbridge.ldif.
+		Schema: OptionalSchema{
+			Detect:         "scimbridgeOtherMail",
+			UserAttributes: copyMap(schemaUserAttributes),
+			Attributes:     schemaAttributes(schemaUserAttributes),
+			AuxiliaryClass: SchemaAuxiliaryClass,
+		},
 	}
 }
 
@@ -149,6 +191,9 @@ var adUserAttributes = map[string]string{
 	`addresses[type eq "work"].region`:        "st",
 	`addresses[type eq "work"].postalCode`:    "postalCode",
 	`addresses[type eq "work"].country`:       "co",
+	// Entra ID sends the office (AD's own physicalDeliveryOfficeName, "Office" in ADUC, which
+	// Entra Connect fills) as the "other" address.
+	`addresses[type eq "other"].formatted`: "physicalDeliveryOfficeName",
 	// Entra's employeeId is AD's employeeID (what Entra Connect synchronises); AD's own
 	// department, company and division hold the rest.
 	EnterpriseSchemaURN + ":employeeNumber": "employeeID",
@@ -156,6 +201,18 @@ var adUserAttributes = map[string]string{
 	EnterpriseSchemaURN + ":organization":   "company",
 	EnterpriseSchemaURN + ":division":       "division",
 	EnterpriseSchemaURN + ":manager":        "manager",
+}
+
+// adSchemaUserAttributes are the mappings etc/schema/scimbridge-ad.ldif adds to the AD
+// defaults: the two attributes of Entra ID's default mapping (and of the enterprise extension)
+// that AD's user class has no home for. The country, the "other" e-mails and the division have
+// stock homes in AD (co, otherMailbox, division).
+var adSchemaUserAttributes = map[string]string{
+	// AD has no cost-center attribute.
+	EnterpriseSchemaURN + ":costCenter": "scimbridgeCostCenter",
+	// On AD cn is the RDN, derived from the unique sAMAccountName, and displayName is SCIM's
+	// displayName: the full name needs a home of its own.
+	"name.formatted": "scimbridgeFormattedName",
 }
 
 var adGroupAttributes = map[string]string{
@@ -177,6 +234,12 @@ func adProfile() Profile {
 		UserObjectClasses: []string{"user"}, GroupObjectClasses: []string{"group"},
 		UserRDNAttribute: "cn",
 		UserFilter:       adUserFilter, GroupFilter: adGroupFilter,
+		// etc/schema/scimbridge-ad.ldif links scimbridgePerson to the user class.
+		Schema: OptionalSchema{
+			Detect:         "scimbridgeCostCenter",
+			UserAttributes: copyMap(adSchemaUserAttributes),
+			Attributes:     schemaAttributes(adSchemaUserAttributes),
+		},
 	}
 }
 

@@ -1,11 +1,13 @@
 package mapping_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/scimbridge/scimbridge/mapping"
+	"github.com/scimbridge/scimbridge/mapping/mappingtest"
 )
 
 func TestSAMAccountName(t *testing.T) {
@@ -129,4 +131,58 @@ func TestADDefaultOutboundMapping(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, true, res["active"])
 	require.Equal(t, "jane", res["userName"], "sAMAccountName when there is no UPN")
+}
+
+// TestOptionalSchemaVariants: on every dialect, the optional schema's variant gives each of
+// Entra ID's default attributes a home; it maps only what the stock schema has no home for, to
+// attributes no stock mapping uses, and its attributes are those it maps. 389-DS shares
+// OpenLDAP's variant (an auxiliary class the bridge adds); AD's is linked to the user class.
+func TestOptionalSchemaVariants(t *testing.T) {
+	for _, dialect := range []string{mapping.DialectOpenLDAP, mapping.Dialect389DS, mapping.DialectAD} {
+		t.Run(dialect, func(t *testing.T) {
+			p := mapping.ProfileFor(dialect)
+			sch := p.Schema
+			require.NotEmpty(t, sch.Detect)
+			require.Contains(t, sch.Attributes, sch.Detect, "the detected type is one of the variant's")
+			stock, err := mapping.NewUserMapFor(p, nil)
+			require.NoError(t, err)
+			withSchema, err := mapping.NewUserMapFor(p, sch.UserAttributes)
+			require.NoError(t, err)
+			for _, path := range mappingtest.EntraUserPaths {
+				require.NotEmpty(t, withSchema.LDAPAttr(path), "%s has a home with the optional schema", path)
+			}
+			used := map[string]bool{}
+			for _, a := range stock.Mappings() {
+				used[strings.ToLower(a)] = true
+			}
+			var attrs []string
+			for path, attr := range sch.UserAttributes {
+				require.Empty(t, stock.LDAPAttr(path), "%s has a stock home: the schema must not move it", path)
+				require.False(t, used[strings.ToLower(attr)], "%s is a stock mapping's attribute", attr)
+				attrs = append(attrs, attr)
+			}
+			require.ElementsMatch(t, attrs, sch.Attributes)
+		})
+	}
+	require.Equal(t, mapping.ProfileFor(mapping.DialectOpenLDAP).Schema, mapping.ProfileFor(mapping.Dialect389DS).Schema, "one variant's definitions")
+	require.Equal(t, mapping.SchemaAuxiliaryClass, mapping.ProfileFor(mapping.Dialect389DS).Schema.AuxiliaryClass)
+	require.Empty(t, mapping.ProfileFor(mapping.DialectAD).Schema.AuxiliaryClass, "linked to AD's user class: no entry needs it")
+}
+
+// TestADShowsWhatItStores: AD derives no name, so nothing read from it is hidden as derived: a
+// name.formatted or familyName equal to the userName is shown as stored, and writing back what
+// was read changes nothing.
+func TestADShowsWhatItStores(t *testing.T) {
+	p := mapping.ProfileFor(mapping.DialectAD)
+	m, err := mapping.NewUserMapFor(p, p.Schema.UserAttributes)
+	require.NoError(t, err)
+	e := mapping.Entry{DN: "CN=jdoe,OU=people,DC=x", Attrs: map[string][]string{
+		"userPrincipalName": {"jdoe@contoso.com"}, "scimbridgeFormattedName": {"jdoe@contoso.com"}, "sn": {"jdoe@contoso.com"},
+		"userAccountControl": {"512"},
+	}}
+	res := mapping.UserFromLDAP(e, m, p.Marker, "", nil)
+	require.Equal(t, map[string]any{"formatted": "jdoe@contoso.com", "familyName": "jdoe@contoso.com"}, res["name"])
+	w, err := mapping.UserToLDAP(res, m, p.Marker, nil)
+	require.NoError(t, err)
+	require.Empty(t, mapping.UserChanges(e, w, m, p.Marker, nil))
 }

@@ -378,7 +378,11 @@ func UserFromLDAP(e Entry, m UserMap, marker ActiveMarker, idAttr string, manage
 			res[ta.name] = elems
 		}
 	}
-	hideDerived(res)
+	if m.deriveNames {
+		// Only a directory whose entries get derived names (inetOrgPerson's cn and sn) has
+		// values to hide; on AD everything read was sent.
+		hideDerived(res)
+	}
 	res["active"] = marker.Active(e)
 	schemas := []any{UserSchemaURN}
 	for _, x := range m.schema.Extensions {

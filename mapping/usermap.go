@@ -74,36 +74,20 @@ var defaultUserAttributes = map[string]string{
 }
 
 // SchemaAuxiliaryClass is the auxiliary object class of the optional schema shipped in
-// etc/schema (scimbridge.ldif for cn=config, scimbridge.schema for slapd.conf): it gives the
-// attributes of SchemaUserAttributes a home on inetOrgPerson entries.
+// etc/schema, in every variant (OpenLDAP, 389-DS, Active Directory): it gives the attributes of
+// the dialect's Profile.Schema a home on user entries.
 const SchemaAuxiliaryClass = "scimbridgePerson"
 
-// schemaUserAttributes are the mappings the optional schema adds to the defaults, for what
-// Microsoft Entra ID sends by default (and the enterprise attributes) that inetOrgPerson cannot
-// hold: the work address's country (co, cosine's friendlyCountryName: free text, not the
-// two-letter c), the "other" e-mail addresses (proxyAddresses), costCenter and division.
+// schemaUserAttributes are the mappings the optional schema adds to the OpenLDAP and 389-DS
+// defaults, for what Microsoft Entra ID sends by default (and the enterprise attributes) that
+// inetOrgPerson cannot hold: the work address's country (co, cosine's friendlyCountryName: free
+// text, not the two-letter c), the "other" e-mail addresses (proxyAddresses), costCenter and
+// division.
 var schemaUserAttributes = map[string]string{
 	`addresses[type eq "work"].country`: "co",
 	`emails[type eq "other"].value`:     "scimbridgeOtherMail",
 	EnterpriseSchemaURN + ":costCenter": "scimbridgeCostCenter",
 	EnterpriseSchemaURN + ":division":   "scimbridgeDivision",
-}
-
-// SchemaUserAttributes returns the mappings the optional schema adds to DefaultUserAttributes
-// when the directory has it (its attribute types are in the subschema). A configured
-// [inbound.user_attributes] key overrides them like any default.
-func SchemaUserAttributes() map[string]string {
-	out := make(map[string]string, len(schemaUserAttributes))
-	for k, v := range schemaUserAttributes {
-		out[k] = v
-	}
-	return out
-}
-
-// SchemaAttributes are the LDAP attributes the optional schema's auxiliary class allows: an
-// entry that gets one of them needs SchemaAuxiliaryClass.
-func SchemaAttributes() []string {
-	return []string{"co", "scimbridgeOtherMail", "scimbridgeCostCenter", "scimbridgeDivision"}
 }
 
 // DefaultUserAttributes returns the default [inbound.user_attributes] table: SCIM attribute

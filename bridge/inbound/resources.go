@@ -263,7 +263,7 @@ func (q *request) addEntry(k *kind, attrs map[string][]string, password, parent,
 	for a, v := range attrs {
 		full[a] = v
 	}
-	full["objectClass"] = q.s.objectClasses(k, attrs, nil)
+	full["objectClass"] = q.objectClasses(k, attrs, nil)
 	k.managed.mark(full)
 	if err := q.s.addFenced(ctx, k, dn, full); err != nil {
 		if errors.Is(err, ldapstore.ErrAlreadyExists) {
@@ -519,7 +519,7 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 		p.assert = q.s.assertion(k.scoped, e)
 		p.extra = adoptChange(k, changes)
 	}
-	if oc := q.s.objectClasses(k, changes, e.Get("objectClass")); len(oc) > 0 && len(e.Get("objectClass")) > 0 {
+	if oc := q.objectClasses(k, changes, e.Get("objectClass")); len(oc) > 0 && len(e.Get("objectClass")) > 0 {
 		p.extra = append(p.extra, ldapstore.Change{Op: ldapstore.ModAdd, Attr: "objectClass", Values: oc})
 	}
 	parent := ""
@@ -550,11 +550,13 @@ func (q *request) writeUser(k *kind, e mapping.Entry, res map[string]any, adopt 
 // objectClasses returns, for a new entry of kind k with attrs (current nil), its object
 // classes: k's and the optional schema's auxiliary class when attrs use one of its attributes.
 // For an existing entry with the object classes current, it returns only the classes to add for
-// attrs (the changes of a write), usually none.
-func (s *Server) objectClasses(k *kind, attrs map[string][]string, current []string) []string {
+// attrs (the changes of a write), usually none. A schema variant linked to the users' class
+// itself (Active Directory's) needs no class on the entry.
+func (q *request) objectClasses(k *kind, attrs map[string][]string, current []string) []string {
+	sch := q.st.profile.Schema
 	need := false
-	if s.caps.schema && k.isUser() {
-		for _, a := range mapping.SchemaAttributes() {
+	if q.s.caps.schema && sch.AuxiliaryClass != "" && k.isUser() {
+		for _, a := range sch.Attributes {
 			if vals, _, ok := lookup(attrs, a); ok && len(vals) > 0 {
 				need = true
 			}
@@ -562,12 +564,12 @@ func (s *Server) objectClasses(k *kind, attrs map[string][]string, current []str
 	}
 	if current == nil {
 		if need {
-			return append(append([]string(nil), k.objectClasses...), mapping.SchemaAuxiliaryClass)
+			return append(append([]string(nil), k.objectClasses...), sch.AuxiliaryClass)
 		}
 		return k.objectClasses
 	}
-	if need && !slices.ContainsFunc(current, func(c string) bool { return strings.EqualFold(c, mapping.SchemaAuxiliaryClass) }) {
-		return []string{mapping.SchemaAuxiliaryClass}
+	if need && !slices.ContainsFunc(current, func(c string) bool { return strings.EqualFold(c, sch.AuxiliaryClass) }) {
+		return []string{sch.AuxiliaryClass}
 	}
 	return nil
 }

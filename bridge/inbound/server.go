@@ -186,8 +186,8 @@ type capabilities struct {
 	postRead bool
 	// dnAttr is the attribute a filter can match an entry's DN with ("" when none).
 	dnAttr string
-	// schema: the directory has scimbridge's optional schema (etc/schema), whose attributes
-	// then map by default (mapping.SchemaUserAttributes).
+	// schema: the directory has scimbridge's optional schema (etc/schema) in its dialect's
+	// variant, whose attributes then map by default (mapping.Profile.Schema).
 	schema bool
 	// domainNC is Active Directory's domain naming context, where account names must be
 	// unique.
@@ -226,7 +226,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if caps.dnAttr, err = dnAttribute(ctx, o.Directory, caps.dialect); err != nil {
 		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
 	}
-	if caps.schema, err = o.Directory.HasAttributeType(ctx, "scimbridgeOtherMail"); err != nil {
+	if caps.schema, err = o.Directory.HasAttributeType(ctx, mapping.ProfileFor(string(caps.dialect)).Schema.Detect); err != nil {
 		return nil, fmt.Errorf("inbound: reading the subschema: %w", err)
 	}
 	s := &Server{

@@ -187,7 +187,9 @@ func (s *Server) newState(cfg Config) (*state, error) {
 	// configuration overrides them like any default.
 	userOver := map[string]string{}
 	if s.caps.schema {
-		userOver = mapping.SchemaUserAttributes()
+		for k, v := range profile.Schema.UserAttributes {
+			userOver[k] = v
+		}
 	}
 	for k, v := range cfg.UserAttributes {
 		userOver[k] = v
@@ -262,7 +264,7 @@ func (s *Server) newState(cfg Config) (*state, error) {
 		prot:                prot,
 		profile:             profile, ad: ad,
 	}
-	if s.caps.schema {
+	if s.caps.schema && profile.Schema.AuxiliaryClass != "" {
 		// A write that gives a user an attribute of the optional schema adds its auxiliary
 		// class when the entry lacks it.
 		st.userAttrs = umap.SearchAttributes(marker, idAttr, "objectClass")

@@ -34,7 +34,9 @@ echo "== files"
 for f in /usr/bin/scimbridge /usr/lib/systemd/system/scimbridge.service /usr/lib/sysusers.d/scimbridge.conf \
 	/etc/scimbridge/scimbridge.toml /usr/share/doc/scimbridge/README.md /usr/share/doc/scimbridge/changelog.Debian.gz \
 	/usr/share/scimbridge/prometheus/scimbridge.rules.yml /usr/share/scimbridge/grafana/scimbridge.json \
-	/usr/share/scimbridge/schema/scimbridge.ldif /usr/share/doc/scimbridge/examples/scimbridge.service.d/allow-network.conf; do
+	/usr/share/scimbridge/schema/scimbridge.schema /usr/share/scimbridge/schema/scimbridge.ldif \
+	/usr/share/scimbridge/schema/scimbridge-389ds.ldif /usr/share/scimbridge/schema/60scimbridge.ldif \
+	/usr/share/scimbridge/schema/scimbridge-ad.ldif /usr/share/doc/scimbridge/examples/scimbridge.service.d/allow-network.conf; do
 	in_root stat -c '%n %U:%G %a' "$f"
 done
 in_root stat -c '%n %U:%G %a' /etc/scimbridge

@@ -110,7 +110,9 @@ create_suffix_entry = True
 // the Retro Changelog with nsUniqueId recorded as targetUniqueId, creates the base entries and
 // the service account, and starts ns-slapd as a child of the test binary on free ports of
 // 127.0.0.1 (plain LDAP on URL, LDAPS with dscreate's self-signed certificate on LDAPSURL, which
-// names "localhost"; CAFile verifies it).
+// names "localhost"; CAFile verifies it). With opts.OptionalSchema, scimbridge's optional schema
+// is a file of the instance's schema directory (etc/schema/60scimbridge.ldif) from the first
+// start. Of opts, only Suffix and OptionalSchema apply.
 func Start389(opts Options) (*Server, error) {
 	if !Installed389() {
 		return nil, errors.New(Install389Hint)
@@ -153,6 +155,12 @@ func Start389(opts Options) (*Server, error) {
 	if err := ds.create(tlsPort); err != nil {
 		s.cleanup()
 		return nil, err
+	}
+	if opts.OptionalSchema {
+		if err := ds.installSchema(); err != nil {
+			s.cleanup()
+			return nil, err
+		}
 	}
 	if err := s.Start(); err != nil {
 		s.cleanup()
@@ -254,6 +262,22 @@ func (ds *ds389) create(tlsPort int) error {
 	// start = False stops the server dscreate started for its own setup; make sure.
 	return stopByPIDFile(ds.pidFile())
 }
+
+// installSchema copies scimbridge's optional schema into the instance's schema directory, as
+// the README tells admins to; ns-slapd reads it when it starts.
+func (ds *ds389) installSchema() error {
+	data, err := os.ReadFile(SchemaFile(schemaFile389))
+	if err != nil {
+		return fmt.Errorf("ldaptest: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(ds.configDir(), "schema", schemaFile389), data, 0o644); err != nil {
+		return fmt.Errorf("ldaptest: %w", err)
+	}
+	return nil
+}
+
+// schemaFile389 is the optional schema's file for a 389-DS schema directory.
+const schemaFile389 = "60scimbridge.ldif"
 
 // multiarchTriplet is Debian's library directory name (x86_64-linux-gnu, aarch64-linux-gnu).
 func multiarchTriplet() (string, error) {

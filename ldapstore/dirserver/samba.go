@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,7 +54,13 @@ func InstalledAD() bool {
 }
 
 // ADOptions configure a private Samba AD DC. The zero value is a test domain.
-type ADOptions struct{}
+type ADOptions struct {
+	// OptionalSchema extends the schema with scimbridge's optional schema
+	// (etc/schema/scimbridge-ad.ldif) the way the README tells Samba admins to: schema updates
+	// allowed in smb.conf (dsdb:schema update allowed), the file imported over LDAP as the
+	// Administrator with ldapmodify, DC=X replaced by the domain's DN.
+	OptionalSchema bool
+}
 
 // StartAD provisions a private Samba AD DC (domain EXAMPLE, realm EXAMPLE.ORG, naming context
 // DC=example,DC=org) in a temporary directory and starts it inside a network namespace of its
@@ -67,7 +74,6 @@ type ADOptions struct{}
 // CN=scimbridge,OU=services is a member of Domain Admins (which gives it DirSync's replication
 // right and password resets).
 func StartAD(opts ADOptions) (*Server, error) {
-	_ = opts
 	if !InstalledAD() {
 		return nil, errNotInstalledAD
 	}
@@ -86,7 +92,7 @@ func StartAD(opts ADOptions) (*Server, error) {
 		return nil, fmt.Errorf("dirserver: %w", err)
 	}
 	s.Dir, s.tempDir = d, true
-	sm := &samba{s: s}
+	sm := &samba{s: s, opts: opts}
 	s.ctl = sm
 	if err := sm.provision(); err != nil {
 		s.cleanup()
@@ -118,12 +124,33 @@ func StartAD(opts ADOptions) (*Server, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if opts.OptionalSchema {
+		if err := sm.importSchema(); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// importSchema imports etc/schema/scimbridge-ad.ldif as an admin does with ldifde -c "DC=X"
+// (the forest root's DN): through ldapmodify, as the Administrator.
+func (sm *samba) importSchema() error {
+	data, err := os.ReadFile(SchemaFile("scimbridge-ad.ldif"))
+	if err != nil {
+		return fmt.Errorf("ldaptest: %w", err)
+	}
+	ldif := regexp.MustCompile(`(?m),DC=X$`).ReplaceAllString(string(data), ","+sm.s.Suffix)
+	if err := ldapmodify(sm.s.URL, sm.s.RootDN, sm.s.RootPW, ldif); err != nil {
+		return fmt.Errorf("ldaptest: importing scimbridge-ad.ldif: %w", err)
+	}
+	return nil
 }
 
 // samba runs one Samba AD DC in its network namespace.
 type samba struct {
 	s           *Server
+	opts        ADOptions
 	ns          *netNS
 	ldap, ldaps *forwarder
 	cmd         *exec.Cmd
@@ -170,6 +197,9 @@ func (sm *samba) provision() error {
 		// Like slapd's dbnosync in the tests: no fsync per write (what Samba's own selftest
 		// does); the benchmarks say what a durable DC does.
 		"ldb:nosync = true",
+	}
+	if sm.opts.OptionalSchema {
+		settings = append(settings, "dsdb:schema update allowed = true")
 	}
 	var b strings.Builder
 	for _, line := range strings.Split(string(conf), "\n") {

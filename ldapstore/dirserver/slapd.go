@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,13 +99,25 @@ type Options struct {
 	// ServiceDN places the service account elsewhere than cn=scimbridge,ou=services (a test of
 	// a bind DN inside the users base); its parent must be one of the base entries.
 	ServiceDN string
+	// OptionalSchema loads scimbridge's optional schema (etc/schema) the way the README tells
+	// admins to: scimbridge.schema included in slapd.conf; on a 389-DS (Start389),
+	// 60scimbridge.ldif in the instance's schema directory.
+	OptionalSchema bool
 }
 
 // OptionalSchema is the path of scimbridge's optional schema for slapd.conf
 // (etc/schema/scimbridge.schema in the source tree this package is built from).
 func OptionalSchema() string {
+	return SchemaFile("scimbridge.schema")
+}
+
+// SchemaFile is the path of a file of scimbridge's optional schema (etc/schema/name in the
+// source tree this package is built from): scimbridge.schema and scimbridge.ldif for OpenLDAP,
+// scimbridge-389ds.ldif and 60scimbridge.ldif for 389-DS, scimbridge-ad.ldif for Active
+// Directory.
+func SchemaFile(name string) string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..", "etc", "schema", "scimbridge.schema")
+	return filepath.Join(filepath.Dir(file), "..", "..", "etc", "schema", name)
 }
 
 // Kind is a family of directory servers the helpers run.
@@ -181,6 +194,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	if opts.LogOps == "" {
 		opts.LogOps = "writes"
+	}
+	if opts.OptionalSchema && !slices.Contains(opts.Schemas, OptionalSchema()) {
+		opts.Schemas = append(slices.Clip(opts.Schemas), OptionalSchema())
 	}
 	s := &Server{
 		Kind:      KindOpenLDAP,

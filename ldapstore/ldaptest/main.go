@@ -16,9 +16,15 @@ type sharedServer struct {
 	err  error
 }
 
+// sharedKey names a shared server: its kind, and whether it has scimbridge's optional schema.
+type sharedKey struct {
+	kind   Kind
+	schema bool
+}
+
 var (
 	sharedMu   sync.Mutex
-	shared     = map[Kind]*sharedServer{}
+	shared     = map[sharedKey]*sharedServer{}
 	sharedOpts Options
 	skipSaid   sync.Map // Kind → true once its install hint was printed
 )
@@ -71,6 +77,21 @@ func Shared(t testing.TB) *Server {
 // and Samba need) and fails t when the server cannot start.
 func SharedKind(t testing.TB, k Kind) *Server {
 	t.Helper()
+	return sharedServerOf(t, sharedKey{kind: k})
+}
+
+// SharedWithSchema returns the package's server of kind k that has scimbridge's optional schema
+// (etc/schema), loaded as the README says (Options.OptionalSchema, ADOptions.OptionalSchema),
+// starting it on first use. It is another server than SharedKind's, whose schema stays stock:
+// a schema is the whole directory's, and an AD schema extension cannot be undone.
+func SharedWithSchema(t testing.TB, k Kind) *Server {
+	t.Helper()
+	return sharedServerOf(t, sharedKey{kind: k, schema: true})
+}
+
+func sharedServerOf(t testing.TB, key sharedKey) *Server {
+	t.Helper()
+	k := key.kind
 	if ok, hint := KindInstalled(k); !ok {
 		if _, said := skipSaid.LoadOrStore(k, true); !said {
 			// Once per package on stderr too, so that a run without -v says it.
@@ -79,15 +100,23 @@ func SharedKind(t testing.TB, k Kind) *Server {
 		t.Skip(hint)
 	}
 	sharedMu.Lock()
-	sh := shared[k]
+	sh := shared[key]
 	if sh == nil {
 		sh = &sharedServer{}
-		shared[k] = sh
+		shared[key] = sh
 	}
 	sharedMu.Unlock()
-	sh.once.Do(func() { sh.s, sh.err = StartKind(k, sharedOpts) })
+	sh.once.Do(func() {
+		opts := sharedOpts
+		opts.OptionalSchema = opts.OptionalSchema || key.schema
+		sh.s, sh.err = StartKind(k, opts)
+	})
 	if sh.err != nil {
-		t.Fatalf("starting the %s server: %v", k, sh.err)
+		what := "the " + string(k) + " server"
+		if key.schema {
+			what += " with the optional schema"
+		}
+		t.Fatalf("starting %s: %v", what, sh.err)
 	}
 	return sh.s
 }
@@ -103,13 +132,14 @@ func KindInstalled(k Kind) (bool, string) {
 	return Installed(), InstallHint
 }
 
-// StartKind starts a private server of kind k; opts apply to slapd (and their Suffix to all).
+// StartKind starts a private server of kind k. opts configure a slapd; of them, Suffix also
+// applies to a 389-DS, and OptionalSchema to every kind.
 func StartKind(k Kind, opts Options) (*Server, error) {
 	switch k {
 	case Kind389DS:
-		return Start389(Options{Suffix: opts.Suffix})
+		return Start389(Options{Suffix: opts.Suffix, OptionalSchema: opts.OptionalSchema})
 	case KindAD:
-		return StartAD(ADOptions{})
+		return StartAD(ADOptions{OptionalSchema: opts.OptionalSchema})
 	}
 	return Start(opts)
 }

@@ -56,3 +56,6 @@ func StartAD(opts ADOptions) (*Server, error) { return dirserver.StartAD(opts) }
 
 // OptionalSchema is the path of scimbridge's optional schema for slapd.conf.
 func OptionalSchema() string { return dirserver.OptionalSchema() }
+
+// SchemaFile is the path of a file of scimbridge's optional schema (see dirserver.SchemaFile).
+func SchemaFile(name string) string { return dirserver.SchemaFile(name) }
