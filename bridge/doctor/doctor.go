@@ -103,6 +103,7 @@ var checks = []check{
 	{"ldap.overlays", true, checkOverlays},
 	{"ldap.schema", true, checkSchema},
 	{"inbound.tls", false, checkInboundTLS},
+	{"inbound.fence", true, checkFence},
 	{"admin.listen", false, checkAdmin},
 	{"provisioner", false, checkProvisioners},
 }

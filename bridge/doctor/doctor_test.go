@@ -174,7 +174,7 @@ func TestPasses(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ldap.bind", "ldap.users.base_dn", "ldap.groups.base_dn", "changes.accesslog", "changes.accesslog.logops",
-		"changes.accesslog.logpurge", "changes.accesslog.recent", "ldap.size_limit", "ldap.schema", "inbound.tls", `provisioner "saas"`, `provisioner "saas".clock`,
+		"changes.accesslog.logpurge", "changes.accesslog.recent", "ldap.size_limit", "ldap.schema", "inbound.tls", "inbound.fence", `provisioner "saas"`, `provisioner "saas".clock`,
 	} {
 		require.Contains(t, checks, want)
 	}
@@ -308,4 +308,172 @@ func TestMissingGroup(t *testing.T) {
 	st := good()
 	st.slapd.Seed = seedUsers(3)
 	requireOneFail(t, st.run(t), `provisioner "saas".scope`, "correct the DN in groups")
+}
+
+// TestOperatorsWithinReach: an account or group the directory lets write, lying below the
+// users or groups bases unprotected, is one FAIL line naming the key that fences it; fenced,
+// it passes.
+func TestOperatorsWithinReach(t *testing.T) {
+	t.Parallel()
+	people, groups := "ou=people,"+ldaptest.DefaultSuffix, "ou=groups,"+ldaptest.DefaultSuffix
+	helpdesk := "cn=helpdesk," + groups
+	admins := "cn=admins,ou=services," + ldaptest.DefaultSuffix
+	groupSeeds := groupSeed() + fmt.Sprintf("dn: %s\nobjectClass: groupOfNames\ncn: helpdesk\nmember: uid=seed2,%s\n\n", helpdesk, people) +
+		fmt.Sprintf("dn: %s\nobjectClass: groupOfNames\ncn: admins\nmember: uid=seed1,%s\n\n", admins, people)
+	for _, tc := range []struct {
+		name, access, extra string
+		fix                 []string // nil: passes
+	}{
+		{
+			name:   "an account",
+			access: fmt.Sprintf(`access to dn.subtree=%q by dn.exact="uid=seed1,%s" write by * break`, people, people),
+			fix:    []string{"inbound.protected_dns", "uid=seed1", "reset its password"},
+		},
+		{
+			name:   "an account, protected",
+			access: fmt.Sprintf(`access to dn.subtree=%q by dn.exact="uid=seed1,%s" write by * break`, people, people),
+			extra:  fmt.Sprintf("[inbound]\nprotected_dns = [\"uid=seed1,%s\"]\n", people),
+		},
+		{
+			name:   "an account, granted on other entries only",
+			access: `access to dn.subtree="ou=services,` + ldaptest.DefaultSuffix + `" by dn.exact="uid=seed1,` + people + `" write by * break`,
+		},
+		{
+			name:   "an account, granted read only",
+			access: fmt.Sprintf(`access to * by dn.exact="uid=seed1,%s" read by * break`, people),
+		},
+		{
+			name:   "a group within reach",
+			access: fmt.Sprintf(`access to * by group.exact=%q manage by * break`, helpdesk),
+			fix:    []string{"inbound.protected_groups", helpdesk, "add itself to it"},
+		},
+		{
+			name:   "a group within reach, protected",
+			access: fmt.Sprintf(`access to * by group.exact=%q manage by * break`, helpdesk),
+			extra:  fmt.Sprintf("[inbound]\nprotected_groups = [%q]\n", helpdesk),
+		},
+		{
+			name:   "a member of a group outside the bases",
+			access: fmt.Sprintf(`access to * by group/groupOfNames/member=%q =wrscx by * break`, admins),
+			fix:    []string{"inbound.protected_groups (add \"" + admins + "\")", "uid=seed1"},
+		},
+		{
+			name:  "a protected group that does not exist",
+			extra: fmt.Sprintf("[inbound]\nprotected_groups = [\"cn=nope,%s\"]\n", groups),
+			fix:   []string{"create the group, or correct its DN in inbound.protected_groups", "does not exist"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := good()
+			st.slapd.Seed = seedUsers(3) + groupSeeds
+			st.slapd.Access = tc.access
+			st.extra = tc.extra
+			res := st.run(t)
+			if tc.fix == nil {
+				require.Empty(t, only(t, res, doctor.Fail))
+				return
+			}
+			check := "inbound.fence.operators"
+			if strings.Contains(tc.name, "does not exist") {
+				check = "inbound.fence"
+			}
+			requireOneFail(t, res, check, tc.fix...)
+		})
+	}
+}
+
+// runOn runs doctor against a 389-DS or AD test server, with the users below usersBase.
+func runOn(t *testing.T, s *ldaptest.Server, usersBase string) []doctor.Result {
+	t.Helper()
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
+	url, ca := s.URL, ""
+	if s.LDAPSURL != "" {
+		url, ca = s.LDAPSURL, fmt.Sprintf("ca_file = %q", s.CAFile)
+	}
+	cfg := fmt.Sprintf(`[state]
+dir = %q
+[ldap]
+url = %q
+%s
+bind_dn = %q
+bind_password_file = "ldap-password"
+base_dn = %q
+[ldap.users]
+base_dn = %q
+[ldap.groups]
+base_dn = %q
+[[inbound.token]]
+name = "entra"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+`, filepath.Join(dir, "state"), url, ca, s.ServiceDN, s.Suffix, usersBase, s.GroupsDN)
+	path := filepath.Join(dir, "scimbridge.toml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	c, err := bridge.LoadConfig(path)
+	require.NoError(t, err)
+	require.NoError(t, c.LoadSecrets())
+	res := doctor.Run(context.Background(), doctor.Options{Config: c, Logger: zerolog.Nop()})
+	var b strings.Builder
+	doctor.Print(&b, res)
+	t.Log("\n" + b.String())
+	return res
+}
+
+// checked is the results of the checks named check or below it (check.*).
+func checked(res []doctor.Result, check string) []doctor.Result {
+	var out []doctor.Result
+	for _, r := range res {
+		if r.Check == check || strings.HasPrefix(r.Check, check+".") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestADOperatorsWithinReach: on Active Directory, the accounts it marks adminCount=1
+// (Administrator, the members of Domain Admins…) are operators: a users base that holds
+// them unprotected is a FAIL naming inbound.protected_dns; the OU the tests use is clean,
+// and the checks written for slapd (size limits, ppolicy) speak of AD's own rules.
+func TestADOperatorsWithinReach(t *testing.T) {
+	t.Parallel()
+	s := ldaptest.SharedKind(t, ldaptest.KindAD)
+	admin := "CN=Administrator,CN=Users," + s.Suffix
+	var lines []string
+	for _, r := range checked(runOn(t, s, "CN=Users,"+s.Suffix), "inbound.fence") {
+		require.Equal(t, doctor.Fail, r.Status, "%s", r)
+		lines = append(lines, r.String())
+	}
+	require.Contains(t, strings.Join(lines, "\n"), fmt.Sprintf("%q may write the directory (adminCount=1)", admin))
+	require.Contains(t, strings.Join(lines, "\n"), "add it to inbound.protected_dns")
+
+	res := runOn(t, s, s.PeopleDN)
+	require.Empty(t, only(t, res, doctor.Fail))
+	fence := checked(res, "inbound.fence")
+	require.Len(t, fence, 1)
+	require.Equal(t, doctor.Pass, fence[0].Status, "%s", fence[0])
+	require.Contains(t, fence[0].String(), "accounts with adminCount=1")
+	for _, check := range []string{"ldap.size_limit", "ldap.overlays.disable"} {
+		got := checked(res, check)
+		require.Len(t, got, 1, check)
+		require.Equal(t, doctor.Pass, got[0].Status, "%s", got[0])
+	}
+}
+
+// TestDS389: on 389 Directory Server the service account's own limits are read, a disabled
+// user is locked by nsAccountLock, and the operators cannot be listed (no cn=config): said so.
+func TestDS389(t *testing.T) {
+	t.Parallel()
+	s := ldaptest.SharedKind(t, ldaptest.Kind389DS)
+	res := runOn(t, s, s.PeopleDN)
+	require.Empty(t, only(t, res, doctor.Fail))
+	for _, check := range []string{"ldap.size_limit", "ldap.overlays.disable", "inbound.fence"} {
+		got := checked(res, check)
+		require.NotEmpty(t, got, check)
+		require.Equal(t, doctor.Pass, got[0].Status, "%s", got[0])
+	}
+	require.Contains(t, checked(res, "ldap.size_limit")[0].String(), "nsSizeLimit/nsPagedSizeLimit -1")
+	ops := checked(res, "inbound.fence.operators")
+	require.Len(t, ops, 1)
+	require.Equal(t, doctor.Skip, ops[0].Status)
 }

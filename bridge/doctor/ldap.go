@@ -35,6 +35,11 @@ func checkBind(ctx context.Context, r *run) []Result {
 		return []Result{fail(name, "let the service account read the root DSE (access to dn.base=\"\" by * read)", "reading the root DSE: %v", err)}
 	}
 	r.dse = dse
+	// The dialect's defaults ([ldap.users] object classes, id attribute…) apply to every
+	// check that follows, as they do in the daemon.
+	if err := bridge.ApplyDialect(ctx, r.cfg, store); err != nil {
+		return []Result{fail(name, "see the error; the directory must answer the service account's searches", "%v", err)}
+	}
 	vendor := dse.VendorName
 	if vendor == "" {
 		vendor = "vendor not published"
@@ -128,6 +133,12 @@ func checkOverlays(ctx context.Context, r *run) []Result {
 	} else {
 		out = append(out, warn(name+".assertion", "nothing to set up: this directory has no Assertion control (RFC 4528)",
 			"no Assertion control: If-Match is checked just before the write (a concurrent change can slip in between)"))
+	}
+	switch r.dse.Dialect {
+	case ldapstore.DialectAD:
+		return append(out, pass(name+".disable", "Active Directory: a user disabled through SCIM (active=false) gets userAccountControl's ACCOUNTDISABLE and cannot bind"))
+	case ldapstore.Dialect389DS:
+		return append(out, pass(name+".disable", "389 Directory Server: a user disabled through SCIM (active=false) gets nsAccountLock: TRUE and cannot bind"))
 	}
 	sc, err := r.readSchema(ctx)
 	if err != nil {

@@ -27,7 +27,7 @@ func (r *run) loadOLC(ctx context.Context) *olcConfig {
 	entries, err := r.store.SearchAll(ctx, ldapstore.Search{
 		Base: "cn=config", Scope: ldapstore.ScopeSub,
 		Filter: "(|(objectClass=olcGlobal)(objectClass=olcDatabaseConfig)(objectClass=olcAccessLogConfig))",
-		Attrs:  []string{"olcSuffix", "olcLimits", "olcSizeLimit", "olcAccessLogDB", "olcAccessLogOps", "olcAccessLogPurge"},
+		Attrs:  []string{"olcSuffix", "olcLimits", "olcSizeLimit", "olcAccessLogDB", "olcAccessLogOps", "olcAccessLogPurge", "olcAccess", "olcRootDN"},
 	})
 	if err != nil || len(entries) == 0 {
 		return nil
@@ -223,6 +223,12 @@ func checkSizeLimit(ctx context.Context, r *run) []Result {
 		}
 		largest = max(largest, n)
 	}
+	switch r.dse.Dialect {
+	case ldapstore.DialectAD:
+		return []Result{pass(name, "Active Directory: MaxPageSize bounds one page, not a paged search (largest search: %d entries)", largest)}
+	case ldapstore.Dialect389DS:
+		return []Result{r.sizeLimit389(ctx, name, largest)}
+	}
 	if olc := r.loadOLC(ctx); olc != nil {
 		for _, base := range bases {
 			if n, where := olc.sizeLimitFor(base, bind); n != unlimited {
@@ -236,4 +242,31 @@ func checkSizeLimit(ctx context.Context, r *run) []Result {
 	}
 	return []Result{warn(name, "make sure of it: "+fix,
 		"no size limit hit, but the largest search returned only %d entries and cn=config is not readable: a limit above that (slapd's default is %d) cannot be seen yet", largest, slapdDefaultSizeLimit)}
+}
+
+// ds389DefaultSizeLimit is 389 Directory Server's nsslapd-sizelimit when none is configured.
+const ds389DefaultSizeLimit = 2000
+
+// sizeLimit389 reads the service account's own limits on 389 Directory Server, which apply to
+// a paged search as a whole (nsPagedSizeLimit, else nsSizeLimit, else the server's).
+func (r *run) sizeLimit389(ctx context.Context, name string, largest int) Result {
+	bind := r.cfg.LDAP.BindDN
+	fix := fmt.Sprintf("set nsSizeLimit: -1 and nsPagedSizeLimit: -1 on %q (ldapmodify as Directory Manager)", bind)
+	e, err := r.store.Get(ctx, bind, []string{"nsSizeLimit", "nsPagedSizeLimit"})
+	if err == nil {
+		limit := e.First("nsPagedSizeLimit")
+		if limit == "" {
+			limit = e.First("nsSizeLimit")
+		}
+		if limit == "-1" {
+			return pass(name, "the service account has no size limit (nsSizeLimit/nsPagedSizeLimit -1; largest search: %d entries)", largest)
+		}
+		if n, err := strconv.Atoi(limit); err == nil {
+			return fail(name, fix, "%q is limited to %d entries per search", bind, n)
+		}
+	}
+	if largest >= ds389DefaultSizeLimit {
+		return pass(name, "no size limit hit reading %d entries in one search", largest)
+	}
+	return warn(name, fix, "the service account has no limit of its own: the server's nsslapd-sizelimit (%d by default) cuts paged searches of more entries", ds389DefaultSizeLimit)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -316,4 +317,59 @@ func (q *request) deny(why string, ae *apiError) *apiError {
 		q.denied = why
 	}
 	return ae
+}
+
+// Fence describes the fence of the running configuration: what it protects and where SCIM
+// reads and writes. `scimbridge doctor` checks it against the directory.
+type Fence struct {
+	// Protected maps each protected DN (normalized) to why: bind_dn, protected_dns or
+	// protected_groups (the groups, their members and nested members).
+	Protected map[string]string
+	// Users and Groups are where each kind lives and which of its entries SCIM sees.
+	Users, Groups FenceKind
+	users, groups *kind
+}
+
+// FenceKind is one kind's part of the fence.
+type FenceKind struct {
+	// Bases are searched for the kind (users: the disabled base too).
+	Bases []string
+	// Filter selects the kind's entries ([ldap.users] or [ldap.groups] filter).
+	Filter string
+	// Scoped is Filter ANDed with the kind's inbound.scope_filter ("" when there is none).
+	Scoped string
+}
+
+// Fence reads the protected groups (as a request would) and returns the fence now in force.
+func (s *Server) Fence(ctx context.Context) (Fence, error) {
+	st := s.state.Load()
+	g, err := s.guard(ctx, st)
+	if err != nil {
+		return Fence{}, err
+	}
+	f := Fence{Protected: make(map[string]string, len(g.dns)), users: st.users, groups: st.groups}
+	for dn, why := range g.dns {
+		f.Protected[dn] = why
+	}
+	for _, p := range []struct {
+		k   *kind
+		out *FenceKind
+	}{{st.users, &f.Users}, {st.groups, &f.Groups}} {
+		*p.out = FenceKind{Bases: slices.Clone(p.k.bases), Filter: p.k.filter}
+		if p.k.scoped != p.k.filter {
+			p.out.Scoped = p.k.scoped
+		}
+	}
+	return f, nil
+}
+
+// InReach reports whether an entry at dn lies where SCIM reads and writes — below a base of
+// users or groups — and is not protected: SCIM can then change it (its password too) as far
+// as the filters let it.
+func (f Fence) InReach(dn string) bool {
+	if !f.users.inScope(dn) && !f.groups.inScope(dn) {
+		return false
+	}
+	_, protected := f.Protected[ldapstore.NormalizeDN(dn)]
+	return !protected
 }

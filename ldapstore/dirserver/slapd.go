@@ -93,6 +93,10 @@ type Options struct {
 	ReadableConfig bool
 	// ReadOnlyService gives the service account read access only, below the suffix.
 	ReadOnlyService bool
+	// Access is further slapd.conf access directives, put before the default ones (which
+	// grant the service account its rights): an operator account's rights, for example. End
+	// them with "by * break" to let the defaults apply to everyone else.
+	Access string
 	// Schemas are further slapd.conf schema files, included after the stock ones (core,
 	// cosine, inetorgperson, nis): OptionalSchema() for scimbridge's own.
 	Schemas []string
@@ -290,6 +294,9 @@ access to dn.base="cn=Subschema" by * read
 access to dn.subtree="{{.AccesslogSuffix}}"
 	by dn.exact="{{.ServiceDN}}" {{if .HideAccesslog}}none{{else}}read{{end}}
 	by * none
+{{- if .Access}}
+{{.Access}}
+{{- end}}
 access to attrs=userPassword
 	by dn.exact="{{.ServiceDN}}" {{.ServiceAccess}}
 	by self write
@@ -393,6 +400,7 @@ func (s *Server) configure() error {
 		"LimitService":    s.opts.LimitService,
 		"LogOps":          s.opts.LogOps,
 		"ReadableConfig":  s.opts.ReadableConfig,
+		"Access":          s.opts.Access,
 		"ServiceAccess":   map[bool]string{false: "write", true: "read"}[s.opts.ReadOnlyService],
 		"Schemas":         s.opts.Schemas,
 	})
