@@ -442,7 +442,10 @@ func TestPurgedAccesslogLeadsToAReconcile(t *testing.T) {
 func requireReconciled(t *testing.T, e *env, cursor, added, changed, deleted string) map[string]capture.Change {
 	t.Helper()
 	byID := map[string]capture.Change{}
-	for _, c := range e.sync(t) {
+	n, err := e.r.Sync(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 3, n, "the sync counts what the reconcile changed and deleted")
+	for _, c := range e.rec.take() {
 		require.True(t, c.Reconcile)
 		byID[c.ID] = c
 	}
@@ -739,4 +742,64 @@ func db(t *testing.T) *state.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = d.Close() })
 	return d
+}
+
+// TestReconcileCommitsInBatches: a reconcile hands the sink BatchSize entries per commit and
+// the rest at the end, and no empty commit when nothing was deleted.
+func TestReconcileCommitsInBatches(t *testing.T) {
+	s, ou := ldaptest.OU(t, "batches")
+	e := newEnv(t, s, ou, accesslog)
+	e.close(t)
+	e.open(t, 2)
+	ctx := context.Background()
+	for _, u := range []string{"a", "b", "c", "d", "e"} {
+		require.NoError(t, e.st.Add(ctx, "uid="+u+","+e.people, person(u)))
+	}
+	n, err := e.r.Sync(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 5, n, "the first sync counts every entry it reconciled")
+	e.rec.mu.Lock()
+	var sizes []int
+	for _, b := range e.rec.batches {
+		sizes = append(sizes, len(b))
+	}
+	e.rec.mu.Unlock()
+	require.Equal(t, []int{2, 2, 1}, sizes)
+}
+
+// TestStoredCursorWhileTheDaemonHoldsTheFile: `scimbridge changes` reads the stored cursor
+// when the daemon does not hold the state file, and gives up quickly when it does.
+func TestStoredCursorWhileTheDaemonHoldsTheFile(t *testing.T) {
+	dir := t.TempDir()
+	db, err := state.Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *state.Tx) error { return tx.SetCursor("changes", "c1") }))
+	done := make(chan bool, 1)
+	go func() { _, ok := capture.StoredCursor(dir); done <- ok }()
+	select {
+	case ok := <-done:
+		require.False(t, ok, "held by another")
+	case <-time.After(30 * time.Second):
+		t.Fatal("StoredCursor waits for the daemon to let go of the state file")
+	}
+	require.NoError(t, db.Close())
+	c, ok := capture.StoredCursor(dir)
+	require.True(t, ok)
+	require.Equal(t, "c1", c)
+}
+
+// TestPollOutsideTheBasesCommitsNothing: a poll whose events all lie outside the bases hands
+// the sink no (empty) batch.
+func TestPollOutsideTheBasesCommitsNothing(t *testing.T) {
+	s, ou := ldaptest.OU(t, "outside")
+	e := newEnv(t, s, ou, accesslog)
+	ctx := context.Background()
+	require.Empty(t, e.sync(t))
+	require.NoError(t, e.st.Add(ctx, "cn=elsewhere,"+ou, map[string][]string{"objectClass": {"organizationalRole"}, "cn": {"elsewhere"}}))
+	n, err := e.r.Sync(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	require.Empty(t, e.rec.batches)
 }
