@@ -24,6 +24,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/outbound"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/targets"
 )
 
 // The control socket lets the CLI (status, deadletter, sync, plan, state backup) work with a
@@ -184,7 +185,14 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 			pv.log.Error().Err(err).Msg("backup over the control socket failed")
 		}
 	})
-	ctl := &controlServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
+	var handler http.Handler = mux
+	if pv.gate != nil {
+		// A sync or a plan asked here sends target requests too: fenced like the engine's.
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mux.ServeHTTP(w, r.WithContext(targets.WithGate(r.Context(), pv.gate)))
+		})
+	}
+	ctl := &controlServer{srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
 	go func() {
 		defer close(ctl.served)
 		if err := ctl.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
