@@ -51,7 +51,7 @@ func startHA(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstor
 	b.mu.Lock()
 	b.elector = el
 	b.mu.Unlock()
-	b.opts.Registry.MustRegister(haCollector{el})
+	b.opts.Registry.MustRegister(newHACollector(el))
 	b.logger.Info().Str("lease_dn", cfg.LeaseDNOrDefault()).Str("lease_url", cfg.HA.LeaseURL).
 		Dur("lease_duration", cfg.HA.LeaseDuration.Duration).Msg("standing by for the lease")
 	b.wg.Add(1)
@@ -127,18 +127,24 @@ func haStatus(_ context.Context, b *Bridge) (string, any) {
 }
 
 // haCollector exports the Elector's view.
-type haCollector struct{ el *lease.Elector }
+type haCollector struct {
+	el                                     *lease.Elector
+	leader, holder, expiry, term, takeover *prometheus.Desc
+}
 
-var (
-	haLeaderDesc   = prometheus.NewDesc("scimbridge_ha_leader", "Whether this instance holds the lease and runs the outbound side (1) or stands by (0).", nil, nil)
-	haHolderDesc   = prometheus.NewDesc("scimbridge_ha_lease_holder_info", "The lease's holder as last read (always 1).", []string{"holder"}, nil)
-	haExpiryDesc   = prometheus.NewDesc("scimbridge_ha_lease_expiry_timestamp_seconds", "When the lease lapses by its holder's clock (Unix time), as last read.", nil, nil)
-	haTermDesc     = prometheus.NewDesc("scimbridge_ha_lease_term", "The lease's term number as last read: it grows by one at each take.", nil, nil)
-	haTakeoverDesc = prometheus.NewDesc("scimbridge_ha_last_takeover_timestamp_seconds", "When this instance last took the lease over from another (Unix time; 0 never).", nil, nil)
-)
+func newHACollector(el *lease.Elector) haCollector {
+	return haCollector{
+		el:       el,
+		leader:   prometheus.NewDesc("scimbridge_ha_leader", "Whether this instance holds the lease and runs the outbound side (1) or stands by (0).", nil, nil),
+		holder:   prometheus.NewDesc("scimbridge_ha_lease_holder_info", "The lease's holder as last read (always 1).", []string{"holder"}, nil),
+		expiry:   prometheus.NewDesc("scimbridge_ha_lease_expiry_timestamp_seconds", "When the lease lapses by its holder's clock (Unix time), as last read.", nil, nil),
+		term:     prometheus.NewDesc("scimbridge_ha_lease_term", "The lease's term number as last read: it grows by one at each take.", nil, nil),
+		takeover: prometheus.NewDesc("scimbridge_ha_last_takeover_timestamp_seconds", "When this instance last took the lease over from another (Unix time; 0 never).", nil, nil),
+	}
+}
 
 func (c haCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{haLeaderDesc, haHolderDesc, haExpiryDesc, haTermDesc, haTakeoverDesc} {
+	for _, d := range []*prometheus.Desc{c.leader, c.holder, c.expiry, c.term, c.takeover} {
 		ch <- d
 	}
 }
@@ -149,13 +155,13 @@ func (c haCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.Role == "leader" {
 		leader = 1
 	}
-	ch <- prometheus.MustNewConstMetric(haLeaderDesc, prometheus.GaugeValue, leader)
+	ch <- prometheus.MustNewConstMetric(c.leader, prometheus.GaugeValue, leader)
 	if st.Holder != "" {
-		ch <- prometheus.MustNewConstMetric(haHolderDesc, prometheus.GaugeValue, 1, st.Holder)
+		ch <- prometheus.MustNewConstMetric(c.holder, prometheus.GaugeValue, 1, st.Holder)
 	}
-	ch <- prometheus.MustNewConstMetric(haExpiryDesc, prometheus.GaugeValue, unixOrZero(st.Expires))
-	ch <- prometheus.MustNewConstMetric(haTermDesc, prometheus.GaugeValue, float64(st.Term))
-	ch <- prometheus.MustNewConstMetric(haTakeoverDesc, prometheus.GaugeValue, unixOrZero(st.LastTakeover))
+	ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, unixOrZero(st.Expires))
+	ch <- prometheus.MustNewConstMetric(c.term, prometheus.GaugeValue, float64(st.Term))
+	ch <- prometheus.MustNewConstMetric(c.takeover, prometheus.GaugeValue, unixOrZero(st.LastTakeover))
 }
 
 func unixOrZero(t time.Time) float64 {

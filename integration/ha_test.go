@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/scimbridge/scimbridge/targets/targettest"
+)
+
+// The lease of the tests below: short, so that a takeover fits a test. The defaults (30s and
+// 10s) behave the same, slower.
+const (
+	haLease = 6 * time.Second
+	haRenew = 2 * time.Second
+)
+
+// seen is one request the target received, with when and from which instance.
+type seen struct {
+	at     time.Time
+	agent  string
+	method string
+	path   string
+}
+
+// haTarget is the strict SCIM server, recording the User-Agent of every request.
+type haTarget struct {
+	*targettest.Server
+	mu   sync.Mutex
+	reqs []seen
+}
+
+func newHATarget(t *testing.T) *haTarget {
+	h := &haTarget{Server: strictTarget(t)}
+	h.SetHook(func(_ http.ResponseWriter, r *http.Request) bool {
+		h.mu.Lock()
+		h.reqs = append(h.reqs, seen{at: time.Now(), agent: r.Header.Get("User-Agent"), method: r.Method, path: r.URL.Path})
+		h.mu.Unlock()
+		return false
+	})
+	return h
+}
+
+// from lists the requests whose User-Agent names instance id, received after since.
+func (h *haTarget) from(id string, since time.Time) []seen {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []seen
+	for _, r := range h.reqs {
+		if strings.Contains(r.agent, "(instance "+id+")") && !r.at.Before(since) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (h *haTarget) all() []seen {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]seen(nil), h.reqs...)
+}
+
+// haInstance is one of two daemons on the same configuration but for its state directory
+// and admin address.
+type haInstance struct {
+	name string
+	id   string
+	dir  string
+	cfg  string
+	adm  string
+	d    *daemon
+}
+
+// haPair prepares two instances for o's OU and target.
+func haPair(t *testing.T, o *outEnv, target string) [2]*haInstance {
+	t.Helper()
+	var pair [2]*haInstance
+	for i, name := range []string{"a", "b"} {
+		dir := filepath.Join(o.dir, name)
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(targetToken+"\n"), 0o600))
+		extra := fmt.Sprintf(`[inbound]
+enabled = false
+[ldap.users]
+base_dn = %q
+[ldap.groups]
+base_dn = %q
+[ha]
+enabled = true
+lease_duration = %q
+renew_interval = %q
+%s`, o.people, o.groups, haLease, haRenew, o.provisioner("app", target, "rate_limit = 2000", "concurrency = 8", `min_retry_delay = "100ms"`, `max_retry_delay = "1s"`))
+		cfg, admin, _ := baseConfig(t, o.s, dir, extra)
+		host, err := os.Hostname()
+		require.NoError(t, err)
+		pair[i] = &haInstance{name: name, id: host + ":" + filepath.Join(dir, "state"), dir: dir, cfg: cfg, adm: admin}
+	}
+	return pair
+}
+
+func (h *haInstance) start(t *testing.T) {
+	t.Helper()
+	h.d = startDaemon(t, h.dir, h.cfg, h.adm, "")
+}
+
+// ha reads the instance's /status ha section.
+func (h *haInstance) ha(t *testing.T) map[string]any {
+	t.Helper()
+	resp, err := http.Get("http://" + h.adm + "/status")
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Components struct {
+			HA map[string]any `json:"ha"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&st))
+	return st.Components.HA
+}
+
+func (h *haInstance) leads(t *testing.T) bool { return h.ha(t)["role"] == "leader" }
+
+// audits returns the audit events of the instance's log, each as its JSON fields.
+func (h *haInstance) audits(t *testing.T) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(h.d.stderr.String()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["audit"] == true {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestHAPausedLeaderSendsNothing: two instances on one slapd; only the leader pushes. The
+// leader is paused (SIGSTOP) for longer than the lease: the standby takes over and pushes
+// what changed meanwhile; the old leader, resumed, sends no request at all and stands by.
+func TestHAPausedLeaderSendsNothing(t *testing.T) {
+	o := newOutEnv(t, "ha-pause")
+	target := newHATarget(t)
+	pair := haPair(t, o, target.URL)
+	a, b := pair[0], pair[1]
+	for i := range 5 {
+		o.addUser(fmt.Sprintf("p%d", i), "P", fmt.Sprintf("User%d", i))
+	}
+	a.start(t)
+	waitFor(t, "a leads", func() bool { return a.leads(t) })
+	b.start(t)
+	waitLong(t, "the first users", 60*time.Second, func() bool { return len(target.Users()) == 5 })
+	require.Equal(t, "standby", b.ha(t)["role"])
+	require.Empty(t, target.from(b.id, time.Time{}), "the standby pushes nothing")
+	require.NotEmpty(t, target.from(a.id, time.Time{}))
+	st := b.ha(t)
+	require.Equal(t, a.id, st["holder"], "the standby shows the holder")
+
+	a.d.signal(syscall.SIGSTOP)
+	paused := time.Now()
+	o.addUser("during", "Du", "Ring")
+	waitLong(t, "b takes over and pushes what changed", 60*time.Second, func() bool {
+		_, ok := target.UserByName("during")
+		return ok
+	})
+	require.True(t, b.leads(t))
+	require.GreaterOrEqual(t, time.Since(paused), haLease-haLease/6, "b waited for the lease to lapse")
+	require.NotEmpty(t, b.ha(t)["last_takeover"])
+
+	a.d.signal(syscall.SIGCONT)
+	resumed := time.Now()
+	o.addUser("after", "Af", "Ter")
+	o.modify(o.userDN("p1"), "replace: title", "title: Resumed")
+	waitLong(t, "b pushes the changes after the resume", 60*time.Second, func() bool {
+		u, ok := target.UserByName("p1")
+		_, after := target.UserByName("after")
+		return after && ok && u["title"] == "Resumed"
+	})
+	waitFor(t, "a stands by", func() bool { st := a.ha(t); return st != nil && st["role"] == "standby" })
+	time.Sleep(2 * haRenew) // room for anything the resumed instance would still send
+	require.Empty(t, target.from(a.id, paused), "the paused leader sent requests after it was paused")
+	require.NotEmpty(t, target.from(b.id, resumed))
+	for _, r := range target.all() {
+		require.True(t, strings.Contains(r.agent, "(instance "+a.id+")") || strings.Contains(r.agent, "(instance "+b.id+")"), "user agent %q", r.agent)
+	}
+	require.Equal(t, b.id, a.ha(t)["holder"])
+}
