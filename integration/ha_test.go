@@ -197,3 +197,83 @@ func TestHAPausedLeaderSendsNothing(t *testing.T) {
 	}
 	require.Equal(t, b.id, a.ha(t)["holder"])
 }
+
+// TestHABurstLeaderKilled: a 2,000-change burst with the leader SIGKILLed in the middle. The
+// standby takes over once the lease lapses, from the lease's cursor and a full reconcile:
+// the target ends complete, with no duplicate account; a user deleted while no instance led
+// is deprovisioned; only the leader of the moment appears in User-Agents and audit events.
+func TestHABurstLeaderKilled(t *testing.T) {
+	o := newOutEnv(t, "ha-burst")
+	target := newHATarget(t)
+	pair := haPair(t, o, target.URL)
+	a, b := pair[0], pair[1]
+	o.addUser("doomed", "Doo", "Med")
+	a.start(t)
+	waitFor(t, "a leads", func() bool { return a.leads(t) })
+	b.start(t)
+	waitLong(t, "the first user", 60*time.Second, func() bool { _, ok := target.UserByName("doomed"); return ok })
+
+	const n = 2000
+	var ldif strings.Builder
+	for i := range n {
+		ldif.WriteString(o.userLDIF(fmt.Sprintf("burst%04d", i), "Burst", fmt.Sprintf("User%d", i)))
+		ldif.WriteString("\n")
+	}
+	written := make(chan error, 1)
+	go func() { written <- o.s.LDIF(ldif.String()) }()
+	waitLong(t, "a pushes part of the burst", 120*time.Second, func() bool { return len(target.Users()) > 200 })
+	require.NoError(t, a.d.cmd.Process.Kill())
+	<-a.d.exited
+	killed := time.Now()
+	pushedByA := len(target.Users()) - 1
+	require.NoError(t, <-written)
+	// Deleted while no instance leads: b is still waiting for the lease to lapse.
+	require.Equal(t, "standby", b.ha(t)["role"])
+	o.ldif(fmt.Sprintf("dn: %s\nchangetype: delete\n", o.userDN("doomed")))
+
+	waitLong(t, "b takes over and completes the target", 180*time.Second, func() bool {
+		if len(target.Users()) < n+1 {
+			return false
+		}
+		u, ok := target.UserByName("doomed")
+		return ok && !active(u)
+	})
+	require.True(t, b.leads(t))
+	t.Logf("a pushed %d of %d users before it was killed", pushedByA, n)
+	names := map[string]int{}
+	for _, u := range target.Users() {
+		names[u["userName"].(string)]++
+	}
+	require.Len(t, names, n+1, "every user, once")
+	for name, c := range names {
+		require.Equal(t, 1, c, "%s has %d accounts", name, c)
+	}
+
+	// Only the leader of the moment pushed: a until it was killed, b after the lease lapsed.
+	took := killed.Add(haLease - haLease/6)
+	for _, r := range target.from(b.id, time.Time{}) {
+		require.False(t, r.at.Before(took), "b sent %s %s before it could hold the lease", r.method, r.path)
+	}
+	require.Empty(t, target.from(a.id, killed))
+	for _, r := range target.all() {
+		require.True(t, strings.Contains(r.agent, "(instance "+a.id+")") || strings.Contains(r.agent, "(instance "+b.id+")"), "user agent %q", r.agent)
+	}
+	var takeoverRequests int
+	for _, r := range target.from(b.id, time.Time{}) {
+		if r.method != http.MethodGet || !strings.Contains(r.path, "/Users") {
+			takeoverRequests++
+		}
+	}
+	t.Logf("b sent %d requests (%d not listing GETs) for the %d users a had not pushed", len(target.from(b.id, time.Time{})), takeoverRequests, n-pushedByA)
+	for _, ev := range a.audits(t) {
+		require.Equal(t, a.id, ev["instance"])
+	}
+	bAudits := b.audits(t)
+	require.NotEmpty(t, bAudits)
+	for _, ev := range bAudits {
+		require.Equal(t, b.id, ev["instance"])
+		at, err := time.Parse(time.RFC3339Nano, ev["time"].(string))
+		require.NoError(t, err)
+		require.False(t, at.Before(took), "b audited %v before it could hold the lease", ev)
+	}
+}
