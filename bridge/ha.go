@@ -2,7 +2,10 @@ package bridge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -54,11 +57,40 @@ func startHA(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstor
 	b.opts.Registry.MustRegister(newHACollector(el))
 	b.logger.Info().Str("lease_dn", cfg.LeaseDNOrDefault()).Str("lease_url", cfg.HA.LeaseURL).
 		Dur("lease_duration", cfg.HA.LeaseDuration.Duration).Msg("standing by for the lease")
+	// While standing by, the control socket answers status and refuses the rest: a one-shot
+	// `scimbridge sync` on this host must not push behind the leader's back.
+	standby := func() *controlServer {
+		if err := os.MkdirAll(cfg.State.Dir, 0o700); err != nil {
+			b.logger.Warn().Err(err).Msg("no control socket while standing by")
+			return nil
+		}
+		ctl, err := listenControl(cfg.State.Dir, b.standbyControl(el), b.logger)
+		if err != nil {
+			b.logger.Warn().Err(err).Msg("no control socket while standing by")
+			return nil
+		}
+		return ctl
+	}
+	ctl := standby()
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		defer ls.Close()
+		defer func() {
+			if ctl != nil {
+				_ = ctl.Close()
+			}
+		}()
 		el.Run(ctx, func(term *lease.Term) {
+			if ctl != nil {
+				_ = ctl.Close()
+				ctl = nil
+			}
+			defer func() {
+				if ctx.Err() == nil {
+					ctl = standby()
+				}
+			}()
 			// The term's context carries the watchdog of ctx and ends with either.
 			tctx, cancel := context.WithCancelCause(ctx)
 			stop := context.AfterFunc(term.Context(), func() { cancel(context.Cause(term.Context())) })
@@ -75,6 +107,30 @@ func startHA(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstor
 		})
 	}()
 	return nil
+}
+
+// standbyControl is the control socket of a standby: status, and for everything else an
+// error naming the holder.
+func (b *Bridge) standbyControl(el *lease.Elector) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, b.Status(r.Context()))
+	})
+	refusal := func() error {
+		holder := el.Status().Holder
+		if holder == "" {
+			holder = "none yet"
+		}
+		return fmt.Errorf("this instance stands by ([ha]): the outbound side runs on the lease holder (%s)", holder)
+	}
+	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		_ = json.NewEncoder(w).Encode(SyncEvent{Done: true, Error: refusal().Error()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusConflict, refusal())
+	})
+	return mux
 }
 
 // prepare readies a new provisioning for the term: after a takeover its change cursor is

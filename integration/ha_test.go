@@ -130,6 +130,12 @@ func (h *haInstance) ha(t *testing.T) map[string]any {
 	return st.Components.HA
 }
 
+// cli runs a scimbridge command on the instance's configuration.
+func (h *haInstance) cli(args ...string) (string, string, int) {
+	o := &outEnv{t: h.d.t, dir: h.dir}
+	return o.cli(args...)
+}
+
 func (h *haInstance) leads(t *testing.T) bool { return h.ha(t)["role"] == "leader" }
 
 // audits returns the audit events of the instance's log, each as its JSON fields.
@@ -167,6 +173,17 @@ func TestHAPausedLeaderSendsNothing(t *testing.T) {
 	require.NotEmpty(t, target.from(a.id, time.Time{}))
 	st := b.ha(t)
 	require.Equal(t, a.id, st["holder"], "the standby shows the holder")
+	_, metrics := b.d.get("/metrics")
+	require.Contains(t, metrics, "scimbridge_ha_leader 0")
+	require.Contains(t, metrics, fmt.Sprintf("scimbridge_ha_lease_holder_info{holder=%q} 1", a.id))
+	_, metrics = a.d.get("/metrics")
+	require.Contains(t, metrics, "scimbridge_ha_leader 1")
+	out, _, code := b.cli("status")
+	require.Zero(t, code)
+	require.Contains(t, out, "ha: standby (instance "+b.id+"), lease holder "+a.id)
+	_, errOut, code := b.cli("sync")
+	require.NotZero(t, code, "a sync asked of the standby is refused")
+	require.Contains(t, errOut, "stands by")
 
 	a.d.signal(syscall.SIGSTOP)
 	paused := time.Now()
