@@ -104,6 +104,7 @@ var checks = []check{
 	{"ldap.schema", true, checkSchema},
 	{"inbound.tls", false, checkInboundTLS},
 	{"admin.listen", false, checkAdmin},
+	{"ha.lease", true, checkHA},
 	{"provisioner", false, checkProvisioners},
 }
 
