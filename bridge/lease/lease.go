@@ -183,8 +183,10 @@ func New(o Options) (*Elector, error) {
 	if o.ID == "" || o.Duration <= 0 || o.Renew <= 0 || o.Renew > o.Duration/3 {
 		return nil, errors.New("lease: an instance id, a duration and a renew interval of at most a third of it are required")
 	}
-	return &Elector{o: o, log: o.Logger.With().Str("component", "lease").Logger(), rdn: strings.TrimSpace(val),
-		status: Status{Role: "standby", Instance: o.ID}}, nil
+	return &Elector{
+		o: o, log: o.Logger.With().Str("component", "lease").Logger(), rdn: strings.TrimSpace(val),
+		status: Status{Role: "standby", Instance: o.ID},
+	}, nil
 }
 
 // SetCursor sets where renewals read the committed change cursor from (nil: none).

@@ -103,13 +103,12 @@ func TestStandbyWaitsAndTheOldHolderIsFenced(t *testing.T) {
 	require.NotNil(t, ta)
 	defer ta.end(nil)
 	require.Nil(t, b.tryTake(ctx), "held: the standby waits")
-	seen := time.Now()
 
 	// A renewal carries the committed cursor, and restarts the standby's wait.
 	cursor.Store("c-2")
 	require.NoError(t, a.renew(ctx, ta))
 	require.Nil(t, b.tryTake(ctx))
-	seen = time.Now()
+	seen := time.Now()
 
 	// The holder pauses (no renewal). Its fence comes first ...
 	for ta.Allow() == nil {

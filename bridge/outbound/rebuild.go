@@ -8,13 +8,13 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/state"
 )
 
-// keysID reports whether the user mapping sends the directory id as externalId (the default):
-// then every account the bridge made carries its key, and a target listing can rebuild the
-// id map (adoptListed).
 // AdoptListed makes the next reconcile passes rebuild the id map from the target listings
 // (adoptListed): after this instance took the [ha] lease over from another.
 func (e *Engine) AdoptListed() { e.adoptListed.Store(true) }
 
+// keysID reports whether the user mapping sends the directory id as externalId (the default):
+// then every account the bridge made carries its key, and a target listing can rebuild the
+// id map (adoptListed).
 func keysID(um map[string]string, idAttr string) bool {
 	return idAttr != "" && um["externalId"] == fmt.Sprintf(`{{ attr %s }}`, strconv.Quote(idAttr))
 }
