@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -366,4 +367,51 @@ func TestHAInboundActiveActive(t *testing.T) {
 	require.True(t, ok)
 	require.Len(t, en.Attrs["title"], 1)
 	require.Regexp(t, `^winner-[01]$`, en.Attrs["title"][0])
+}
+
+// TestHATakeoverCost: what a takeover costs the target when the old leader had delivered
+// everything: the listing (⌈N/100⌉ GETs, the target's page size) and nothing else — each
+// account is adopted from the listing with what it holds, which matches the directory.
+// SCIMBRIDGE_TAKEOVER_USERS sets N (default 1,000; the README quotes 10,000).
+func TestHATakeoverCost(t *testing.T) {
+	n := 1000
+	if v, err := strconv.Atoi(os.Getenv("SCIMBRIDGE_TAKEOVER_USERS")); err == nil && v > 0 {
+		n = v
+	}
+	o := newOutEnv(t, "ha-cost")
+	target := newHATarget(t)
+	pair := haPair(t, o, target.URL)
+	a, b := pair[0], pair[1]
+	var ldif strings.Builder
+	for i := range n {
+		ldif.WriteString(o.userLDIF(fmt.Sprintf("cost%06d", i), "Cost", fmt.Sprintf("User%d", i), "title: Engineer"))
+		ldif.WriteString("\n")
+	}
+	o.ldif(ldif.String())
+	a.start(t)
+	waitFor(t, "a leads", func() bool { return a.leads(t) })
+	b.start(t)
+	waitLong(t, "a pushes every user", 30*time.Minute, func() bool { return len(target.Users()) == n })
+	require.NoError(t, a.d.cmd.Process.Kill())
+	<-a.d.exited
+	killed := time.Now()
+	waitLong(t, "b takes over", 120*time.Second, func() bool { return b.leads(t) })
+	o2 := &outEnv{t: t, admin: b.adm}
+	waitLong(t, "b's takeover pass is delivered", 30*time.Minute, func() bool {
+		p := o2.provStatus("app")
+		return p["last_reconcile"] != nil && p["outbox_depth"] == float64(0)
+	})
+	time.Sleep(2 * time.Second)
+	var gets, others int
+	for _, r := range target.from(b.id, killed) {
+		if r.method == http.MethodGet {
+			gets++
+		} else {
+			others++
+			t.Logf("takeover request %s %s", r.method, r.path)
+		}
+	}
+	t.Logf("takeover of %d users in line: %d GETs, %d other requests", n, gets, others)
+	require.Equal(t, (n+99)/100, gets, "the listing's pages")
+	require.Zero(t, others, "accounts in line cost nothing")
 }
