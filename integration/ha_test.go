@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,8 +85,9 @@ type haInstance struct {
 	d    *daemon
 }
 
-// haPair prepares two instances for o's OU and target.
-func haPair(t *testing.T, o *outEnv, target string) [2]*haInstance {
+// haPair prepares two instances for o's OU and target. With servers, instance i reads and
+// writes through servers[i] and both take the lease on servers[0].
+func haPair(t *testing.T, o *outEnv, target string, servers ...*ldaptest.Server) [2]*haInstance {
 	t.Helper()
 	var pair [2]*haInstance
 	for i, name := range []string{"a", "b"} {
@@ -102,7 +105,12 @@ enabled = true
 lease_duration = %q
 renew_interval = %q
 %s`, o.people, o.groups, haLease, haRenew, o.provisioner("app", target, "rate_limit = 2000", "concurrency = 8", `min_retry_delay = "100ms"`, `max_retry_delay = "1s"`))
-		cfg, admin, _ := baseConfig(t, o.s, dir, extra)
+		s := o.s
+		if len(servers) > i {
+			s = servers[i]
+			extra = strings.Replace(extra, "[ha]\n", fmt.Sprintf("[ha]\nlease_url = %q\n", servers[0].URL), 1)
+		}
+		cfg, admin, _ := baseConfig(t, s, dir, extra)
 		host, err := os.Hostname()
 		require.NoError(t, err)
 		pair[i] = &haInstance{name: name, id: host + ":" + filepath.Join(dir, "state"), dir: dir, cfg: cfg, adm: admin}
@@ -222,9 +230,40 @@ func TestHAPausedLeaderSendsNothing(t *testing.T) {
 // the target ends complete, with no duplicate account; a user deleted while no instance led
 // is deprovisioned; only the leader of the moment appears in User-Agents and audit events.
 func TestHABurstLeaderKilled(t *testing.T) {
-	o := newOutEnv(t, "ha-burst")
+	haBurstLeaderKilled(t, newOutEnv(t, "ha-burst"))
+}
+
+// TestHAMirrorPair: the same on a multi-provider (mirror-mode) OpenLDAP pair, each instance
+// talking to its own provider, the lease taken on the first: the burst is written to the
+// first provider, and the new leader reads it from the second, replicated, with the lease's
+// cursor from the first provider's log.
+func TestHAMirrorPair(t *testing.T) {
+	p1, p2 := freePortNumber(t), freePortNumber(t)
+	s1 := ldaptest.Private(t, ldaptest.Options{ServerID: 1, Port: p1, MirrorPeer: fmt.Sprintf("ldap://127.0.0.1:%d", p2)})
+	s2 := ldaptest.Private(t, ldaptest.Options{ServerID: 2, Port: p2, MirrorPeer: fmt.Sprintf("ldap://127.0.0.1:%d", p1), NoSeed: true})
+	ou, err := s1.NewOU("ha-mirror")
+	require.NoError(t, err)
+	waitLong(t, "the pair replicates", 60*time.Second, func() bool {
+		return exec.Command("ldapsearch", "-x", "-H", s2.URL, "-D", s2.ServiceDN, "-w", s2.ServicePW, "-b", "ou=people,"+ou, "-s", "base", "1.1").Run() == nil
+	})
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "target-token"), []byte(targetToken+"\n"), 0o600))
+	o := &outEnv{t: t, s: s1, kind: ldaptest.KindOpenLDAP, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, dir: dir, token: targetToken}
+	haBurstLeaderKilled(t, o, s1, s2)
+}
+
+func freePortNumber(t *testing.T) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(freePort(t))
+	require.NoError(t, err)
+	n, err := strconv.Atoi(port)
+	require.NoError(t, err)
+	return n
+}
+
+func haBurstLeaderKilled(t *testing.T, o *outEnv, servers ...*ldaptest.Server) {
 	target := newHATarget(t)
-	pair := haPair(t, o, target.URL)
+	pair := haPair(t, o, target.URL, servers...)
 	a, b := pair[0], pair[1]
 	o.addUser("doomed", "Doo", "Med")
 	a.start(t)
