@@ -203,7 +203,8 @@ func TestHAPausedLeaderSendsNothing(t *testing.T) {
 		return ok
 	})
 	require.True(t, b.leads(t))
-	require.GreaterOrEqual(t, time.Since(paused), haLease-haLease/6, "b waited for the lease to lapse")
+	// a renewed at most renew_interval before the pause; b waits a whole lease from then.
+	require.GreaterOrEqual(t, time.Since(paused), haLease-haRenew, "b waited for the lease to lapse")
 	require.NotEmpty(t, b.ha(t)["last_takeover"])
 
 	a.d.signal(syscall.SIGCONT)
@@ -223,6 +224,38 @@ func TestHAPausedLeaderSendsNothing(t *testing.T) {
 		require.True(t, strings.Contains(r.agent, "(instance "+a.id+")") || strings.Contains(r.agent, "(instance "+b.id+")"), "user agent %q", r.agent)
 	}
 	require.Equal(t, b.id, a.ha(t)["holder"])
+
+	// b dies: a, the same process that was fenced, leads again (a second term of its own).
+	require.NoError(t, b.d.cmd.Process.Kill())
+	<-b.d.exited
+	o.addUser("back", "Ba", "Ck")
+	waitLong(t, "a leads again and pushes", 60*time.Second, func() bool {
+		_, ok := target.UserByName("back")
+		return ok
+	})
+	require.True(t, a.leads(t))
+	require.NotEmpty(t, target.from(a.id, resumed))
+	require.Equal(t, "up", metricValue(t, a, "scimbridge_ha_leader"))
+	names := map[string]int{}
+	for _, u := range target.Users() {
+		names[u["userName"].(string)]++
+	}
+	require.Len(t, target.Users(), 8, "%v", names)
+}
+
+// metricValue is "up" when the instance's metric is 1, else what it is.
+func metricValue(t *testing.T, h *haInstance, name string) string {
+	t.Helper()
+	_, body := h.d.get("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			if v == "1" {
+				return "up"
+			}
+			return v
+		}
+	}
+	return "absent"
 }
 
 // TestHABurstLeaderKilled: a 2,000-change burst with the leader SIGKILLed in the middle. The
@@ -308,7 +341,8 @@ func haBurstLeaderKilled(t *testing.T, o *outEnv, servers ...*ldaptest.Server) {
 	}
 
 	// Only the leader of the moment pushed: a until it was killed, b after the lease lapsed.
-	took := killed.Add(haLease - haLease/6)
+	// a renewed at most renew_interval before it was killed; b waits a whole lease from then.
+	took := killed.Add(haLease - haRenew)
 	for _, r := range target.from(b.id, time.Time{}) {
 		require.False(t, r.at.Before(took), "b sent %s %s before it could hold the lease", r.method, r.path)
 	}
