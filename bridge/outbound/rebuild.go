@@ -1,11 +1,10 @@
 package outbound
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // AdoptListed makes the next reconcile passes rebuild the id map from the target listings
@@ -16,7 +15,7 @@ func (e *Engine) AdoptListed() { e.adoptListed.Store(true) }
 // then every account the bridge made carries its key, and a target listing can rebuild the
 // id map (adoptListed).
 func keysID(um map[string]string, idAttr string) bool {
-	return idAttr != "" && um["externalId"] == fmt.Sprintf(`{{ attr %s }}`, strconv.Quote(idAttr))
+	return idAttr != "" && um["externalId"] == mapping.DefaultUserMapping(idAttr, mapping.ActiveMarker{})["externalId"]
 }
 
 // adoptListed adds to the id map, during a reconcile pass, every listed account whose
