@@ -102,7 +102,9 @@ func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[stri
 	opened := map[string]targets.Target{}
 	for _, p := range cfg.Provisioners {
 		tl := logger.With().Str("provisioner", p.Name).Str("type", p.Type).Logger()
-		if is, ok := p.Target.(targets.InstanceSetter); ok {
+		// With several instances a target's log must tell which one pushed; a lone instance
+		// keeps its host name and paths to itself.
+		if is, ok := p.Target.(targets.InstanceSetter); ok && cfg.HA.Enabled {
 			is.SetInstance(cfg.HA.InstanceID)
 		}
 		t, err := p.Target.Open(p.Name, tl)

@@ -167,8 +167,8 @@ type HA struct {
 	// Enabled turns the lease on. Defaults to false: one instance runs everything, and no
 	// lease entry is read or written.
 	Enabled bool `toml:"enabled"`
-	// InstanceID names this instance in the lease, its logs, its audit events and the
-	// User-Agent of its outbound requests. Defaults to the host name and the state
+	// InstanceID names this instance in the lease, its logs, its audit events and (with
+	// Enabled) the User-Agent of its outbound requests. Defaults to the host name and the state
 	// directory ("host:/var/lib/scimbridge"), which tells apart two instances on one host.
 	InstanceID string `toml:"instance_id"`
 	// LeaseDN is the lease entry. Defaults to "cn=scimbridge-lease," + ldap.users.base_dn,
