@@ -471,8 +471,13 @@ func TestHATakeoverCost(t *testing.T) {
 	waitLong(t, "b takes over", 120*time.Second, func() bool { return b.leads(t) })
 	o2 := &outEnv{t: t, admin: b.adm}
 	waitLong(t, "b's takeover pass is delivered", 30*time.Minute, func() bool {
-		p := o2.provStatus("app")
-		return p["last_reconcile"] != nil && p["outbox_depth"] == float64(0)
+		ps, _ := o2.status()["provisioners"].([]any) // absent until b's provisioning started
+		for _, p := range ps {
+			if p := p.(map[string]any); p["name"] == "app" {
+				return p["last_reconcile"] != nil && p["outbox_depth"] == float64(0)
+			}
+		}
+		return false
 	})
 	time.Sleep(2 * time.Second)
 	var gets, others int
