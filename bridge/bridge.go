@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/lease"
 	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
 )
@@ -62,6 +63,8 @@ type Bridge struct {
 
 	// prov is the outbound side while it runs (nil without provisioners or after Stop).
 	prov *provisioning
+	// elector keeps the [ha] lease (nil without [ha]).
+	elector *lease.Elector
 	// in is the SCIM server while it runs (nil when inbound is off, or after Stop).
 	in *inboundComponent
 
@@ -93,7 +96,10 @@ func New(o Options) (*Bridge, error) {
 		o.Notify = func(string) bool { return false }
 	}
 	o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b := &Bridge{opts: o, logger: o.Logger, cfg: o.Config, metrics: newMetrics(o.Registry), done: make(chan struct{})}
+	// Every line, audit events included, names the instance: with [ha] several share a log
+	// pipeline and a directory.
+	logger := o.Logger.With().Str("instance", o.Config.HA.InstanceID).Logger()
+	b := &Bridge{opts: o, logger: logger, cfg: o.Config, metrics: newMetrics(o.Registry), done: make(chan struct{})}
 	if o.Watchdog > 0 {
 		b.watchdog = watchdog.New(o.Watchdog)
 	}
@@ -361,7 +367,7 @@ type DirectoryStatus struct {
 }
 
 // statusProviders add a component's section to Status.
-var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){inboundStatus, provisioningStatus}
+var statusProviders = []func(ctx context.Context, b *Bridge) (string, any){inboundStatus, provisioningStatus, haStatus}
 
 // Status reports the daemon's state; it never includes secrets.
 func (b *Bridge) Status(ctx context.Context) Status {

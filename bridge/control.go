@@ -24,6 +24,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/outbound"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/targets"
 )
 
 // The control socket lets the CLI (status, deadletter, sync, plan, state backup) work with a
@@ -96,14 +97,6 @@ func (c *controlServer) Close() error {
 // serveControl listens on the control socket. A stale socket (a daemon that was killed) is
 // replaced; a live one cannot exist, since the state file is locked by its daemon.
 func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, error) {
-	path := filepath.Join(dir, ControlSocket)
-	if len(path) >= maxSocketPath {
-		return nil, fmt.Errorf("bridge: control socket path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(path))
-	}
-	l, err := listenUnix(dir, path)
-	if err != nil {
-		return nil, fmt.Errorf("bridge: control socket: %w", err)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status(r.Context()))
@@ -184,14 +177,34 @@ func (pv *provisioning) serveControl(b *Bridge, dir string) (*controlServer, err
 			pv.log.Error().Err(err).Msg("backup over the control socket failed")
 		}
 	})
-	ctl := &controlServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
+	var handler http.Handler = mux
+	if pv.gate != nil {
+		// A sync or a plan asked here sends target requests too: fenced like the engine's.
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mux.ServeHTTP(w, r.WithContext(targets.WithGate(r.Context(), pv.gate)))
+		})
+	}
+	return listenControl(dir, handler, pv.log)
+}
+
+// listenControl serves handler on the control socket in dir.
+func listenControl(dir string, handler http.Handler, log zerolog.Logger) (*controlServer, error) {
+	path := filepath.Join(dir, ControlSocket)
+	if len(path) >= maxSocketPath {
+		return nil, fmt.Errorf("bridge: control socket path %s is too long for a Unix socket (%d bytes): use a shorter state.dir", path, len(path))
+	}
+	l, err := listenUnix(dir, path)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: control socket: %w", err)
+	}
+	ctl := &controlServer{srv: &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}, path: path, served: make(chan struct{})}
 	go func() {
 		defer close(ctl.served)
 		if err := ctl.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			pv.log.Error().Err(err).Msg("control socket failed")
+			log.Error().Err(err).Msg("control socket failed")
 		}
 	}()
-	pv.log.Info().Str("socket", path).Msg("control socket listening")
+	log.Info().Str("socket", path).Msg("control socket listening")
 	return ctl, nil
 }
 
@@ -574,6 +587,10 @@ func OfflinePlan(ctx context.Context, cfg *config.Config, store *ldapstore.Store
 // OfflineSync runs a sync in this process: the same reader, engine and workers as the
 // daemon, until nothing more can be delivered now.
 func OfflineSync(ctx context.Context, cfg *config.Config, store *ldapstore.Store, req SyncRequest, logger zerolog.Logger, emit func(SyncEvent)) error {
+	if cfg.HA.Enabled {
+		// Outside the daemon there is no lease: pushing here could overlap the leader's.
+		return errors.New("bridge: with [ha] enabled, sync runs in the daemon holding the lease: start scimbridge serve (or run sync on the leader's host)")
+	}
 	pv, err := newProvisioning(ctx, cfg, store, logger, nil, nil)
 	if err != nil {
 		return err

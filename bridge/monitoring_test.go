@@ -94,6 +94,8 @@ listen = "127.0.0.1:0"
 [[inbound.token]]
 name = "entra"
 sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+[ha]
+enabled = true
 `)
 	reg := prometheus.NewRegistry()
 	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: reg})

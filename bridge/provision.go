@@ -53,6 +53,12 @@ type provisioning struct {
 
 	// setMu serialises changes of the provisioner set: run's first one and reloads.
 	setMu sync.Mutex
+
+	// takeover asks run for a full reconcile of every provisioner before following the
+	// change log: this instance took the lease over from another ([ha]).
+	takeover bool
+	// gate, with [ha], fences every request a control-socket call makes (nil: none).
+	gate func() error
 }
 
 // spawn runs fn in a goroutine that the owner joins (join) before the state file and the
@@ -96,6 +102,11 @@ func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[stri
 	opened := map[string]targets.Target{}
 	for _, p := range cfg.Provisioners {
 		tl := logger.With().Str("provisioner", p.Name).Str("type", p.Type).Logger()
+		// With several instances a target's log must tell which one pushed; a lone instance
+		// keeps its host name and paths to itself.
+		if is, ok := p.Target.(targets.InstanceSetter); ok && cfg.HA.Enabled {
+			is.SetInstance(cfg.HA.InstanceID)
+		}
 		t, err := p.Target.Open(p.Name, tl)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("provisioner %q: %w", p.Name, err))
@@ -201,22 +212,47 @@ func (pv *provisioning) close() {
 
 // startProvisioning is the daemon's outbound component: it opens the state file (refusing
 // to start when another process holds it), serves the control socket, loads membership and
-// starts the provisioners, then follows the change log until the bridge stops.
+// starts the provisioners, then follows the change log until the bridge stops. With [ha]
+// enabled it only starts the lease: provisioning runs on this instance while it holds it.
 func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store) error {
-	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry, func(d time.Duration) { b.metrics.stateWrite.Observe(d.Seconds()) })
+	if cfg.HA.Enabled {
+		return startHA(ctx, b, cfg, store)
+	}
+	done, err := launchProvisioning(ctx, b, cfg, store, nil)
 	if err != nil {
 		return err
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		<-done
+	}()
+	return nil
+}
+
+// launchProvisioning starts the outbound side under ctx; done is closed once it stopped and
+// released the state file. term is the leadership it runs under (nil without [ha]).
+func launchProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store *ldapstore.Store, term *leadership) (<-chan struct{}, error) {
+	pv, err := newProvisioning(ctx, cfg, store, b.logger, b.opts.Registry, func(d time.Duration) { b.metrics.stateWrite.Observe(d.Seconds()) })
+	if err != nil {
+		return nil, err
+	}
+	if term != nil {
+		if err := term.prepare(pv); err != nil {
+			pv.close()
+			return nil, err
+		}
 	}
 	specs, opened, err := Specs(cfg, b.logger)
 	if err != nil {
 		pv.close()
-		return fmt.Errorf("bridge: %w", err)
+		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	pv.targets, pv.specs = opened, specs
 	ctl, err := pv.serveControl(b, cfg.State.Dir)
 	if err != nil {
 		pv.close()
-		return err
+		return nil, err
 	}
 	b.mu.Lock()
 	b.prov = pv
@@ -230,9 +266,9 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 		}
 		return nil
 	})
-	b.wg.Add(1)
+	done := make(chan struct{})
 	go func() {
-		defer b.wg.Done()
+		defer close(done)
 		defer func() {
 			b.mu.Lock()
 			b.prov = nil
@@ -242,9 +278,12 @@ func startProvisioning(ctx context.Context, b *Bridge, cfg *config.Config, store
 		pv.run(ctx)
 		pv.join()
 		_ = ctl.Close()
+		if term != nil {
+			term.finish()
+		}
 		pv.close()
 	}()
-	return nil
+	return done, nil
 }
 
 // run loads the membership index (retrying while the directory is unavailable), starts the
@@ -323,9 +362,30 @@ func (pv *provisioning) startReader(ctx context.Context) {
 }
 
 // reconcileDue runs a pass for the provisioners that never had one, or whose last one is
-// older than changes.reconcile_interval.
+// older than changes.reconcile_interval. After a takeover every provisioner is due until a
+// pass completed: another instance led since this one last did, its outbox is out of reach
+// and this id map lacks what it pushed; a full pass lists each target (rebuilding the id map
+// from it) and compares the whole scope.
 func (pv *provisioning) reconcileDue(ctx context.Context) {
 	due := pv.engine.NeedsReconcile(pv.interval)
+	if pv.takeover {
+		pv.engine.AdoptListed()
+		due = due[:0]
+		for _, p := range pv.engine.Provisioners() {
+			due = append(due, p.Name())
+		}
+		if len(due) == 0 {
+			return
+		}
+		if err := pv.pass(ctx, due); err != nil {
+			if ctx.Err() == nil {
+				pv.log.Warn().Err(err).Strs("provisioners", due).Msg("reconcile after takeover failed; retrying later")
+			}
+			return
+		}
+		pv.takeover = false
+		return
+	}
 	if len(due) == 0 {
 		return
 	}

@@ -98,6 +98,16 @@ var restartRules = []RestartRule{
 	inboundKey("inbound.write_timeout", func(i config.Inbound) any { return i.WriteTimeout }),
 	inboundKey("inbound.idle_timeout", func(i config.Inbound) any { return i.IdleTimeout }),
 	inboundKey("inbound.max_header_bytes", func(i config.Inbound) any { return i.MaxHeaderBytes }),
+	haKey("ha.enabled", func(h config.HA) any { return h.Enabled }),
+	haKey("ha.instance_id", func(h config.HA) any { return h.InstanceID }),
+	haKey("ha.lease_dn", func(h config.HA) any { return h.LeaseDN }),
+	haKey("ha.lease_url", func(h config.HA) any { return h.LeaseURL }),
+	haKey("ha.lease_duration", func(h config.HA) any { return h.LeaseDuration }),
+	haKey("ha.renew_interval", func(h config.HA) any { return h.RenewInterval }),
+}
+
+func haKey(key string, get func(config.HA) any) RestartRule {
+	return RestartRule{Key: key, changed: func(o, c *config.Config) bool { return !equalValue(get(o.HA), get(c.HA)) }}
 }
 
 func switchesTLS(o, c *config.Config) bool {

@@ -114,6 +114,24 @@ func WithProgress(ctx context.Context, fn func()) context.Context {
 
 type progressKey struct{}
 
+// Allowed reports whether a request may leave now: nil unless ctx carries a gate (WithGate)
+// that refuses. Targets consult it right before each HTTP try, quick retries included, so a
+// fenced instance sends nothing.
+func Allowed(ctx context.Context) error {
+	if fn, ok := ctx.Value(gateKey{}).(func() error); ok {
+		return fn()
+	}
+	return nil
+}
+
+// WithGate returns ctx carrying allow, which Allowed calls: with several instances, the
+// leader's lease (an instance whose lease may have lapsed must not push).
+func WithGate(ctx context.Context, allow func() error) context.Context {
+	return context.WithValue(ctx, gateKey{}, allow)
+}
+
+type gateKey struct{}
+
 // Config is a target type's configuration: the bridge decodes a provisioner's type-specific
 // TOML keys into the value its registry's factory returns, then opens it.
 type Config interface {
@@ -152,6 +170,13 @@ func IsLoopbackHost(host string) bool {
 // against it.
 type DirectorySetter interface {
 	SetDirectory(dir string)
+}
+
+// InstanceSetter is implemented by configs of targets that name the bridge instance in what
+// they send (the HTTP User-Agent): the bridge calls SetInstance with ha.instance_id before
+// Open, so a target's logs tell which of several instances pushed.
+type InstanceSetter interface {
+	SetInstance(id string)
 }
 
 // ResolvePath returns p made absolute against dir when p is relative and dir is set, and p

@@ -40,6 +40,7 @@ type Config struct {
 	LDAP    LDAP    `toml:"ldap"`
 	Changes Changes `toml:"changes"`
 	Inbound Inbound `toml:"inbound"`
+	HA      HA      `toml:"ha"`
 	// Provisioners are decoded by hand (see decodeProvisioners): each one's keys depend on
 	// its target type.
 	Provisioners []Provisioner `toml:"-"`
@@ -158,6 +159,30 @@ type Changes struct {
 	// Overlap is how far back each poll re-reads, because start order is not commit order
 	// (accesslog) and timestamps have one-second granularity. Defaults to "10s".
 	Overlap Duration `toml:"overlap"`
+}
+
+// HA configures several instances on one directory: every instance serves SCIM, and the
+// holder of a lease entry in the directory runs the change reader and the provisioners.
+type HA struct {
+	// Enabled turns the lease on. Defaults to false: one instance runs everything, and no
+	// lease entry is read or written.
+	Enabled bool `toml:"enabled"`
+	// InstanceID names this instance in the lease, its logs, its audit events and (with
+	// Enabled) the User-Agent of its outbound requests. Defaults to the host name and the state
+	// directory ("host:/var/lib/scimbridge"), which tells apart two instances on one host.
+	InstanceID string `toml:"instance_id"`
+	// LeaseDN is the lease entry. Defaults to "cn=scimbridge-lease," + ldap.users.base_dn,
+	// where the documented service-account ACL already lets the bridge write.
+	LeaseDN string `toml:"lease_dn"`
+	// LeaseURL is the one directory server the lease is taken and renewed on: with
+	// multi-provider replication two providers would each accept a competing write.
+	// Defaults to the first of ldap.urls.
+	LeaseURL string `toml:"lease_url"`
+	// LeaseDuration is how long a lease holds without a renewal. Defaults to "30s".
+	LeaseDuration Duration `toml:"lease_duration"`
+	// RenewInterval is how often the holder renews (and standbys look). Defaults to "10s";
+	// at most a third of lease_duration.
+	RenewInterval Duration `toml:"renew_interval"`
 }
 
 // Inbound configures the SCIM server.
@@ -314,6 +339,9 @@ var defaultConfig = Config{
 		Dialect: "auto", PoolSize: 8, Timeout: dur(30 * time.Second), DialTimeout: dur(5 * time.Second), PageSize: 500,
 	},
 	Changes: Changes{PollInterval: dur(time.Second), ReconcileInterval: dur(6 * time.Hour), Overlap: dur(10 * time.Second)},
+	// 30 s bounds how long outbound provisioning pauses after a leader dies; a renewal every
+	// 10 s survives two lost renewals (a directory hiccup) before the holder stops pushing.
+	HA: HA{LeaseDuration: dur(30 * time.Second), RenewInterval: dur(10 * time.Second)},
 	Inbound: Inbound{
 		Enabled: true, Listen: "127.0.0.1:8080", BasePath: "/scim/v2", MaxBodyBytes: 1 << 20, Disable: "attribute",
 		ReadTimeout: dur(30 * time.Second), WriteTimeout: dur(60 * time.Second), IdleTimeout: dur(120 * time.Second),
@@ -529,6 +557,16 @@ func tomlKeys(t reflect.Type) map[string]bool {
 func (c *Config) applyDerivedDefaults() {
 	if c.LDAP.URL != "" && len(c.LDAP.URLs) == 0 {
 		c.LDAP.URLs = []string{c.LDAP.URL}
+	}
+	if c.HA.LeaseURL == "" && len(c.LDAP.URLs) > 0 {
+		c.HA.LeaseURL = c.LDAP.URLs[0]
+	}
+	if c.HA.InstanceID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "localhost"
+		}
+		c.HA.InstanceID = host + ":" + c.State.Dir
 	}
 	c.written = &writtenObjects{users: c.LDAP.Users, groups: c.LDAP.Groups}
 	c.written.users.ObjectClasses = slices.Clone(c.LDAP.Users.ObjectClasses)
@@ -751,6 +789,7 @@ func (c *Config) validate(_ Registry) []error {
 		add("ldap.range_size: must be between 0 and 100000, got %d", l.RangeSize)
 	}
 	positive("ldap.timeout", l.Timeout)
+	errs = append(errs, c.HA.validate()...)
 	positive("ldap.dial_timeout", l.DialTimeout)
 	for key, f := range map[string]string{"ldap.users.filter": l.Users.Filter, "ldap.groups.filter": l.Groups.Filter} {
 		if !validFilterShape(f) {
@@ -1076,4 +1115,35 @@ func sortedKeysAny(m map[string]any) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// LeaseDNOrDefault is ha.lease_dn, or its default below the users base.
+func (c *Config) LeaseDNOrDefault() string {
+	if c.HA.LeaseDN != "" {
+		return c.HA.LeaseDN
+	}
+	return "cn=scimbridge-lease," + c.LDAP.Users.BaseDN
+}
+
+func (h HA) validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	switch {
+	case h.LeaseDuration.Duration < 3*time.Second:
+		add("ha.lease_duration: must be at least 3s, got %q", h.LeaseDuration.Duration)
+	case h.RenewInterval.Duration <= 0:
+		add("ha.renew_interval: must be a positive duration, got %q", h.RenewInterval.Duration)
+	case h.RenewInterval.Duration > h.LeaseDuration.Duration/3:
+		add("ha.renew_interval: must be at most a third of ha.lease_duration (%s), got %q", h.LeaseDuration.Duration/3, h.RenewInterval.Duration)
+	}
+	if h.LeaseDN != "" && !strings.Contains(h.LeaseDN, "=") {
+		add("ha.lease_dn: %q is not a DN", h.LeaseDN)
+	}
+	if h.LeaseURL != "" && !strings.HasPrefix(h.LeaseURL, "ldap://") && !strings.HasPrefix(h.LeaseURL, "ldaps://") && !strings.HasPrefix(h.LeaseURL, "ldapi://") {
+		add("ha.lease_url: %q: want ldap://host[:port], ldaps://host[:port] or ldapi://…", h.LeaseURL)
+	}
+	if strings.ContainsAny(h.InstanceID, "\x00\n\r") || len(h.InstanceID) > 200 {
+		add("ha.instance_id: at most 200 characters, no control characters")
+	}
+	return errs
 }

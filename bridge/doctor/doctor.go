@@ -105,6 +105,7 @@ var checks = []check{
 	{"inbound.tls", false, checkInboundTLS},
 	{"inbound.fence", true, checkFence},
 	{"admin.listen", false, checkAdmin},
+	{"ha.lease", true, checkHA},
 	{"provisioner", false, checkProvisioners},
 }
 

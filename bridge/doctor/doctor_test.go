@@ -16,6 +16,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/doctor"
+	"github.com/scimbridge/scimbridge/bridge/lease"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
 	"github.com/scimbridge/scimbridge/targets/targettest"
 )
@@ -476,4 +477,44 @@ func TestDS389(t *testing.T) {
 	ops := checked(res, "inbound.fence.operators")
 	require.Len(t, ops, 1)
 	require.Equal(t, doctor.Skip, ops[0].Status)
+}
+
+// TestHALease: with [ha], the lease entry is checked on ha.lease_url: a missing entry whose
+// parent exists passes (the first instance creates it), an entry held by a running instance
+// passes naming the holder, and a lease_dn below nothing fails naming the fix. Nothing is
+// written.
+func TestHALease(t *testing.T) {
+	t.Parallel()
+	st := good()
+	st.extra = "[ha]\nenabled = true\n"
+	res := st.run(t)
+	require.Empty(t, only(t, res, doctor.Fail))
+	var lines []string
+	for _, r := range res {
+		if r.Check == "ha.lease" {
+			lines = append(lines, r.String())
+		}
+	}
+	require.Len(t, lines, 1)
+	require.Contains(t, lines[0], "no lease entry yet: the first instance creates")
+
+	st.before = func(t *testing.T, s *ldaptest.Server) {
+		write(t, s)
+		require.NoError(t, s.LDIF(fmt.Sprintf("dn: cn=scimbridge-lease,%s\nobjectClass: applicationProcess\ncn: scimbridge-lease\ndescription: %s\n", s.PeopleDN,
+			lease.Value{Holder: "host-a:/var/lib/scimbridge", Term: 3, Expires: time.Now().Add(30 * time.Second)}.Encode())))
+	}
+	res = st.run(t)
+	require.Empty(t, only(t, res, doctor.Fail))
+	var found bool
+	for _, r := range res {
+		if r.Check == "ha.lease" {
+			found = true
+			require.Contains(t, r.String(), "held by host-a:/var/lib/scimbridge, term 3")
+		}
+	}
+	require.True(t, found)
+
+	st = good()
+	st.extra = "[ha]\nenabled = true\nlease_dn = \"cn=scimbridge-lease,ou=nowhere," + ldaptest.DefaultSuffix + "\"\n"
+	requireOneFail(t, st.run(t), "ha.lease", `create "ou=nowhere,`)
 }

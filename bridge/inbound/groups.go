@@ -200,7 +200,7 @@ func (q *request) patchGroup(k *kind, id string, ops []mapping.PatchOperation) e
 			if q.r.Header.Get("If-Match") != "" {
 				return errStale
 			}
-			if attempt < maxWriteAttempts {
+			if attempt < maxWriteAttempts && contended(q.r.Context(), attempt) {
 				continue
 			}
 			return &apiError{status: http.StatusConflict, detail: "the resource is being changed concurrently; retry", cause: err}

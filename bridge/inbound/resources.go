@@ -3,11 +3,13 @@ package inbound
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	filter "github.com/scim2/filter-parser/v2"
 
@@ -17,7 +19,24 @@ import (
 
 // maxWriteAttempts bounds the read-modify-write retries when the entry changes between the
 // read and the asserted write (and the client sent no If-Match, which would make it a 412).
-const maxWriteAttempts = 3
+// Several instances writing one entry at once ([ha], behind a load balancer) contend more
+// than one instance's requests do: each retry first waits a jittered, growing pause
+// (contended), so that contenders spread out instead of colliding again.
+const maxWriteAttempts = 6
+
+// contended waits before the next attempt of a read-modify-write that lost a race: a random
+// pause below 5ms·2^attempt (at most 160ms), or until the request ends. It reports whether to
+// go on.
+func contended(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(rand.Int64N(int64(5*time.Millisecond) << min(attempt, 5))))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
 
 // readAttrs are the LDAP attributes read for an entry of kind k.
 func (st *state) readAttrs(k *kind, withMembers bool) []string {
@@ -460,7 +479,7 @@ func (q *request) update(k *kind, id string, build func(mapping.Entry) (map[stri
 			if q.r.Header.Get("If-Match") != "" {
 				return errStale
 			}
-			if attempt < maxWriteAttempts {
+			if attempt < maxWriteAttempts && contended(q.r.Context(), attempt) {
 				continue
 			}
 			return &apiError{status: http.StatusConflict, detail: "the resource is being changed concurrently; retry", cause: err}

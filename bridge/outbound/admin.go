@@ -531,6 +531,10 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	var drift, lost int
 	update := func(tx *state.Tx) error {
 		drift, lost = 0, 0
+		adopted, err := p.adoptListed(tx, targetUsers)
+		if err != nil {
+			return err
+		}
 		ids, err := tx.IDMap(idmapName(p.spec.Name))
 		if err != nil {
 			return err
@@ -610,6 +614,9 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		}
 		tx.OnCommit(func() {
 			p.mu.Lock()
+			for id, active := range adopted {
+				p.users[id] = active
+			}
 			for _, u := range updates {
 				if u.rec.TargetID == "" {
 					delete(p.users, u.id)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,9 @@ type Options struct {
 // Engine runs the provisioners: its Sink turns change batches into outbox items, its workers
 // deliver them.
 type Engine struct {
+	// adoptListed: reconcile passes rebuild the id map from target listings (rebuild.go).
+	adoptListed atomic.Bool
+
 	o   Options
 	log zerolog.Logger
 	idx *index

@@ -64,10 +64,14 @@ type Provisioner struct {
 
 	userMap, groupMap *mapping.TemplateMapping
 	mappingHash       string
-	snapAttrs         []string
-	limiter           *rate.Limiter
-	q                 *queue
-	health            *health
+	// keysID: the user mapping sends the directory id as externalId (rebuild.go); userKeys
+	// are its keys, lower-cased.
+	keysID    bool
+	userKeys  map[string]bool
+	snapAttrs []string
+	limiter   *rate.Limiter
+	q         *queue
+	health    *health
 
 	mu       sync.Mutex
 	users    map[string]bool // directory id → active, for users with a target account
@@ -162,6 +166,8 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		e: e, spec: spec,
 		log:         e.log.With().Str("provisioner", spec.Name).Str("type", spec.Type).Logger(),
 		userMap:     userMap,
+		keysID:      keysID(um, idAttr),
+		userKeys:    lowerKeys(um),
 		groupMap:    groupMap,
 		mappingHash: digest(um, gm),
 		limiter:     rate.NewLimiter(limit, burst),

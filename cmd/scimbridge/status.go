@@ -55,6 +55,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 	var (
 		st     bridge.ProvisioningStatus
 		reload *bridge.ReloadStatus
+		ha     *bridge.HAStatus
 		raw    json.RawMessage
 		source = "state file (no daemon running)"
 	)
@@ -67,6 +68,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 			Reload     *bridge.ReloadStatus `json:"reload"`
 			Components struct {
 				Outbound bridge.ProvisioningStatus `json:"outbound"`
+				HA       *bridge.HAStatus          `json:"ha"`
 			} `json:"components"`
 		}
 		if err := json.Unmarshal(raw, &full); err != nil {
@@ -74,6 +76,7 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 		}
 		st = full.Components.Outbound
 		reload = full.Reload
+		ha = full.Components.HA
 	} else {
 		if st, err = bridge.OfflineStatus(cfg); err != nil {
 			return fail(e, "status", err)
@@ -84,6 +87,13 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 		fmt.Fprintln(e.stdout, strings.TrimSpace(string(raw)))
 		return exitOK
 	}
+	if ha != nil {
+		printHA(e.stdout, ha)
+		if ha.Role != "leader" {
+			fmt.Fprintf(e.stdout, "from: running daemon (standing by: the outbound side runs on %s)\n", orDash(ha.Holder))
+			return exitOK
+		}
+	}
 	printStatus(e.stdout, source, st)
 	if reload != nil && !reload.Successful {
 		fmt.Fprintf(e.stdout, "\nthe last reload (%s) failed; the configuration before it keeps running: %s\n", reload.At.Local().Format(time.RFC3339), reload.Error)
@@ -92,6 +102,18 @@ func cmdStatus(ctx context.Context, e *env, args []string) int {
 		}
 	}
 	return exitOK
+}
+
+func printHA(w io.Writer, ha *bridge.HAStatus) {
+	fmt.Fprintf(w, "ha: %s (instance %s), lease holder %s", ha.Role, ha.Instance, orDash(ha.Holder))
+	if !ha.Expires.IsZero() {
+		fmt.Fprintf(w, ", expires %s by the holder's clock", ha.Expires.Local().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, ", last takeover %s", ago(ha.LastTakeover))
+	if ha.LastError != "" {
+		fmt.Fprintf(w, ", last error: %s", ha.LastError)
+	}
+	fmt.Fprintln(w)
 }
 
 func ago(t time.Time) string {

@@ -100,6 +100,14 @@ type Options struct {
 	// Schemas are further slapd.conf schema files, included after the stock ones (core,
 	// cosine, inetorgperson, nis): OptionalSchema() for scimbridge's own.
 	Schemas []string
+	// ServerID and MirrorPeer make the server one provider of a multi-provider (mirror-mode)
+	// pair: it replicates the suffix to and from the slapd at MirrorPeer (an ldap:// URL),
+	// binding as the peer's rootdn (both have DefaultRootPW). Start the second one with
+	// NoSeed: it receives every entry through replication.
+	ServerID   int
+	MirrorPeer string
+	// NoSeed loads nothing with slapadd, not even the base entries.
+	NoSeed bool
 	// ServiceDN places the service account elsewhere than cn=scimbridge,ou=services (a test of
 	// a bind DN inside the users base); its parent must be one of the base entries.
 	ServiceDN string
@@ -288,6 +296,9 @@ TLSCertificateKeyFile {{.Dir}}/server.key
 pidfile {{.Dir}}/slapd.pid
 argsfile {{.Dir}}/slapd.args
 sizelimit {{.SizeLimit}}
+{{- if .ServerID}}
+serverID {{.ServerID}}
+{{- end}}
 
 access to dn.base="" by * read
 access to dn.base="cn=Subschema" by * read
@@ -350,6 +361,11 @@ index entryUUID,entryCSN eq
 index uid,mail,cn eq,sub
 index member eq
 index uniqueMember eq
+{{- if .MirrorPeer}}
+syncrepl rid=001 provider={{.MirrorPeer}} bindmethod=simple binddn="{{.RootDN}}" credentials={{.RootPW}}
+	searchbase="{{.Suffix}}" type=refreshAndPersist retry="1 +" timeout=3
+mirrormode on
+{{- end}}
 
 overlay syncprov
 syncprov-checkpoint 100 10
@@ -403,12 +419,17 @@ func (s *Server) configure() error {
 		"Access":          s.opts.Access,
 		"ServiceAccess":   map[bool]string{false: "write", true: "read"}[s.opts.ReadOnlyService],
 		"Schemas":         s.opts.Schemas,
+		"ServerID":        s.opts.ServerID,
+		"MirrorPeer":      s.opts.MirrorPeer,
 	})
 	if err != nil {
 		return fmt.Errorf("dirserver: slapd.conf: %w", err)
 	}
 	if err := os.WriteFile(s.confPath(), conf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("dirserver: %w", err)
+	}
+	if s.opts.NoSeed {
+		return nil
 	}
 	seed := s.baseLDIF() + "\n" + s.opts.Seed
 	ldif := filepath.Join(s.Dir, "seed.ldif")

@@ -158,6 +158,10 @@ type timeoutTransport struct {
 }
 
 func (t *timeoutTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// The last moment before the wire: an instance fenced off (its lease lapsed) sends nothing.
+	if err := targets.Allowed(req.Context()); err != nil {
+		return nil, err
+	}
 	targets.Progress(req.Context())
 	ctx, cancel := context.WithTimeoutCause(req.Context(), t.timeout, &timeoutError{t.timeout})
 	resp, err := t.next.RoundTrip(req.WithContext(ctx))

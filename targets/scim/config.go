@@ -107,6 +107,8 @@ type Config struct {
 	Headers map[string]targets.Secret `toml:"headers"`
 
 	dir string
+	// instance is the bridge instance's id, sent in the User-Agent (SetInstance).
+	instance string
 }
 
 // defaultConfig holds the defaults, applied before decoding (see the field comments for why).
@@ -134,6 +136,9 @@ func NewConfig() targets.Config { return DefaultConfig() }
 
 // SetDirectory sets the directory relative file paths resolve against (the config file's).
 func (c *Config) SetDirectory(dir string) { c.dir = dir }
+
+// SetInstance names the bridge instance in the User-Agent of every request.
+func (c *Config) SetInstance(id string) { c.instance = id }
 
 const (
 	maxRetriesLimit = 10

@@ -74,6 +74,7 @@ type Target struct {
 	pageSize   int
 	headers    http.Header
 	client     *retryablehttp.Client
+	userAgent  string
 	auth       authenticator
 	transports []*http.Transport
 	cancel     context.CancelFunc
@@ -99,6 +100,10 @@ func New(c *Config, name string, logger zerolog.Logger) (*Target, error) {
 		pageSize:  c.PageSize,
 		headers:   http.Header{},
 		cancel:    func() {},
+		userAgent: userAgent,
+	}
+	if c.instance != "" {
+		t.userAgent = userAgent + " (instance " + c.instance + ")"
 	}
 	for k, v := range c.Headers {
 		t.headers.Set(k, v.Reveal())
@@ -590,7 +595,7 @@ func (t *Target) do(ctx context.Context, method, path string, query url.Values, 
 			req.Header[k] = slices.Clone(v)
 		}
 		req.Header.Set("Accept", acceptTypes)
-		req.Header.Set("User-Agent", userAgent)
+		req.Header.Set("User-Agent", t.userAgent)
 		if body != nil {
 			req.Header.Set("Content-Type", contentType)
 		}

@@ -1073,3 +1073,41 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func zeroLogger() zerolog.Logger { return zerolog.Nop() }
+
+// TestGateFencesEveryTry: a request whose context carries a refusing gate (targets.WithGate:
+// an [ha] leader whose lease lapsed) never reaches the target, and a gate closing between
+// quick retries stops the retries: only the tries before it went out.
+func TestGateFencesEveryTry(t *testing.T) {
+	tg, srv, _ := newTarget(t, targettest.Options{}, func(c *scim.Config) { c.SetInstance("idm1:/var/lib/scimbridge") })
+	fenced := errors.New("fenced")
+	closed := targets.WithGate(t.Context(), func() error { return fenced })
+	_, err := tg.Apply(closed, userOp("ada"))
+	require.ErrorIs(t, err, fenced)
+	_, _, err = tg.Find(closed, mapping.KindUser, "userName", "ada")
+	require.ErrorIs(t, err, fenced)
+	require.Empty(t, srv.Requests(), "a fenced instance sends nothing")
+
+	// Open for the first two tries only: the 5xx answers' quick retries stop at the gate.
+	var tries int
+	var mu sync.Mutex
+	gate := targets.WithGate(t.Context(), func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		tries++
+		if tries > 2 {
+			return fenced
+		}
+		return nil
+	})
+	srv.Inject(targettest.Fault{Method: http.MethodGet, Status: 503, Times: 10})
+	_, _, err = tg.Find(gate, mapping.KindUser, "userName", "ada")
+	require.Error(t, err)
+	require.Equal(t, 2, srv.CountRequests(http.MethodGet, "/Users"))
+	srv.ClearFaults()
+
+	// Open: the request goes, naming the instance.
+	_, err = tg.Apply(targets.WithGate(t.Context(), func() error { return nil }), userOp("ada"))
+	require.NoError(t, err)
+	reqs := srv.Requests()
+	require.Equal(t, "scimbridge (instance idm1:/var/lib/scimbridge)", reqs[len(reqs)-1].Header.Get("User-Agent"))
+}
