@@ -116,9 +116,6 @@ func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 }
 
 func (p *Provisioner) deliver(ctx context.Context, key string, w work, it state.Item, rec record, hasRec bool) outcome {
-	if err := p.limiter.Wait(ctx); err != nil {
-		return outcome{err: fmt.Errorf("outbound: %w", err)}
-	}
 	if w.Kind == mapping.KindGroup {
 		return p.deliverGroup(ctx, key, rec, hasRec)
 	}
@@ -233,10 +230,7 @@ func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, a
 		id, ok := m[strings.ToLower(value)]
 		return id, nil, ok, true, nil
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		return "", nil, false, false, fmt.Errorf("outbound: %w", err)
-	}
-	res, ok, err := p.spec.Target.Find(ctx, kind, attr, value)
+	res, ok, err := p.lookup(ctx, kind, attr, value)
 	if err != nil || !ok {
 		return "", nil, false, false, err
 	}
@@ -261,19 +255,16 @@ func (p *Provisioner) create(ctx context.Context, key string, kind mapping.Kind,
 			return id, have, true, nil
 		}
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		return "", nil, false, fmt.Errorf("outbound: %w", err)
-	}
 	// The lookup just showed the target has no such resource: POST without another one. From
 	// now on until a delivery of key commits, the outcome of this POST is unknown to any
 	// listing (see find).
 	p.mu.Lock()
 	p.posted[key] = struct{}{}
 	p.mu.Unlock()
-	r, err := p.spec.Target.Apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
+	r, err := p.apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
 	if pe, ok := errors.AsType[*targets.PermanentError](err); ok && pe.Status == 409 && value != "" {
 		// Created meanwhile by someone else: adopt it.
-		res2, found, ferr := p.spec.Target.Find(ctx, kind, attr, value)
+		res2, found, ferr := p.lookup(ctx, kind, attr, value)
 		if ferr != nil {
 			return "", nil, false, ferr
 		}
@@ -333,11 +324,7 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 		if op.Type == "" {
 			break
 		}
-		if err := p.limiter.Wait(ctx); err != nil {
-			out.err = fmt.Errorf("outbound: %w", err)
-			return
-		}
-		_, err := p.spec.Target.Apply(ctx, op)
+		_, err := p.apply(ctx, op)
 		if targets.IsNotFound(err) && attempt == 0 {
 			// The target lost the account our id map points to: create it again (or adopt
 			// the one with its match value).
@@ -438,11 +425,7 @@ func (p *Provisioner) deprovisionUser(ctx context.Context, key string, rec recor
 	if p.spec.Deprovision == DeprovisionDelete {
 		op.Type = mapping.OpDelete
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		out.err = fmt.Errorf("outbound: %w", err)
-		return
-	}
-	_, err := p.spec.Target.Apply(ctx, op)
+	_, err := p.apply(ctx, op)
 	switch {
 	case targets.IsNotFound(err):
 		p.log.Info().Str("id", key).Str("target_id", rec.TargetID).Msg("account already gone on the target")
@@ -540,10 +523,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 		if p.heldDeprovision(key, kindGroup) {
 			return out
 		}
-		if err := p.limiter.Wait(ctx); err != nil {
-			return outcome{err: fmt.Errorf("outbound: %w", err)}
-		}
-		_, err := p.spec.Target.Apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpDelete, TargetID: rec.TargetID})
+		_, err := p.apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpDelete, TargetID: rec.TargetID})
 		if err != nil && !targets.IsNotFound(err) {
 			out.audits = append(out.audits, audit{op: string(mapping.OpDelete), kind: mapping.KindGroup, targetID: rec.TargetID, result: "error"})
 			out.err = err
@@ -599,7 +579,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			// attributes as a PATCH instead.
 			op = mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpUpdate, TargetID: rec.TargetID, Patch: mapping.DiffPatch(nil, flat)}
 		}
-		_, err := p.spec.Target.Apply(ctx, op)
+		_, err := p.apply(ctx, op)
 		if targets.IsNotFound(err) && attempt == 0 {
 			rec.TargetID, rec.Attrs = "", nil
 			continue
@@ -658,11 +638,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 	if len(adds) > 0 {
 		patch = append(patch, mapping.PatchOp{Op: "add", Path: "members", Value: adds})
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		out.err = fmt.Errorf("outbound: %w", err)
-		return out
-	}
-	_, err = p.spec.Target.Apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: rec.TargetID, Patch: patch})
+	_, err = p.apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: rec.TargetID, Patch: patch})
 	if targets.IsNotFound(err) {
 		// The group is gone on the target: forget it; the retry creates it again.
 		p.deleteRecord(&out, key, false)

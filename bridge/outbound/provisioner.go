@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/bridge/watchdog"
@@ -39,9 +38,13 @@ type Spec struct {
 	PushGroups     bool
 	Deprovision    string
 	MatchAttribute string
-	RateLimit      float64
-	Concurrency    int
-	MaxAttempts    int
+	// RateLimit caps the requests per second (0: AdaptiveCeiling). Below it the pace adapts
+	// to the target's answers when the target reports them (targets.Paced).
+	RateLimit float64
+	// Concurrency is the number of workers, the most requests in flight (0:
+	// DefaultConcurrency).
+	Concurrency int
+	MaxAttempts int
 	// MaxDeletes deprovisions within DeleteWindow (or in one reconcile pass) stop the
 	// provisioner; 0 turns the deletion breaker off.
 	MaxDeletes    int
@@ -65,7 +68,8 @@ type Provisioner struct {
 	userMap, groupMap *mapping.TemplateMapping
 	mappingHash       string
 	snapAttrs         []string
-	limiter           *rate.Limiter
+	pace              *pacer
+	paced             bool // the target reports every request to pace (targets.Paced)
 	q                 *queue
 	health            *health
 
@@ -133,7 +137,9 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if spec.MatchAttribute == "" {
 		spec.MatchAttribute = "userName"
 	}
-	spec.Concurrency = max(spec.Concurrency, 1)
+	if spec.Concurrency <= 0 {
+		spec.Concurrency = DefaultConcurrency
+	}
 	spec.MaxAttempts = max(spec.MaxAttempts, 1)
 	if spec.MinRetryDelay <= 0 {
 		spec.MinRetryDelay = time.Second
@@ -153,18 +159,17 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provisioner %q: group_mapping: %w", spec.Name, err)
 	}
-	limit := rate.Inf
-	if spec.RateLimit > 0 {
-		limit = rate.Limit(spec.RateLimit)
+	paced := false
+	if pt, ok := spec.Target.(targets.Paced); ok {
+		paced = pt.Paced()
 	}
-	burst := max(2, spec.Concurrency)
 	p := &Provisioner{
 		e: e, spec: spec,
 		log:         e.log.With().Str("provisioner", spec.Name).Str("type", spec.Type).Logger(),
 		userMap:     userMap,
 		groupMap:    groupMap,
 		mappingHash: digest(um, gm),
-		limiter:     rate.NewLimiter(limit, burst),
+		paced:       paced,
 		q:           newQueue(),
 		users:       map[string]bool{},
 		groups:      map[string]bool{},
@@ -172,6 +177,8 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		resume:      make(chan struct{}),
 	}
 	p.health = newHealth(spec.Concurrency, spec.MinRetryDelay, spec.MaxRetryDelay)
+	p.pace = newPacer(max(spec.RateLimit, 0), paced, p.rateMoved)
+	e.m.rate.WithLabelValues(spec.Name).Set(p.pace.current())
 	attrs := map[string]bool{}
 	for _, a := range userMap.Attributes() {
 		attrs[strings.ToLower(a)] = true
