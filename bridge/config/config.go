@@ -279,6 +279,11 @@ type Provisioner struct {
 	Deprovision string `toml:"deprovision"`
 	// MatchAttribute finds existing target accounts to adopt. Defaults to "userName".
 	MatchAttribute string `toml:"match_attribute"`
+	// CreateLookup is how a user is created outside a reconcile pass: "lookup" (the default)
+	// looks the account up by match_attribute and POSTs only when it is absent; "conflict"
+	// POSTs first and adopts the existing account when the target answers 409, as RFC 7644
+	// §3.3 requires for a duplicate userName.
+	CreateLookup string `toml:"create_lookup"`
 	// RateLimit caps the requests per second. Unset (0), the pace adapts to the target's
 	// answers up to the adaptive ceiling (1000/s); set, it adapts below this cap.
 	RateLimit float64 `toml:"rate_limit"`
@@ -330,7 +335,7 @@ var defaultConfig = Config{
 }
 
 var defaultProvisioner = Provisioner{
-	Type: "scim", NestedGroups: true, Deprovision: "disable", MatchAttribute: "userName",
+	Type: "scim", NestedGroups: true, Deprovision: "disable", MatchAttribute: "userName", CreateLookup: "lookup",
 	MaxAttempts: 10, MaxDeletes: 50, DeleteWindow: dur(time.Hour),
 	MinRetryDelay: dur(time.Second), MaxRetryDelay: dur(5 * time.Minute),
 }
@@ -343,6 +348,7 @@ var (
 	sources     = []string{"accesslog", "changelog", "dirsync", "usn", "timestamp"}
 	disables    = []string{"attribute", "move", "delete"}
 	deprovs     = []string{"disable", "delete"}
+	lookups     = []string{"lookup", "conflict"}
 	extTypes    = []string{"string", "boolean", "integer", "dateTime"}
 	nameRE      = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 	sha256RE    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
@@ -872,6 +878,9 @@ func (c *Config) validate(_ Registry) []error {
 		pnames[p.Name] = true
 		if !slices.Contains(deprovs, p.Deprovision) {
 			padd("deprovision: unknown value %q (want %s)", p.Deprovision, quoteList(deprovs))
+		}
+		if !slices.Contains(lookups, p.CreateLookup) {
+			padd("create_lookup: unknown value %q (want %s)", p.CreateLookup, quoteList(lookups))
 		}
 		if p.Filter != "" && !validFilterShape(p.Filter) {
 			padd("filter: %q is not a parenthesised LDAP filter", p.Filter)

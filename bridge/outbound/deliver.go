@@ -205,8 +205,9 @@ func (p *Provisioner) heldDeprovision(key string, kind string) bool {
 }
 
 // find looks a resource up on the target by its match value: in the reconcile pass's listing
-// when there is one and it can be trusted for key, else with Find. attrs is nil when the
-// listing answered.
+// when there is one and it can be trusted for key, else with Find — or not at all for a user
+// under create_lookup = "conflict" (found is then false and create POSTs first). attrs is
+// nil when the listing answered.
 //
 // The listing is trusted only when no POST for key can have escaped it. Every listing is
 // taken in this process, so it is later than anything an earlier process sent (a crash, a
@@ -221,6 +222,7 @@ func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, a
 	p.mu.Lock()
 	l := p.listing
 	_, posted := p.posted[key]
+	_, inherited := p.inherited[key]
 	p.mu.Unlock()
 	if l != nil && attempts == 0 && !posted {
 		m := l.users
@@ -229,6 +231,14 @@ func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, a
 		}
 		id, ok := m[strings.ToLower(value)]
 		return id, nil, ok, true, nil
+	}
+	if p.spec.CreateLookup == CreateByConflict && kind == mapping.KindUser && attempts == 0 && !posted && !inherited {
+		// create_lookup = "conflict": POST first, the target's 409 on a duplicate says the
+		// account exists (create adopts it then). Only for a key no POST can have left for
+		// without its outcome recorded: not by this process (posted), not by an earlier
+		// one or a replaced provisioner (inherited: pending when the state was loaded), and
+		// no failed delivery since (attempts) — those are looked up, as by default.
+		return "", nil, false, false, nil
 	}
 	res, ok, err := p.lookup(ctx, kind, attr, value)
 	if err != nil || !ok {
@@ -255,15 +265,16 @@ func (p *Provisioner) create(ctx context.Context, key string, kind mapping.Kind,
 			return id, have, true, nil
 		}
 	}
-	// The lookup just showed the target has no such resource: POST without another one. From
-	// now on until a delivery of key commits, the outcome of this POST is unknown to any
-	// listing (see find).
+	// The lookup just showed the target has no such resource (or create_lookup = "conflict"
+	// lets the target's 409 say so): POST without another one. From now on until a delivery
+	// of key commits, the outcome of this POST is unknown to any listing (see find).
 	p.mu.Lock()
 	p.posted[key] = struct{}{}
 	p.mu.Unlock()
 	r, err := p.apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
 	if pe, ok := errors.AsType[*targets.PermanentError](err); ok && pe.Status == 409 && value != "" {
-		// Created meanwhile by someone else: adopt it.
+		// It exists (created meanwhile by someone else, or create_lookup = "conflict"):
+		// adopt it.
 		res2, found, ferr := p.lookup(ctx, kind, attr, value)
 		if ferr != nil {
 			return "", nil, false, ferr

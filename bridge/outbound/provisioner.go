@@ -18,6 +18,12 @@ import (
 	"github.com/scimbridge/scimbridge/targets"
 )
 
+// Create modes (Spec.CreateLookup).
+const (
+	CreateByLookup   = "lookup"
+	CreateByConflict = "conflict"
+)
+
 // Deprovision modes.
 const (
 	DeprovisionDisable = "disable"
@@ -38,6 +44,9 @@ type Spec struct {
 	PushGroups     bool
 	Deprovision    string
 	MatchAttribute string
+	// CreateLookup is CreateByLookup (the default) or CreateByConflict: how a user is
+	// created outside a reconcile pass (see create).
+	CreateLookup string
 	// RateLimit caps the requests per second (0: AdaptiveCeiling). Below it the pace adapts
 	// to the target's answers when the target reports them (targets.Paced).
 	RateLimit float64
@@ -84,9 +93,14 @@ type Provisioner struct {
 	listing  *listing
 	// posted holds the keys whose create was POSTed by this process and not yet followed by
 	// a successful delivery: a listing cannot vouch for them (see find).
-	posted  map[string]struct{}
-	lastRec time.Time
-	loaded  bool
+	posted map[string]struct{}
+	// inherited holds the keys this provisioner found pending (in the outbox or the dead
+	// letters) when it loaded the state file: an earlier process (or the provisioner this
+	// one replaced on a reload) may have POSTed their create without recording the outcome.
+	// Cleared like posted.
+	inherited map[string]struct{}
+	lastRec   time.Time
+	loaded    bool
 	// missing are the configured scope groups the index did not show at the last batch:
 	// while there are, deprovisioning is held (scope.go).
 	missing []string
@@ -137,6 +151,9 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if spec.MatchAttribute == "" {
 		spec.MatchAttribute = "userName"
 	}
+	if spec.CreateLookup == "" {
+		spec.CreateLookup = CreateByLookup
+	}
 	if spec.Concurrency <= 0 {
 		spec.Concurrency = DefaultConcurrency
 	}
@@ -174,6 +191,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		users:       map[string]bool{},
 		groups:      map[string]bool{},
 		posted:      map[string]struct{}{},
+		inherited:   map[string]struct{}{},
 		resume:      make(chan struct{}),
 	}
 	p.health = newHealth(spec.Concurrency, spec.MinRetryDelay, spec.MaxRetryDelay)
@@ -223,6 +241,18 @@ func (p *Provisioner) loadTx(tx *state.Tx) error {
 		}
 		err = ob.ForEach(func(it state.Item) error {
 			p.q.push(it.Key, it.Seq, it.NotBefore)
+			p.inherited[it.Key] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		dl, err := tx.DeadLetters(p.spec.Name)
+		if err != nil {
+			return err
+		}
+		err = dl.ForEach(func(d state.DeadLetter) error {
+			p.inherited[d.Item.Key] = struct{}{}
 			return nil
 		})
 		if err != nil {
