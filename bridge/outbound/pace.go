@@ -252,14 +252,10 @@ func (p *pacer) Done(t targets.Ticket, o targets.Observation) {
 	case o.Status == 0:
 		// No answer: a target that is down (the circuit breaker's business) or one too
 		// busy to answer in time, which its latency tells.
-		if len(p.lat) < 64 {
-			p.lat = append(p.lat, o.Latency)
-		}
+		p.sample(t, o.Latency)
 	default:
 		p.accept(now)
-		if len(p.lat) < 64 {
-			p.lat = append(p.lat, o.Latency)
-		}
+		p.sample(t, o.Latency)
 	}
 	decreased := signal != "" && t.Epoch == p.epoch
 	if decreased {
@@ -302,6 +298,14 @@ func (p *pacer) Done(t targets.Ticket, o targets.Observation) {
 		for _, r := range moved {
 			p.moved(rt, r)
 		}
+	}
+}
+
+// sample keeps the latency of a request sent at the current pace: answers to requests sent
+// before the last decrease say nothing about it (and would slow it down again and again).
+func (p *pacer) sample(t targets.Ticket, d time.Duration) {
+	if t.Epoch == p.epoch && len(p.lat) < 64 {
+		p.lat = append(p.lat, d)
 	}
 }
 
@@ -378,6 +382,12 @@ func (p *pacer) accepted(now time.Time) float64 {
 func (p *pacer) decrease(reason string, now time.Time) {
 	base := p.rate
 	acc := p.accepted(now)
+	if reason == RateLatency {
+		// Slow answers say the target (or the path to it, or this machine) is busy, not
+		// what it accepts: the accepted rate is the demand, and following it down would
+		// spiral. Step down from the rate.
+		acc = 0
+	}
 	switch {
 	case acc >= minRate && p.slowStart:
 		// The accepted rate still lags the ramp: the rate before the one that failed (half

@@ -126,22 +126,23 @@ func TestPacerFindsTheRate(t *testing.T) {
 	t.Run("rising latency slows down", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			var mu sync.Mutex
-			var before, after float64
+			var last, before, after float64
 			p := newPacer(0, true, nil)
+			last = p.current()
 			p.moved = func(r float64, reason string) {
 				mu.Lock()
 				defer mu.Unlock()
 				if reason == RateLatency && after == 0 {
-					after = r
+					before, after = last, r
 				}
+				last = r
 			}
 			drive(p, 4, time.Second, 5*time.Millisecond, ok200)
-			before = p.current()
 			drive(p, 16, 2*time.Second, 400*time.Millisecond, ok200)
 			mu.Lock()
 			defer mu.Unlock()
 			require.Positive(t, after, "latency 80 times the baseline slowed the pace")
-			require.Less(t, after, before)
+			require.InDelta(t, backoffFactor*before, after, 0.001, "a step down from the rate, not to the (demand-bound) accepted rate")
 		})
 	})
 	t.Run("a fixed cap for targets that report nothing", func(t *testing.T) {
