@@ -4,12 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,58 +33,13 @@ func BenchmarkBurstDefaults(b *testing.B) {
 	target, err := newFastTarget(0)
 	require.NoError(b, err)
 	defer target.Close()
-	var (
-		latMu    sync.Mutex
-		received = map[string]time.Time{}
-	)
-	target.onPatch = func(body []byte) {
-		if i := strings.Index(string(body), "lat-"); i >= 0 {
-			tag := string(body[i:])
-			tag = tag[:strings.IndexByte(tag, '"')]
-			latMu.Lock()
-			if _, ok := received[tag]; !ok {
-				received[tag] = time.Now()
-			}
-			latMu.Unlock()
-		}
-	}
-	dir := b.TempDir()
-	require.NoError(b, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
-	admin := freePort(b)
-	conf := fmt.Sprintf(`[log]
-level = "warn"
-[state]
-dir = %q
-[admin]
-listen = %q
-[ldap]
-url = %q
-bind_dn = %q
-bind_password_file = "ldap-password"
-base_dn = %q
-[inbound]
-enabled = false
-[[provisioner]]
-name = "burst"
-type = "scim"
-url = %q
-auth = "none"
-`, filepath.Join(dir, "state"), admin, s.URL, s.ServiceDN, s.Suffix, target.URL)
-	cfgPath := filepath.Join(dir, "scimbridge.toml")
-	require.NoError(b, os.WriteFile(cfgPath, []byte(conf), 0o600))
-	cmd := exec.Command(benchBinary(b), "serve", "--config", cfgPath)
-	var logs syncBuffer
-	cmd.Stderr, cmd.Stdout = &logs, &logs
-	require.NoError(b, cmd.Start())
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
+	rec := recordTags(target)
+	d := startBenchDaemon(b, s, "burst", target.URL, "")
 	waitFor := func(what string, n int64) time.Time {
 		deadline := time.Now().Add(5 * time.Minute)
 		for target.creates.Load() < n {
 			if time.Now().After(deadline) {
-				b.Fatalf("%s: %d of %d accounts\n%s", what, target.creates.Load(), n, logs.String())
+				b.Fatalf("%s: %d of %d accounts\n%s", what, target.creates.Load(), n, d.logs.String())
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -98,7 +48,7 @@ auth = "none"
 	waitFor("initial sync", seeded)
 	// The push stream opens right after the first sync: give it a moment.
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(scrape(b, admin), "scimbridge_changes_push_active 1") {
+	for !strings.Contains(scrape(b, d.admin), "scimbridge_changes_push_active 1") {
 		require.True(b, time.Now().Before(deadline), "the accesslog push stream never opened")
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -120,33 +70,9 @@ auth = "none"
 	fmt.Printf("burst of %d new users, defaults (adaptive pace, lookup then POST): %s to the target (%s to add them to LDAP), goal <= 5s\n", burst, took.Round(time.Millisecond), added.Round(time.Millisecond))
 	b.ReportMetric(took.Seconds(), "burst_s")
 
-	wrote := make(map[string]time.Time, writes)
-	for i := range writes {
-		tag := fmt.Sprintf("lat-%d", i)
-		req := ldap.NewModifyRequest(fmt.Sprintf("uid=n%04d,ou=people,dc=example,dc=org", i%burst), nil)
-		req.Replace("title", []string{tag})
-		require.NoError(b, conn.Modify(req))
-		wrote[tag] = time.Now()
-		time.Sleep(25 * time.Millisecond)
-	}
-	deadline = time.Now().Add(2 * time.Minute)
-	for {
-		latMu.Lock()
-		got := len(received)
-		latMu.Unlock()
-		if got >= writes {
-			break
-		}
-		require.True(b, time.Now().Before(deadline), "only %d of %d latency writes reached the target", got, writes)
-		time.Sleep(20 * time.Millisecond)
-	}
-	var lat []time.Duration
-	latMu.Lock()
-	for tag, t0 := range wrote {
-		lat = append(lat, received[tag].Sub(t0))
-	}
-	latMu.Unlock()
-	slices.Sort(lat)
+	lat := writeLatency(b, conn, rec, writes, func(i int) string {
+		return fmt.Sprintf("uid=n%04d,ou=people,dc=example,dc=org", i%burst)
+	})
 	p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
 	fmt.Printf("LDAP write -> target, push stream on, poll_interval 1s: p50 %s p99 %s (%d single writes), goal p99 <= 250ms\n", p50.Round(time.Millisecond), p99.Round(time.Millisecond), writes)
 	b.ReportMetric(float64(p50.Milliseconds()), "p50_ms")
