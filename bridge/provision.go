@@ -116,7 +116,7 @@ func Specs(cfg *config.Config, logger zerolog.Logger) ([]outbound.Spec, map[stri
 		specs = append(specs, outbound.Spec{
 			Name: p.Name, Type: p.Type, Target: t,
 			Groups: p.Groups, NestedGroups: p.NestedGroups, Filter: p.Filter, PushGroups: p.PushGroups,
-			Deprovision: p.Deprovision, MatchAttribute: p.MatchAttribute,
+			Deprovision: p.Deprovision, MatchAttribute: p.MatchAttribute, CreateLookup: p.CreateLookup,
 			RateLimit: p.RateLimit, Concurrency: p.Concurrency, MaxAttempts: p.MaxAttempts,
 			MaxDeletes: p.MaxDeletes, DeleteWindow: p.DeleteWindow.Duration,
 			MinRetryDelay: p.MinRetryDelay.Duration, MaxRetryDelay: p.MaxRetryDelay.Duration,

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-ldap/ldap/v3"
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
@@ -102,61 +99,13 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 	target, err := newFastTarget(latency)
 	require.NoError(b, err)
 	defer target.Close()
-	var (
-		latMu    sync.Mutex
-		received = map[string]time.Time{}
-	)
-	target.onPatch = func(body []byte) {
-		if i := strings.Index(string(body), "lat-"); i >= 0 {
-			tag := string(body[i:])
-			tag = tag[:strings.IndexByte(tag, '"')]
-			latMu.Lock()
-			if _, ok := received[tag]; !ok {
-				received[tag] = time.Now()
-			}
-			latMu.Unlock()
-		}
-	}
-	dir := b.TempDir()
-	require.NoError(b, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
-	admin := freePort(b)
-	conf := fmt.Sprintf(`[log]
-level = "warn"
-[state]
-dir = %q
-[admin]
-listen = %q
-[ldap]
-url = %q
-bind_dn = %q
-bind_password_file = "ldap-password"
-base_dn = %q
-[inbound]
-enabled = false
-[[provisioner]]
-name = "bench"
-type = "scim"
-url = %q
-auth = "none"
-concurrency = %d
-rate_limit = 1000000
-`, filepath.Join(dir, "state"), admin, s.URL, s.ServiceDN, s.Suffix, target.URL, concurrency)
-	cfgPath := filepath.Join(dir, "scimbridge.toml")
-	require.NoError(b, os.WriteFile(cfgPath, []byte(conf), 0o600))
-	bin := benchBinary(b)
-	cmd := exec.Command(bin, "serve", "--config", cfgPath)
-	var logs syncBuffer
-	cmd.Stderr, cmd.Stdout = &logs, &logs
+	rec := recordTags(target)
 	syncStart := time.Now()
-	require.NoError(b, cmd.Start())
-	defer func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	}()
+	d := startBenchDaemon(b, s, "bench", target.URL, fmt.Sprintf("concurrency = %d\nrate_limit = 1000000\n", concurrency))
 	deadline := time.Now().Add(45 * time.Minute)
 	for target.creates.Load() < int64(n) {
 		if time.Now().After(deadline) {
-			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, logs.String())
+			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, d.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -171,40 +120,14 @@ rate_limit = 1000000
 		require.NoError(b, err)
 		defer conn.Close()
 		const writes = 300
-		wrote := make(map[string]time.Time, writes)
-		for i := range writes {
-			tag := fmt.Sprintf("lat-%d", i)
-			req := ldap.NewModifyRequest(fmt.Sprintf("uid=b%06d,ou=people,dc=example,dc=org", (i*7919)%n), nil)
-			req.Replace("title", []string{tag})
-			require.NoError(b, conn.Modify(req))
-			wrote[tag] = time.Now()
-			time.Sleep(25 * time.Millisecond)
-		}
-		deadline = time.Now().Add(2 * time.Minute)
-		for {
-			latMu.Lock()
-			got := len(received)
-			latMu.Unlock()
-			if got >= writes {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d latency writes reached the target", got, writes)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		var lat []time.Duration
-		latMu.Lock()
-		for tag, t0 := range wrote {
-			lat = append(lat, received[tag].Sub(t0))
-		}
-		latMu.Unlock()
-		slices.Sort(lat)
+		lat := writeLatency(b, conn, rec, writes, func(i int) string {
+			return fmt.Sprintf("uid=b%06d,ou=people,dc=example,dc=org", (i*7919)%n)
+		})
 		res.p50, res.p99, res.writes = lat[len(lat)/2], lat[len(lat)*99/100], writes
 	}
-	res.rss = peakRSS(cmd.Process.Pid)
-	require.NoError(b, cmd.Process.Signal(os.Interrupt))
-	_ = cmd.Wait()
+	res.rss = peakRSS(d.cmd.Process.Pid)
+	require.NoError(b, d.cmd.Process.Signal(os.Interrupt))
+	_ = d.cmd.Wait()
 	return res
 }
 

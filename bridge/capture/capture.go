@@ -32,6 +32,15 @@ type Source interface {
 	Poll(ctx context.Context, cursor string, limit int) (ldapstore.Batch, error)
 }
 
+// Pusher is the optional ability of a Source to tell, between polls, that the log has new
+// records (ldapstore's Accesslog, with a refreshAndPersist sync search). Watch calls wake for
+// each and returns nil when ctx ends, or an error when the directory refuses or drops the
+// stream. The Reader then polls at once; it keeps polling every PollInterval as well, and
+// the cursor rules are those of Poll, so a record the stream misses is caught by a poll.
+type Pusher interface {
+	Watch(ctx context.Context, wake func()) error
+}
+
 // Directory is how the Reader reads entries. *ldapstore.Store implements it.
 type Directory interface {
 	// Walk streams the entries matching q; cancelling ctx stops it with an error.
@@ -177,6 +186,7 @@ type Reader struct {
 	metrics *metrics
 
 	runMu sync.Mutex // one poll or reconcile at a time
+	wake  chan struct{}
 
 	mu    sync.Mutex
 	stats Stats
@@ -248,7 +258,7 @@ func New(o Options) (*Reader, error) {
 			q.Filter = "(objectClass=*)"
 		}
 	}
-	r := &Reader{o: o, logger: o.Logger.With().Str("component", "capture").Str("source", o.Source.Name()).Logger()}
+	r := &Reader{o: o, wake: make(chan struct{}, 1), logger: o.Logger.With().Str("component", "capture").Str("source", o.Source.Name()).Logger()}
 	r.stats.Source = o.Source.Name()
 	r.stats.Events = map[ldapstore.EventKind]uint64{}
 	r.metrics = newMetrics()
@@ -299,6 +309,11 @@ func (r *Reader) Run(ctx context.Context) error {
 	loop := watchdog.From(ctx).Loop("changes")
 	defer loop.Stop()
 	ctx = watchdog.WithLoop(ctx, loop)
+	if p, ok := r.o.Source.(Pusher); ok {
+		var wg sync.WaitGroup
+		wg.Go(func() { r.push(ctx, p) })
+		defer wg.Wait()
+	}
 	var lastErr string
 	for {
 		loop.Beat()
@@ -318,7 +333,51 @@ func (r *Reader) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-r.wake:
 		}
+	}
+}
+
+// Push stream retry delays: the stream is an optimisation, polling goes on meanwhile.
+const (
+	pushMinRetry = time.Second
+	pushMaxRetry = 5 * time.Minute
+)
+
+// push keeps the source's push stream open until ctx ends, waking Run for every record it
+// announces, and reopens it with backoff when the directory refuses or drops it.
+func (r *Reader) push(ctx context.Context, p Pusher) {
+	wake := func() {
+		select {
+		case r.wake <- struct{}{}:
+		default: // a poll is due already
+		}
+	}
+	delay := pushMinRetry
+	var lastErr string
+	for ctx.Err() == nil {
+		start := time.Now()
+		r.metrics.push.Set(1)
+		err := p.Watch(ctx, wake)
+		r.metrics.push.Set(0)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > pushMaxRetry {
+			delay = pushMinRetry // it ran a good while: the failure is new
+		}
+		if err != nil && err.Error() != lastErr {
+			r.logger.Info().Err(err).Dur("retry_in", delay).Msg("change log push stream unavailable; polling every poll_interval")
+			lastErr = err.Error()
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		delay = min(delay*2, pushMaxRetry)
 	}
 }
 

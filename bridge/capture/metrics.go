@@ -11,6 +11,7 @@ type metrics struct {
 	lastPoll   prometheus.Gauge
 	reconciles *prometheus.CounterVec
 	errors     prometheus.Counter
+	push       prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -35,11 +36,15 @@ func newMetrics() *metrics {
 			Name: "scimbridge_changes_errors_total",
 			Help: "Polls or reconciles that failed (retried at the next poll interval).",
 		}),
+		push: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "scimbridge_changes_push_active",
+			Help: "1 while the change log's push stream (accesslog refreshAndPersist sync search) is open and every write triggers a poll at once; 0 while changes are found by polling every poll_interval alone.",
+		}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.events, m.lag, m.lastPoll, m.reconciles, m.errors}
+	return []prometheus.Collector{m.events, m.lag, m.lastPoll, m.reconciles, m.errors, m.push}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -303,9 +304,15 @@ type Provisioner struct {
 	Deprovision string `toml:"deprovision"`
 	// MatchAttribute finds existing target accounts to adopt. Defaults to "userName".
 	MatchAttribute string `toml:"match_attribute"`
-	// RateLimit in requests per second. Defaults to 10.
+	// CreateLookup is how a user is created outside a reconcile pass: "lookup" (the default)
+	// looks the account up by match_attribute and POSTs only when it is absent; "conflict"
+	// POSTs first and adopts the existing account when the target answers 409, as RFC 7644
+	// §3.3 requires for a duplicate userName.
+	CreateLookup string `toml:"create_lookup"`
+	// RateLimit caps the requests per second. Unset (0), the pace adapts to the target's
+	// answers up to the adaptive ceiling (1000/s); set, it adapts below this cap.
 	RateLimit float64 `toml:"rate_limit"`
-	// Concurrency is the number of workers. Defaults to 4.
+	// Concurrency caps the workers, the most requests in flight. Unset (0): 16.
 	Concurrency int `toml:"concurrency"`
 	// MaxAttempts before an item is dead-lettered. Defaults to 10.
 	MaxAttempts int `toml:"max_attempts"`
@@ -356,8 +363,8 @@ var defaultConfig = Config{
 }
 
 var defaultProvisioner = Provisioner{
-	Type: "scim", NestedGroups: true, Deprovision: "disable", MatchAttribute: "userName",
-	RateLimit: 10, Concurrency: 4, MaxAttempts: 10, MaxDeletes: 50, DeleteWindow: dur(time.Hour),
+	Type: "scim", NestedGroups: true, Deprovision: "disable", MatchAttribute: "userName", CreateLookup: "lookup",
+	MaxAttempts: 10, MaxDeletes: 50, DeleteWindow: dur(time.Hour),
 	MinRetryDelay: dur(time.Second), MaxRetryDelay: dur(5 * time.Minute),
 }
 
@@ -369,6 +376,7 @@ var (
 	sources     = []string{"accesslog", "changelog", "dirsync", "usn", "timestamp"}
 	disables    = []string{"attribute", "move", "delete"}
 	deprovs     = []string{"disable", "delete"}
+	lookups     = []string{"lookup", "conflict"}
 	extTypes    = []string{"string", "boolean", "integer", "dateTime"}
 	nameRE      = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 	sha256RE    = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
@@ -910,14 +918,17 @@ func (c *Config) validate(_ Registry) []error {
 		if !slices.Contains(deprovs, p.Deprovision) {
 			padd("deprovision: unknown value %q (want %s)", p.Deprovision, quoteList(deprovs))
 		}
+		if !slices.Contains(lookups, p.CreateLookup) {
+			padd("create_lookup: unknown value %q (want %s)", p.CreateLookup, quoteList(lookups))
+		}
 		if p.Filter != "" && !validFilterShape(p.Filter) {
 			padd("filter: %q is not a parenthesised LDAP filter", p.Filter)
 		}
-		if p.RateLimit <= 0 {
-			padd("rate_limit: must be positive, got %v", p.RateLimit)
+		if p.RateLimit < 0 || math.IsNaN(p.RateLimit) || math.IsInf(p.RateLimit, 0) {
+			padd("rate_limit: must be positive (or left out: adaptive), got %v", p.RateLimit)
 		}
-		if p.Concurrency < 1 || p.Concurrency > 64 {
-			padd("concurrency: must be between 1 and 64, got %d", p.Concurrency)
+		if p.Concurrency < 0 || p.Concurrency > 64 {
+			padd("concurrency: must be between 1 and 64 (or left out: 16), got %d", p.Concurrency)
 		}
 		if p.MaxAttempts < 1 {
 			padd("max_attempts: must be at least 1, got %d", p.MaxAttempts)

@@ -71,6 +71,9 @@ func TestBadConfigs(t *testing.T) {
 		"syntax.bad.toml": {`line 2:`},
 		"provisioner.bad.toml": {
 			`provisioner "okta": deprovision: unknown value "nuke" (want "disable" or "delete")`,
+			`provisioner "okta": create_lookup: unknown value "post-first" (want "lookup" or "conflict")`,
+			`provisioner "okta": rate_limit: must be positive (or left out: adaptive), got -5`,
+			`provisioner "okta": concurrency: must be between 1 and 64 (or left out: 16), got 65`,
 			`provisioner "okta": fliter: unknown key`,
 			`provisioner "other": type: unknown value "scm" (want "log" or "scim")`,
 			`provisioner "dry": url: unknown key`,

@@ -25,11 +25,13 @@ type Status struct {
 	DeadLetters int    `json:"dead_letters"`
 	// Users and Groups count the accounts and groups the provisioner keeps on the target
 	// (UsersActive of them enabled).
-	Users       int            `json:"users"`
-	UsersActive int            `json:"users_active"`
-	Groups      int            `json:"groups"`
-	Breaker     BreakerStatus  `json:"breaker"`
-	Target      CircuitStatus  `json:"target"`
+	Users       int           `json:"users"`
+	UsersActive int           `json:"users_active"`
+	Groups      int           `json:"groups"`
+	Breaker     BreakerStatus `json:"breaker"`
+	Target      CircuitStatus `json:"target"`
+	// Rate is the provisioner's pace: the current rate and why it last moved.
+	Rate        *RateStatus    `json:"rate,omitempty"`
 	LastError   string         `json:"last_error,omitempty"`
 	LastErrorAt time.Time      `json:"last_error_at,omitzero"`
 	LastSuccess time.Time      `json:"last_success,omitzero"`
@@ -62,6 +64,7 @@ func (e *Engine) Status() []Status {
 	for _, p := range e.Provisioners() {
 		pending, ready, inflight := p.q.counts(now)
 		st, until, fails := p.health.state(now)
+		rs := p.pace.status(now)
 		p.mu.Lock()
 		s := Status{
 			Name: p.spec.Name, Type: p.spec.Type, Running: true,
@@ -69,6 +72,7 @@ func (e *Engine) Status() []Status {
 			Groups:    len(p.groups),
 			Breaker:   BreakerStatus{Tripped: p.breaker.Tripped, Reason: p.breaker.Reason, Since: p.breaker.Since, MaxDeletes: p.spec.MaxDeletes},
 			Target:    CircuitStatus{State: st, Until: until, ConsecutiveFailures: fails},
+			Rate:      &rs,
 			LastError: p.lastErr, LastErrorAt: p.lastErrT, LastSuccess: p.lastOK, LastSync: p.lastRec,
 			Counters: map[string]int{"delivered": int(p.delivered.Load()), "failed_attempts": int(p.failed.Load()), "dead_lettered": int(p.dead.Load())},
 		}
@@ -478,7 +482,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	var targetUsers, targetGroups map[string]map[string]string
 	if canList {
 		targetUsers, targetGroups = map[string]map[string]string{}, map[string]map[string]string{}
-		err := lister.List(ctx, mapping.KindUser, func(r targets.Result) error {
+		err := lister.List(p.listCtx(ctx), mapping.KindUser, func(r targets.Result) error {
 			flat := mapping.Flatten(r.Attrs)
 			targetUsers[r.ID] = flat
 			if v := getFold(flat, p.spec.MatchAttribute); v != "" {
@@ -491,7 +495,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 			canList, l = false, nil
 		}
 		if canList && p.spec.PushGroups {
-			err = lister.List(ctx, mapping.KindGroup, func(r targets.Result) error {
+			err = lister.List(p.listCtx(ctx), mapping.KindGroup, func(r targets.Result) error {
 				flat := mapping.Flatten(r.Attrs)
 				targetGroups[r.ID] = flat
 				if v := getFold(flat, "displayName"); v != "" {

@@ -280,6 +280,7 @@ func (p *Provisioner) finish(c *completion) {
 		p.lastOK = now
 		// What this delivery created is recorded now: a listing may vouch for key again.
 		delete(p.posted, c.key)
+		delete(p.inherited, c.key)
 		p.mu.Unlock()
 		if !c.w.Changed.IsZero() && len(c.out.audits) > 0 {
 			p.e.m.latency.WithLabelValues(p.spec.Name).Observe(now.Sub(c.w.Changed).Seconds())

@@ -116,9 +116,6 @@ func (p *Provisioner) process(ctx context.Context, key string, probe bool) {
 }
 
 func (p *Provisioner) deliver(ctx context.Context, key string, w work, it state.Item, rec record, hasRec bool) outcome {
-	if err := p.limiter.Wait(ctx); err != nil {
-		return outcome{err: fmt.Errorf("outbound: %w", err)}
-	}
 	if w.Kind == mapping.KindGroup {
 		return p.deliverGroup(ctx, key, rec, hasRec)
 	}
@@ -208,8 +205,9 @@ func (p *Provisioner) heldDeprovision(key string, kind string) bool {
 }
 
 // find looks a resource up on the target by its match value: in the reconcile pass's listing
-// when there is one and it can be trusted for key, else with Find. attrs is nil when the
-// listing answered.
+// when there is one and it can be trusted for key, else with Find — or not at all for a user
+// under create_lookup = "conflict" (found is then false and create POSTs first). attrs is
+// nil when the listing answered.
 //
 // The listing is trusted only when no POST for key can have escaped it. Every listing is
 // taken in this process, so it is later than anything an earlier process sent (a crash, a
@@ -224,6 +222,7 @@ func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, a
 	p.mu.Lock()
 	l := p.listing
 	_, posted := p.posted[key]
+	_, inherited := p.inherited[key]
 	p.mu.Unlock()
 	if l != nil && attempts == 0 && !posted {
 		m := l.users
@@ -233,10 +232,15 @@ func (p *Provisioner) find(ctx context.Context, key string, kind mapping.Kind, a
 		id, ok := m[strings.ToLower(value)]
 		return id, nil, ok, true, nil
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		return "", nil, false, false, fmt.Errorf("outbound: %w", err)
+	if p.spec.CreateLookup == CreateByConflict && kind == mapping.KindUser && attempts == 0 && !posted && !inherited {
+		// create_lookup = "conflict": POST first, the target's 409 on a duplicate says the
+		// account exists (create adopts it then). Only for a key no POST can have left for
+		// without its outcome recorded: not by this process (posted), not by an earlier
+		// one or a replaced provisioner (inherited: pending when the state was loaded), and
+		// no failed delivery since (attempts) — those are looked up, as by default.
+		return "", nil, false, false, nil
 	}
-	res, ok, err := p.spec.Target.Find(ctx, kind, attr, value)
+	res, ok, err := p.lookup(ctx, kind, attr, value)
 	if err != nil || !ok {
 		return "", nil, false, false, err
 	}
@@ -261,19 +265,17 @@ func (p *Provisioner) create(ctx context.Context, key string, kind mapping.Kind,
 			return id, have, true, nil
 		}
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		return "", nil, false, fmt.Errorf("outbound: %w", err)
-	}
-	// The lookup just showed the target has no such resource: POST without another one. From
-	// now on until a delivery of key commits, the outcome of this POST is unknown to any
-	// listing (see find).
+	// The lookup just showed the target has no such resource (or create_lookup = "conflict"
+	// lets the target's 409 say so): POST without another one. From now on until a delivery
+	// of key commits, the outcome of this POST is unknown to any listing (see find).
 	p.mu.Lock()
 	p.posted[key] = struct{}{}
 	p.mu.Unlock()
-	r, err := p.spec.Target.Apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
+	r, err := p.apply(ctx, mapping.Op{Kind: kind, Type: mapping.OpCreate, Resource: res})
 	if pe, ok := errors.AsType[*targets.PermanentError](err); ok && pe.Status == 409 && value != "" {
-		// Created meanwhile by someone else: adopt it.
-		res2, found, ferr := p.spec.Target.Find(ctx, kind, attr, value)
+		// It exists (created meanwhile by someone else, or create_lookup = "conflict"):
+		// adopt it.
+		res2, found, ferr := p.lookup(ctx, kind, attr, value)
 		if ferr != nil {
 			return "", nil, false, ferr
 		}
@@ -333,11 +335,7 @@ func (p *Provisioner) provisionUser(ctx context.Context, key string, entry mappi
 		if op.Type == "" {
 			break
 		}
-		if err := p.limiter.Wait(ctx); err != nil {
-			out.err = fmt.Errorf("outbound: %w", err)
-			return
-		}
-		_, err := p.spec.Target.Apply(ctx, op)
+		_, err := p.apply(ctx, op)
 		if targets.IsNotFound(err) && attempt == 0 {
 			// The target lost the account our id map points to: create it again (or adopt
 			// the one with its match value).
@@ -438,11 +436,7 @@ func (p *Provisioner) deprovisionUser(ctx context.Context, key string, rec recor
 	if p.spec.Deprovision == DeprovisionDelete {
 		op.Type = mapping.OpDelete
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		out.err = fmt.Errorf("outbound: %w", err)
-		return
-	}
-	_, err := p.spec.Target.Apply(ctx, op)
+	_, err := p.apply(ctx, op)
 	switch {
 	case targets.IsNotFound(err):
 		p.log.Info().Str("id", key).Str("target_id", rec.TargetID).Msg("account already gone on the target")
@@ -540,10 +534,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 		if p.heldDeprovision(key, kindGroup) {
 			return out
 		}
-		if err := p.limiter.Wait(ctx); err != nil {
-			return outcome{err: fmt.Errorf("outbound: %w", err)}
-		}
-		_, err := p.spec.Target.Apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpDelete, TargetID: rec.TargetID})
+		_, err := p.apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpDelete, TargetID: rec.TargetID})
 		if err != nil && !targets.IsNotFound(err) {
 			out.audits = append(out.audits, audit{op: string(mapping.OpDelete), kind: mapping.KindGroup, targetID: rec.TargetID, result: "error"})
 			out.err = err
@@ -599,7 +590,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 			// attributes as a PATCH instead.
 			op = mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpUpdate, TargetID: rec.TargetID, Patch: mapping.DiffPatch(nil, flat)}
 		}
-		_, err := p.spec.Target.Apply(ctx, op)
+		_, err := p.apply(ctx, op)
 		if targets.IsNotFound(err) && attempt == 0 {
 			rec.TargetID, rec.Attrs = "", nil
 			continue
@@ -658,11 +649,7 @@ func (p *Provisioner) deliverGroup(ctx context.Context, key string, rec record, 
 	if len(adds) > 0 {
 		patch = append(patch, mapping.PatchOp{Op: "add", Path: "members", Value: adds})
 	}
-	if err := p.limiter.Wait(ctx); err != nil {
-		out.err = fmt.Errorf("outbound: %w", err)
-		return out
-	}
-	_, err = p.spec.Target.Apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: rec.TargetID, Patch: patch})
+	_, err = p.apply(ctx, mapping.Op{Kind: mapping.KindGroup, Type: mapping.OpMembers, TargetID: rec.TargetID, Patch: patch})
 	if targets.IsNotFound(err) {
 		// The group is gone on the target: forget it; the retry creates it again.
 		p.deleteRecord(&out, key, false)

@@ -132,7 +132,7 @@ const (
 )
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dir    *fakeDir
 	db     *state.DB
 	e      *Engine
@@ -171,7 +171,7 @@ func (b *logBuffer) count(subs ...string) int {
 	return n
 }
 
-func newHarness(t *testing.T, spec Spec) *harness {
+func newHarness(t testing.TB, spec Spec) *harness {
 	t.Helper()
 	db, err := state.Open(t.TempDir())
 	require.NoError(t, err)

@@ -15,6 +15,9 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	// scopeMissing counts the configured scope groups not found: deprovisioning is held.
 	scopeMissing *prometheus.GaugeVec
+	// rate is the pacer's current rate; rateMoves counts why it moved.
+	rate      *prometheus.GaugeVec
+	rateMoves *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -48,11 +51,19 @@ func newMetrics() *metrics {
 			Name: "scimbridge_outbound_scope_groups_missing",
 			Help: "Configured scope groups of the provisioner that the directory does not show (renamed, deleted, unreadable); while above 0 the provisioner deprovisions nobody.",
 		}, []string{"provisioner"}),
+		rate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "scimbridge_outbound_rate_limit",
+			Help: "The provisioner's current pace in requests per second (adaptive below rate_limit or the adaptive ceiling; 0 when unlimited).",
+		}, []string{"provisioner"}),
+		rateMoves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "scimbridge_outbound_rate_changes_total",
+			Help: "Moves of the provisioner's pace, by reason: slow_start and increase (requests waited for the pace and the target kept up), 429, 503 and 5xx answers, latency (answers slowed well beyond the target's usual), retry_after and quota (the target asked to wait or announced its quota was running out).",
+		}, []string{"provisioner", "reason"}),
 	}
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.ops, m.enqueued, m.depth, m.dead, m.breaker, m.latency, m.scopeMissing}
+	return []prometheus.Collector{m.ops, m.enqueued, m.depth, m.dead, m.breaker, m.latency, m.scopeMissing, m.rate, m.rateMoves}
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
@@ -80,6 +91,8 @@ func (m *metrics) forget(name string) {
 	m.breaker.DeletePartialMatch(l)
 	m.latency.DeletePartialMatch(l)
 	m.scopeMissing.DeletePartialMatch(l)
+	m.rate.DeletePartialMatch(l)
+	m.rateMoves.DeletePartialMatch(l)
 }
 
 func (e *Engine) refreshDeadGauge(p *Provisioner) {

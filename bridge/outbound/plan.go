@@ -114,7 +114,7 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 	}
 	listed := map[string]string{}
 	if lister, ok := p.spec.Target.(targets.Lister); ok && listTarget {
-		err := lister.List(ctx, mapping.KindUser, func(r targets.Result) error {
+		err := lister.List(p.listCtx(ctx), mapping.KindUser, func(r targets.Result) error {
 			if v := getFold(mapping.Flatten(r.Attrs), p.spec.MatchAttribute); v != "" {
 				listed[strings.ToLower(v)] = r.ID
 			}

@@ -11,12 +11,17 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/time/rate"
 
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
+)
+
+// Create modes (Spec.CreateLookup).
+const (
+	CreateByLookup   = "lookup"
+	CreateByConflict = "conflict"
 )
 
 // Deprovision modes.
@@ -39,9 +44,16 @@ type Spec struct {
 	PushGroups     bool
 	Deprovision    string
 	MatchAttribute string
-	RateLimit      float64
-	Concurrency    int
-	MaxAttempts    int
+	// CreateLookup is CreateByLookup (the default) or CreateByConflict: how a user is
+	// created outside a reconcile pass (see create).
+	CreateLookup string
+	// RateLimit caps the requests per second (0: AdaptiveCeiling). Below it the pace adapts
+	// to the target's answers when the target reports them (targets.Paced).
+	RateLimit float64
+	// Concurrency is the number of workers, the most requests in flight (0:
+	// DefaultConcurrency).
+	Concurrency int
+	MaxAttempts int
 	// MaxDeletes deprovisions within DeleteWindow (or in one reconcile pass) stop the
 	// provisioner; 0 turns the deletion breaker off.
 	MaxDeletes    int
@@ -69,7 +81,8 @@ type Provisioner struct {
 	keysID    bool
 	userKeys  map[string]bool
 	snapAttrs []string
-	limiter   *rate.Limiter
+	pace      *pacer
+	paced     bool // the target reports every request to pace (targets.Paced)
 	q         *queue
 	health    *health
 
@@ -84,9 +97,14 @@ type Provisioner struct {
 	listing  *listing
 	// posted holds the keys whose create was POSTed by this process and not yet followed by
 	// a successful delivery: a listing cannot vouch for them (see find).
-	posted  map[string]struct{}
-	lastRec time.Time
-	loaded  bool
+	posted map[string]struct{}
+	// inherited holds the keys this provisioner found pending (in the outbox or the dead
+	// letters) when it loaded the state file: an earlier process (or the provisioner this
+	// one replaced on a reload) may have POSTed their create without recording the outcome.
+	// Cleared like posted.
+	inherited map[string]struct{}
+	lastRec   time.Time
+	loaded    bool
 	// missing are the configured scope groups the index did not show at the last batch:
 	// while there are, deprovisioning is held (scope.go).
 	missing []string
@@ -137,7 +155,12 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if spec.MatchAttribute == "" {
 		spec.MatchAttribute = "userName"
 	}
-	spec.Concurrency = max(spec.Concurrency, 1)
+	if spec.CreateLookup == "" {
+		spec.CreateLookup = CreateByLookup
+	}
+	if spec.Concurrency <= 0 {
+		spec.Concurrency = DefaultConcurrency
+	}
 	spec.MaxAttempts = max(spec.MaxAttempts, 1)
 	if spec.MinRetryDelay <= 0 {
 		spec.MinRetryDelay = time.Second
@@ -157,11 +180,10 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provisioner %q: group_mapping: %w", spec.Name, err)
 	}
-	limit := rate.Inf
-	if spec.RateLimit > 0 {
-		limit = rate.Limit(spec.RateLimit)
+	paced := false
+	if pt, ok := spec.Target.(targets.Paced); ok {
+		paced = pt.Paced()
 	}
-	burst := max(2, spec.Concurrency)
 	p := &Provisioner{
 		e: e, spec: spec,
 		log:         e.log.With().Str("provisioner", spec.Name).Str("type", spec.Type).Logger(),
@@ -170,14 +192,17 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		userKeys:    lowerKeys(um),
 		groupMap:    groupMap,
 		mappingHash: digest(um, gm),
-		limiter:     rate.NewLimiter(limit, burst),
+		paced:       paced,
 		q:           newQueue(),
 		users:       map[string]bool{},
 		groups:      map[string]bool{},
 		posted:      map[string]struct{}{},
+		inherited:   map[string]struct{}{},
 		resume:      make(chan struct{}),
 	}
 	p.health = newHealth(spec.Concurrency, spec.MinRetryDelay, spec.MaxRetryDelay)
+	p.pace = newPacer(max(spec.RateLimit, 0), paced, p.rateMoved)
+	e.m.rate.WithLabelValues(spec.Name).Set(p.pace.current())
 	attrs := map[string]bool{}
 	for _, a := range userMap.Attributes() {
 		attrs[strings.ToLower(a)] = true
@@ -222,6 +247,18 @@ func (p *Provisioner) loadTx(tx *state.Tx) error {
 		}
 		err = ob.ForEach(func(it state.Item) error {
 			p.q.push(it.Key, it.Seq, it.NotBefore)
+			p.inherited[it.Key] = struct{}{}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		dl, err := tx.DeadLetters(p.spec.Name)
+		if err != nil {
+			return err
+		}
+		err = dl.ForEach(func(d state.DeadLetter) error {
+			p.inherited[d.Item.Key] = struct{}{}
 			return nil
 		})
 		if err != nil {

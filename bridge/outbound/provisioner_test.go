@@ -15,7 +15,7 @@ func TestProvisionerDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, DeprovisionDisable, p.spec.Deprovision)
 	require.Equal(t, "userName", p.spec.MatchAttribute)
-	require.Equal(t, 1, p.spec.Concurrency)
+	require.Equal(t, DefaultConcurrency, p.spec.Concurrency)
 	require.Equal(t, 1, p.spec.MaxAttempts)
 	require.Equal(t, time.Second, p.spec.MinRetryDelay)
 	require.Equal(t, time.Second, p.spec.MaxRetryDelay, "raised to min_retry_delay")
@@ -37,6 +37,8 @@ func TestProvisionerDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, time.Second, p.spec.MinRetryDelay, "0 is unset")
 	require.Equal(t, time.Hour, p.spec.DeleteWindow, "0 is unset")
+	require.Equal(t, DefaultConcurrency, p.spec.Concurrency, "0 is unset")
+	require.Equal(t, PaceNone, p.pace.status(time.Now()).Mode, "a target that reports nothing is not paced without rate_limit")
 
 	_, err = h.e.newProvisioner(Spec{Name: "z"})
 	require.ErrorContains(t, err, "a provisioner needs a name and a target")

@@ -164,7 +164,6 @@ token_file = %q
 groups = ["cn=saas-users,ou=groups,dc=example,dc=org"]
 push_groups = true
 deprovision = "disable"
-rate_limit = 50
 `, targetURL, tokenFile)
 }
 

@@ -139,7 +139,7 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROVISIONER\tTYPE\tOUTBOX\tDEAD\tUSERS (ACTIVE)\tGROUPS\tBREAKER\tTARGET\tLAST SUCCESS\tLAST ERROR")
+	fmt.Fprintln(tw, "PROVISIONER\tTYPE\tOUTBOX\tDEAD\tUSERS (ACTIVE)\tGROUPS\tBREAKER\tTARGET\tRATE\tLAST SUCCESS\tLAST ERROR")
 	for _, p := range st.Provisioners {
 		breaker := "ok"
 		if p.Breaker.Tripped {
@@ -150,11 +150,15 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 			target += " until " + p.Target.Until.Local().Format("15:04:05")
 		}
 		lastErr := "-"
+		rateCol := "-"
+		if r := p.Rate; r != nil {
+			rateCol = formatRate(*r)
+		}
 		if p.LastError != "" {
 			lastErr = abbrev(p.LastError, 80) + " (" + ago(p.LastErrorAt) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d (%d)\t%d\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Type), p.OutboxDepth, p.DeadLetters,
-			p.Users, p.UsersActive, p.Groups, breaker, target, ago(p.LastSuccess), lastErr)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d (%d)\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDash(p.Type), p.OutboxDepth, p.DeadLetters,
+			p.Users, p.UsersActive, p.Groups, breaker, target, rateCol, ago(p.LastSuccess), lastErr)
 	}
 	_ = tw.Flush()
 	for _, p := range st.Provisioners {
@@ -166,6 +170,21 @@ func printStatus(w io.Writer, source string, st bridge.ProvisioningStatus) {
 				p.Name, p.Breaker.Since.Local().Format(time.RFC3339), p.Breaker.Reason, p.Name, p.Name)
 		}
 	}
+}
+
+// formatRate shows a provisioner's pace: "120/s adaptive (429 12s ago)".
+func formatRate(r outbound.RateStatus) string {
+	if r.Mode == outbound.PaceNone {
+		return "unlimited"
+	}
+	s := fmt.Sprintf("%.0f/s %s", r.Current, r.Mode)
+	if r.Mode == outbound.PaceAdaptive && r.Reason != "" {
+		s += " (" + r.Reason + " " + ago(r.Since) + ")"
+	}
+	if !r.PausedUntil.IsZero() {
+		s += ", paused until " + r.PausedUntil.Local().Format("15:04:05")
+	}
+	return s
 }
 
 func orDash(s string) string {

@@ -421,7 +421,8 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// build assembles the one HTTP client of a target: retryablehttp outside, then the per-try
+// build assembles the one HTTP client of a target: retryablehttp outside, then the pacer
+// (each try waits for the provisioner's pace and reports its answer), then the per-try
 // timeout, then oauth2.Transport (for auth = "oauth2"), then a pooled transport with our TLS
 // settings.
 func (c *Config) build(t *Target) error {
@@ -504,7 +505,7 @@ func (c *Config) build(t *Target) error {
 
 	t.client = &retryablehttp.Client{
 		HTTPClient: &http.Client{
-			Transport:     &timeoutTransport{next: inner, timeout: c.Timeout.Duration},
+			Transport:     &pacedTransport{next: &timeoutTransport{next: inner, timeout: c.Timeout.Duration}},
 			CheckRedirect: noRedirects,
 		},
 		Logger:       retryLogger{log: t.log},

@@ -93,3 +93,32 @@ func TestMemberSteps(t *testing.T) {
 		require.Error(t, err, "%+v", bad)
 	}
 }
+
+// TestQuotaHeaders: every common way of announcing a quota is read, the reset as seconds or
+// as a Unix time, and nothing is made up when the target said nothing.
+func TestQuotaHeaders(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		name      string
+		h         http.Header
+		remaining int
+		reset     time.Duration
+	}{
+		{"none", http.Header{}, -1, 0},
+		{"ietf fields", http.Header{"Ratelimit-Limit": {"100"}, "Ratelimit-Remaining": {"7"}, "Ratelimit-Reset": {"30"}}, 7, 30 * time.Second},
+		{"ietf fields with policies", http.Header{"Ratelimit-Remaining": {"0, 50;w=60"}, "Ratelimit-Reset": {"2"}}, 0, 2 * time.Second},
+		{"structured field", http.Header{"Ratelimit": {`"default";r=3;t=9`}}, 3, 9 * time.Second},
+		{"older structured field", http.Header{"Ratelimit": {"limit=10, remaining=4, reset=5"}}, 4, 5 * time.Second},
+		{"structured field, two policies", http.Header{"Ratelimit": {`"burst";r=1;t=2, "day";r=900;t=3600`}}, 1, 2 * time.Second},
+		{"structured field without remaining", http.Header{"Ratelimit": {`"default";t=9`}}, -1, 0},
+		{"x- headers, seconds", http.Header{"X-Ratelimit-Remaining": {"12"}, "X-Ratelimit-Reset": {"40"}}, 12, 40 * time.Second},
+		{"x- headers, unix time", http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Reset": {"1800000060"}}, 0, time.Minute},
+		{"garbage", http.Header{"X-Ratelimit-Remaining": {"lots"}, "X-Ratelimit-Reset": {"-3"}}, -1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			remaining, reset := quota(tc.h, now)
+			require.Equal(t, tc.remaining, remaining)
+			require.Equal(t, tc.reset, reset)
+		})
+	}
+}

@@ -1111,3 +1111,53 @@ func TestGateFencesEveryTry(t *testing.T) {
 	reqs := srv.Requests()
 	require.Equal(t, "scimbridge (instance idm1:/var/lib/scimbridge)", reqs[len(reqs)-1].Header.Get("User-Agent"))
 }
+
+// recordingPacer lets every request go and records what Done was told.
+type recordingPacer struct {
+	mu    sync.Mutex
+	waits int
+	obs   []targets.Observation
+}
+
+func (r *recordingPacer) Wait(context.Context) (targets.Ticket, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waits++
+	return targets.Ticket{Epoch: uint64(r.waits)}, nil
+}
+
+func (r *recordingPacer) Done(_ targets.Ticket, o targets.Observation) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.obs = append(r.obs, o)
+}
+
+// TestPacerSeesEveryTry: with a Pacer in the context, every HTTP try — the quick retry after
+// a 429 included — waits for it and reports the answer: status, Retry-After and the quota the
+// target announced.
+func TestPacerSeesEveryTry(t *testing.T) {
+	tg, srv, _ := newTarget(t, targettest.Options{}, nil)
+	require.True(t, tg.Paced())
+	srv.RateLimitNext(1, "2")
+	p := &recordingPacer{}
+	_, found, err := tg.Find(targets.WithPacer(t.Context(), p), mapping.KindUser, "userName", "nobody")
+	require.NoError(t, err)
+	require.False(t, found)
+	require.Equal(t, 2, p.waits)
+	require.Len(t, p.obs, 2)
+	require.Equal(t, http.StatusTooManyRequests, p.obs[0].Status)
+	require.Equal(t, 2*time.Second, p.obs[0].RetryAfter)
+	require.Equal(t, http.StatusOK, p.obs[1].Status)
+	require.Equal(t, -1, p.obs[1].Remaining)
+
+	srv.SetRateLimit(1000, 10, true)
+	p = &recordingPacer{}
+	_, err = tg.Apply(targets.WithPacer(t.Context(), p), mapping.Op{Kind: mapping.KindUser, Type: mapping.OpCreate, Resource: map[string]any{
+		"schemas": []any{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "paced",
+	}})
+	require.NoError(t, err)
+	require.Len(t, p.obs, 1)
+	require.Equal(t, http.StatusCreated, p.obs[0].Status)
+	require.GreaterOrEqual(t, p.obs[0].Remaining, 0, "RateLimit-Remaining read")
+	require.Equal(t, time.Second, p.obs[0].Reset)
+}

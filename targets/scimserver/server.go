@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -21,6 +22,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // SCIM URNs the server checks.
@@ -113,6 +116,8 @@ type Request struct {
 	Body   []byte
 	// Status is what the server answered; 0 when it dropped the connection.
 	Status int
+	// At is when the server received the request.
+	At time.Time
 }
 
 // Server is a strict in-memory SCIM 2.0 service provider for the demo and the tests. It is
@@ -130,7 +135,8 @@ type Server struct {
 	done  chan struct{}
 	once  sync.Once
 
-	creates atomic.Int64
+	creates   atomic.Int64
+	throttled atomic.Int64
 
 	mu       sync.Mutex
 	users    *store
@@ -142,6 +148,8 @@ type Server struct {
 	faults      []*Fault
 	latency     time.Duration
 	hook        func(http.ResponseWriter, *http.Request) bool
+	limiter     *rate.Limiter
+	limitHdrs   bool
 	issued      map[string]time.Time // OAuth2 token -> expiry
 	usesLeft    map[string]int       // token -> remaining uses before it is rejected
 	tokenCalls  int
@@ -152,18 +160,49 @@ type store struct {
 	kind  string
 	byID  map[string]map[string]any
 	order []string
+	// names indexes the unique attribute (userName, displayName), lower-cased, to the id:
+	// the uniqueness check stays O(1) with many resources (benchmarks).
+	names map[string]string
 }
 
-func newStore(kind string) *store { return &store{kind: kind, byID: map[string]map[string]any{}} }
+func newStore(kind string) *store {
+	return &store{kind: kind, byID: map[string]map[string]any{}, names: map[string]string{}}
+}
+
+// uniqueKey is the attribute the store keeps unique.
+func (st *store) uniqueKey() string {
+	if st.kind == "Group" {
+		return "displayName"
+	}
+	return "userName"
+}
+
+func (st *store) name(res map[string]any) string {
+	v, _ := getFold(res, st.uniqueKey())
+	s, _ := v.(string)
+	return strings.ToLower(s)
+}
 
 func (st *store) put(id string, res map[string]any) {
-	if _, ok := st.byID[id]; !ok {
+	if old, ok := st.byID[id]; ok {
+		if n := st.name(old); st.names[n] == id {
+			delete(st.names, n)
+		}
+	} else {
 		st.order = append(st.order, id)
 	}
 	st.byID[id] = res
+	if n := st.name(res); n != "" {
+		st.names[n] = id
+	}
 }
 
 func (st *store) del(id string) {
+	if old, ok := st.byID[id]; ok {
+		if n := st.name(old); st.names[n] == id {
+			delete(st.names, n)
+		}
+	}
 	delete(st.byID, id)
 	st.order = slices.DeleteFunc(st.order, func(x string) bool { return x == id })
 }
@@ -279,6 +318,58 @@ func (s *Server) ClearFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults, s.latency, s.hook = nil, 0, nil
+}
+
+// SetRateLimit makes the server accept perSecond SCIM requests per second (bursts of burst)
+// and answer the others 429 with a Retry-After of the whole seconds until one would be
+// accepted, as a SaaS rate limit does. With headers, every answer also carries
+// RateLimit-Limit, RateLimit-Remaining and RateLimit-Reset. perSecond <= 0 removes the limit.
+func (s *Server) SetRateLimit(perSecond float64, burst int, headers bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limiter, s.limitHdrs = nil, false
+	if perSecond > 0 {
+		s.limiter, s.limitHdrs = rate.NewLimiter(rate.Limit(perSecond), max(burst, 1)), headers
+	}
+}
+
+// Throttled is the number of requests SetRateLimit's limit answered with 429.
+func (s *Server) Throttled() int64 { return s.throttled.Load() }
+
+// throttle applies the rate limit to a SCIM request: the 429 to send, or nil, and the
+// RateLimit headers for the answer. Callers hold s.mu.
+func (s *Server) throttle(now time.Time) (*reply, http.Header) {
+	if s.limiter == nil {
+		return nil, nil
+	}
+	var hdr http.Header
+	r := s.limiter.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	if wait > 0 {
+		r.CancelAt(now)
+	}
+	if s.limitHdrs {
+		left := int(s.limiter.TokensAt(now))
+		reset := 1
+		if left <= 0 {
+			left, reset = 0, int(math.Ceil(max(wait, time.Second).Seconds()))
+		}
+		hdr = http.Header{
+			"Ratelimit-Limit":     {strconv.Itoa(s.limiter.Burst())},
+			"Ratelimit-Remaining": {strconv.Itoa(left)},
+			"Ratelimit-Reset":     {strconv.Itoa(reset)},
+		}
+	}
+	if wait <= 0 {
+		return nil, hdr
+	}
+	s.throttled.Add(1)
+	rep := scimErr(http.StatusTooManyRequests, "", "rate limit exceeded")
+	rep.header = http.Header{"Retry-After": {strconv.Itoa(int(math.Ceil(wait.Seconds())))}}
+	for k, v := range hdr {
+		rep.header[k] = v
+	}
+	return &rep, nil
 }
 
 // SetLatency delays every request by d (0 to stop).
@@ -492,7 +583,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	s.requests = append(s.requests, Request{
-		Method: r.Method, Path: rel, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body,
+		Method: r.Method, Path: rel, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body, At: time.Now(),
 	})
 	idx, gen := len(s.requests)-1, s.requestsGen
 	if isToken {
@@ -501,6 +592,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	hook := s.hook
 	fault := s.takeFault(r.Method, rel, isToken)
 	latency := s.latency
+	var limited *reply
+	var limitHdr http.Header
+	if !isToken && inBase {
+		limited, limitHdr = s.throttle(time.Now())
+	}
 	s.mu.Unlock()
 	setStatus := func(code int) {
 		s.mu.Lock()
@@ -546,6 +642,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var rep reply
 	switch {
+	case limited != nil:
+		rep = *limited
 	case fault != nil && fault.Status != 0 && !fault.AfterStore:
 		rep = scimErr(fault.Status, "", "injected fault")
 		if fault.RetryAfter != "" {
@@ -575,6 +673,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		if fault.RetryAfter != "" {
 			rep.header = http.Header{"Retry-After": {fault.RetryAfter}}
 		}
+	}
+	for k, v := range limitHdr {
+		if rep.header == nil {
+			rep.header = http.Header{}
+		}
+		rep.header[k] = v
 	}
 	setStatus(rep.status)
 	s.write(w, rep, isToken)
@@ -894,13 +998,8 @@ func (s *Server) validate(st *store, id string, doc map[string]any) (reply, bool
 	if !ok || strings.TrimSpace(ns) == "" {
 		return scimErr(http.StatusBadRequest, "invalidValue", "%s is required", key), false
 	}
-	for oid, other := range st.byID {
-		if oid == id {
-			continue
-		}
-		if v, _ := getFold(other, key); v != nil && strings.EqualFold(v.(string), ns) {
-			return scimErr(http.StatusConflict, "uniqueness", "%s %q is already taken", key, ns), false
-		}
+	if oid, ok := st.names[strings.ToLower(ns)]; ok && oid != id {
+		return scimErr(http.StatusConflict, "uniqueness", "%s %q is already taken", key, ns), false
 	}
 	if v, ok := getFold(doc, "active"); ok {
 		if _, isBool := v.(bool); !isBool {
