@@ -46,7 +46,8 @@ func TestCreateLookupConflict(t *testing.T) {
 	h.waitIdle()
 	require.Equal(t, []string{"POST"}, userRequests(srv), "a new user: one request")
 
-	id, err := srv.AddUser(map[string]any{"schemas": []any{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "bob", "title": "Old",
+	id, err := srv.AddUser(map[string]any{
+		"schemas": []any{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "bob", "title": "Old",
 		"emails": []any{map[string]any{"type": "work", "value": "bob@x", "primary": true}},
 	})
 	require.NoError(t, err)

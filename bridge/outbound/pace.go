@@ -242,14 +242,14 @@ func (p *pacer) Done(t targets.Ticket, o targets.Observation) {
 	p.mu.Lock()
 	var moved []string
 	signal := ""
-	switch {
-	case o.Status == http.StatusTooManyRequests:
+	switch o.Status {
+	case http.StatusTooManyRequests:
 		signal = Rate429
-	case o.Status == http.StatusServiceUnavailable:
+	case http.StatusServiceUnavailable:
 		signal = Rate503
-	case o.Status == http.StatusBadGateway || o.Status == http.StatusGatewayTimeout:
+	case http.StatusBadGateway, http.StatusGatewayTimeout:
 		signal = Rate5xx
-	case o.Status == 0:
+	case 0:
 		// No answer: a target that is down (the circuit breaker's business) or one too
 		// busy to answer in time, which its latency tells.
 		p.sample(t, o.Latency)
