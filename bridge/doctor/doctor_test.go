@@ -87,6 +87,13 @@ token_file = "target-token"
 groups = ["cn=saas-users,%s"]
 %s
 `, filepath.Join(dir, "state"), s.URL, s.ServiceDN, s.Suffix, target, s.GroupsDN, st.extra)
+	return runConfig(t, dir, cfg)
+}
+
+// runConfig writes cfg to dir, loads it as the daemon does and runs doctor on it, logging
+// the report.
+func runConfig(t *testing.T, dir, cfg string) []doctor.Result {
+	t.Helper()
 	path := filepath.Join(dir, "scimbridge.toml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	c, err := bridge.LoadConfig(path)
@@ -409,16 +416,7 @@ base_dn = %q
 name = "entra"
 sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 `, filepath.Join(dir, "state"), url, ca, s.ServiceDN, s.Suffix, usersBase, s.GroupsDN)
-	path := filepath.Join(dir, "scimbridge.toml")
-	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
-	c, err := bridge.LoadConfig(path)
-	require.NoError(t, err)
-	require.NoError(t, c.LoadSecrets())
-	res := doctor.Run(context.Background(), doctor.Options{Config: c, Logger: zerolog.Nop()})
-	var b strings.Builder
-	doctor.Print(&b, res)
-	t.Log("\n" + b.String())
-	return res
+	return runConfig(t, dir, cfg)
 }
 
 // checked is the results of the checks named check or below it (check.*).
