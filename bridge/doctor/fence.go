@@ -103,7 +103,7 @@ type grant struct {
 // those groups themselves.
 func (r *run) adminCountAccounts(ctx context.Context, f inbound.Fence) ([]grant, error) {
 	var out []grant
-	for _, base := range slices.Concat(f.Users.Bases, f.Groups.Bases) {
+	for _, base := range f.Bases {
 		err := r.store.Walk(ctx, ldapstore.Search{Base: base, Scope: ldapstore.ScopeSub, Filter: "(adminCount=1)", Attrs: []string{"objectClass"}}, func(e mapping.Entry) error {
 			isGroup := slices.ContainsFunc(e.Get("objectClass"), func(c string) bool { return strings.EqualFold(c, "group") })
 			out = append(out, grant{dn: e.DN, group: isGroup, source: "adminCount=1"})
@@ -120,7 +120,7 @@ func (r *run) adminCountAccounts(ctx context.Context, f inbound.Fence) ([]grant,
 // grants write (or manage) access to, with the members of those groups.
 func (r *run) olcOperators(ctx context.Context, f inbound.Fence) ([]grant, error) {
 	var out, groups []grant
-	bases := slices.Concat(f.Users.Bases, f.Groups.Bases)
+	bases := f.Bases
 	for _, e := range r.olc.entries {
 		for _, dn := range e.Get("olcRootDN") {
 			out = append(out, grant{dn: dn, source: "olcRootDN of " + e.DN})

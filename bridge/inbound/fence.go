@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -325,19 +326,10 @@ type Fence struct {
 	// Protected maps each protected DN (normalized) to why: bind_dn, protected_dns or
 	// protected_groups (the groups, their members and nested members).
 	Protected map[string]string
-	// Users and Groups are where each kind lives and which of its entries SCIM sees.
-	Users, Groups FenceKind
+	// Bases are where SCIM reads and writes: the users bases (the disabled base too) and the
+	// groups bases.
+	Bases         []string
 	users, groups *kind
-}
-
-// FenceKind is one kind's part of the fence.
-type FenceKind struct {
-	// Bases are searched for the kind (users: the disabled base too).
-	Bases []string
-	// Filter selects the kind's entries ([ldap.users] or [ldap.groups] filter).
-	Filter string
-	// Scoped is Filter ANDed with the kind's inbound.scope_filter ("" when there is none).
-	Scoped string
 }
 
 // Fence reads the protected groups (as a request would) and returns the fence now in force.
@@ -347,20 +339,11 @@ func (s *Server) Fence(ctx context.Context) (Fence, error) {
 	if err != nil {
 		return Fence{}, err
 	}
-	f := Fence{Protected: make(map[string]string, len(g.dns)), users: st.users, groups: st.groups}
-	for dn, why := range g.dns {
-		f.Protected[dn] = why
-	}
-	for _, p := range []struct {
-		k   *kind
-		out *FenceKind
-	}{{st.users, &f.Users}, {st.groups, &f.Groups}} {
-		*p.out = FenceKind{Bases: slices.Clone(p.k.bases), Filter: p.k.filter}
-		if p.k.scoped != p.k.filter {
-			p.out.Scoped = p.k.scoped
-		}
-	}
-	return f, nil
+	return Fence{
+		Protected: maps.Clone(g.dns),
+		Bases:     slices.Concat(st.users.bases, st.groups.bases),
+		users:     st.users, groups: st.groups,
+	}, nil
 }
 
 // InReach reports whether an entry at dn lies where SCIM reads and writes — below a base of
