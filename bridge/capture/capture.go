@@ -364,7 +364,7 @@ func (r *Reader) push(ctx context.Context, p Pusher) {
 			return
 		}
 		if time.Since(start) > pushMaxRetry {
-			delay = pushMinRetry // it ran a good while: the failure is new
+			delay, lastErr = pushMinRetry, "" // it ran a good while: the failure is new
 		}
 		if err != nil && err.Error() != lastErr {
 			r.logger.Info().Err(err).Dur("retry_in", delay).Msg("change log push stream unavailable; polling every poll_interval")

@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -198,10 +197,9 @@ func (p *pacer) Wait(ctx context.Context) (targets.Ticket, error) {
 		if waited {
 			break
 		}
+		// Not lim.Wait: it answers "would exceed context deadline" without ctx.Err(), which
+		// targets.Pacer's contract needs; a reservation always succeeds (burst ≥ 1, one token).
 		r := p.lim.Reserve()
-		if !r.OK() {
-			return targets.Ticket{}, errors.New("outbound: pacer: cannot reserve a request")
-		}
 		d := r.Delay()
 		if d <= 0 {
 			break
@@ -264,7 +262,7 @@ func (p *pacer) Done(t targets.Ticket, o targets.Observation) {
 		p.decrease(signal, now)
 		moved = append(moved, signal)
 	}
-	if o.RetryAfter > 0 && (signal != "" || o.Status >= 300) {
+	if o.RetryAfter > 0 && o.Status >= 300 { // every signal is a status ≥ 429
 		if p.pauseUntil(now, now.Add(o.RetryAfter)) {
 			if !decreased {
 				p.setReason(RateRetryAfter, now)

@@ -37,11 +37,12 @@ func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	o := targets.Observation{Latency: time.Since(start), Remaining: -1}
 	switch {
 	case err != nil:
-		o.Canceled = req.Context().Err() != nil
-		if _, ok := errors.AsType[*tokenError](err); ok {
-			// The token endpoint failed; the target itself was not asked.
-			o.Canceled = true
-		}
+		// Only a try that timed out says something of the target's capacity (a slow answer).
+		// One that never left (the gate, the token endpoint, a cancelled request) or failed at
+		// once (connection refused) is no latency sample: a window of those would shrink the
+		// baseline and read the recovered target's normal latency as a rise.
+		te, ok := errors.AsType[timeouter](err)
+		o.Canceled = req.Context().Err() != nil || !ok || !te.Timeout()
 	default:
 		o.Status = resp.StatusCode
 		now := time.Now()
@@ -50,6 +51,13 @@ func (t *pacedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	p.Done(tk, o)
 	return resp, err
+}
+
+// timeouter is an error that says whether it is a timeout: net.Error, and the try's own
+// deadline (timeoutError).
+type timeouter interface {
+	error
+	Timeout() bool
 }
 
 // quota reads what the target announced of its request quota: the IETF RateLimit fields,

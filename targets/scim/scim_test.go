@@ -1161,3 +1161,38 @@ func TestPacerSeesEveryTry(t *testing.T) {
 	require.GreaterOrEqual(t, p.obs[0].Remaining, 0, "RateLimit-Remaining read")
 	require.Equal(t, time.Second, p.obs[0].Reset)
 }
+
+// TestPacerSamplesOnlyTimeouts: a try that timed out is a latency sample for the pacer; one
+// that never left (the gate) or failed at once (connection refused) is not — a window of those
+// would shrink its latency baseline and slow the recovered target down.
+func TestPacerSamplesOnlyTimeouts(t *testing.T) {
+	tg, srv, _ := newTarget(t, targettest.Options{}, func(c *scim.Config) {
+		c.Timeout = targets.Duration{Duration: 200 * time.Millisecond}
+		c.MaxRetries = 0
+	})
+	srv.Inject(targettest.Fault{Method: http.MethodGet, Latency: time.Second})
+	p := &recordingPacer{}
+	_, _, err := tg.Find(targets.WithPacer(t.Context(), p), mapping.KindUser, "userName", "slow")
+	require.Error(t, err)
+	require.NotEmpty(t, p.obs)
+	require.False(t, p.obs[0].Canceled, "a timeout is a sample")
+	srv.ClearFaults()
+
+	p = &recordingPacer{}
+	fenced := targets.WithGate(targets.WithPacer(t.Context(), p), func() error { return errors.New("fenced") })
+	_, _, err = tg.Find(fenced, mapping.KindUser, "userName", "gated")
+	require.Error(t, err)
+	require.NotEmpty(t, p.obs)
+	for _, o := range p.obs {
+		require.True(t, o.Canceled, "a request that never left is no sample")
+	}
+
+	srv.Close()
+	p = &recordingPacer{}
+	_, _, err = tg.Find(targets.WithPacer(t.Context(), p), mapping.KindUser, "userName", "refused")
+	require.Error(t, err)
+	require.NotEmpty(t, p.obs)
+	for _, o := range p.obs {
+		require.True(t, o.Canceled, "a refused connection is no sample")
+	}
+}
