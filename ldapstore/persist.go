@@ -24,10 +24,12 @@ func (a *Accesslog) Watch(ctx context.Context, wake func()) error {
 	// Only records from the newest on (by the server's clock, so a skewed local clock
 	// cannot hide them): the refresh phase then sends almost nothing.
 	since := time.Now().UTC()
-	if t, ok, err := a.newest(ctx); err == nil && ok {
-		since = t
-	} else if err != nil {
+	t, ok, err := a.newest(ctx)
+	if err != nil {
 		return fmt.Errorf("ldap: accesslog watch: %w", err)
+	}
+	if ok {
+		since = t
 	}
 	conn, err := a.s.connect(ctx)
 	if err != nil {

@@ -39,6 +39,18 @@ func TestAccesslogWatch(t *testing.T) {
 		}
 		break
 	}
+	// That wake may be the refresh phase's (the newest record is sent first); once it is
+	// over, a write made now is announced by the persist phase.
+	time.Sleep(time.Second)
+	for len(woke) > 0 {
+		<-woke
+	}
+	require.NoError(t, st.Add(ctx, "uid=live,ou=people,"+ou, person("live")))
+	select {
+	case <-woke:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write after the refresh was not announced")
+	}
 	cancel()
 	select {
 	case err := <-done:
