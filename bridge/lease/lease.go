@@ -287,13 +287,25 @@ func (e *Elector) read(ctx context.Context) (string, bool, error) {
 	if err != nil {
 		return "", false, fmt.Errorf("lease: reading %s: %w", e.o.DN, err)
 	}
+	var vals []string
 	for _, v := range en.Attrs[attr] {
 		if strings.HasPrefix(v, valuePrefix) {
-			return v, true, nil
+			vals = append(vals, v)
 		}
 	}
-	return "", true, nil
+	switch len(vals) {
+	case 0:
+		return "", true, nil
+	case 1:
+		return vals[0], true, nil
+	}
+	return "", true, fmt.Errorf("lease: %s: %w", e.o.DN, errConflict)
 }
+
+// errConflict is a lease entry holding several lease values: instances wrote it on different
+// servers (ha.lease_url differs between them) and replication merged both. Nobody may lead
+// on it: every swap from one value would succeed beside the other.
+var errConflict = errors.New("the entry holds several lease values: the instances wrote it on different directory servers; give every instance the same ha.lease_url, then delete the entry")
 
 // swap replaces old by next with one Modify that deletes the old value and adds the new
 // one: the server refuses it (noSuchAttribute) when old is no longer there, so of two
@@ -442,6 +454,12 @@ func (e *Elector) renew(ctx context.Context, term *Term) error {
 		return err
 	}
 	if !ok {
+		return ErrFenced
+	}
+	// A swap succeeds beside a value another instance wrote on another server: read back.
+	if _, _, err := e.read(rctx); errors.Is(err, errConflict) {
+		e.setError(err)
+		e.log.Error().Err(err).Msg("the lease is held twice: stopping")
 		return ErrFenced
 	}
 	term.extend(start + int64(e.o.Duration-Guard(e.o.Duration)))

@@ -156,6 +156,23 @@ func TestRenewalLostToAnotherWriter(t *testing.T) {
 	require.Contains(t, now, "intruder", "the failed renewal changed nothing")
 }
 
+// TestLeaseHeldTwice: a lease entry holding two values (two instances wrote it on different
+// servers of a multi-provider pair, and replication merged both) fences the holder at its next
+// renewal, and nobody takes it: no leader rather than two, said loudly.
+func TestLeaseHeldTwice(t *testing.T) {
+	dir, dn := directory(t)
+	ctx := context.Background()
+	a, b := elector(t, dir, dn, "a", 30*time.Second), elector(t, dir, dn, "b", 30*time.Second)
+	ta := a.tryTake(ctx)
+	require.NotNil(t, ta)
+	defer ta.end(nil)
+	require.NoError(t, dir.Modify(ctx, dn, []ldapstore.Change{{Op: ldapstore.ModAdd, Attr: attr, Values: []string{Value{Holder: "b", Term: 1}.Encode()}}}, ldapstore.ModifyOptions{}))
+	require.ErrorIs(t, a.renew(ctx, ta), ErrFenced)
+	require.Contains(t, a.Status().LastError, "several lease values")
+	require.Nil(t, b.tryTake(ctx))
+	require.Contains(t, b.Status().LastError, "several lease values")
+}
+
 // TestReleaseHandsOver: a leader that stops releases the lease after its work returned; a
 // standby takes it at once, with the cursor.
 func TestReleaseHandsOver(t *testing.T) {
