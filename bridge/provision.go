@@ -369,7 +369,7 @@ func (pv *provisioning) startReader(ctx context.Context) {
 func (pv *provisioning) reconcileDue(ctx context.Context) {
 	due := pv.engine.NeedsReconcile(pv.interval)
 	if pv.takeover {
-		pv.engine.AdoptListed()
+		pv.engine.AdoptListed(true)
 		due = due[:0]
 		for _, p := range pv.engine.Provisioners() {
 			due = append(due, p.Name())
@@ -383,6 +383,9 @@ func (pv *provisioning) reconcileDue(ctx context.Context) {
 			}
 			return
 		}
+		// Adopting is for the takeover's pass only: later passes on a target shared with
+		// another directory's bridge must not take its accounts for ours.
+		pv.engine.AdoptListed(false)
 		pv.takeover = false
 		return
 	}

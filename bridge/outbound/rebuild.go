@@ -7,9 +7,10 @@ import (
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
-// AdoptListed makes the next reconcile passes rebuild the id map from the target listings
-// (adoptListed): after this instance took the [ha] lease over from another.
-func (e *Engine) AdoptListed() { e.adoptListed.Store(true) }
+// AdoptListed turns on (or off again) the rebuilding of the id map from the target listings
+// in reconcile passes (adoptListed): on for the pass after this instance took the [ha] lease
+// over from another, off once that pass completed.
+func (e *Engine) AdoptListed(on bool) { e.adoptListed.Store(on) }
 
 // keysID reports whether the user mapping sends the directory id as externalId (the default):
 // then every account the bridge made carries its key, and a target listing can rebuild the
