@@ -492,4 +492,19 @@ func TestHATakeoverCost(t *testing.T) {
 	t.Logf("takeover of %d users in line: %d GETs, %d other requests", n, gets, others)
 	require.Equal(t, (n+99)/100, gets, "the listing's pages")
 	require.Zero(t, others, "accounts in line cost nothing")
+
+	// Adopting from the listing was for the takeover's pass: an account the directory never
+	// had (another bridge's, on a shared target) is left alone by the passes that follow.
+	foreign, err := target.AddUser(map[string]any{
+		"schemas": []any{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": "foreign",
+		"externalId": "0b9e7c1e-5b1a-4c53-9f55-5d3c0e0e0e0e", "active": true,
+	})
+	require.NoError(t, err)
+	since := time.Now()
+	o2.dir = b.dir
+	_, stderr, code := o2.cli("sync", "--full")
+	require.Zero(t, code, stderr)
+	for _, r := range target.from(b.id, since) {
+		require.NotContains(t, r.path, foreign, "%s %s: the foreign account was taken for one of ours", r.method, r.path)
+	}
 }
