@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/scimbridge/scimbridge/bridge"
@@ -32,7 +31,10 @@ func checkHA(ctx context.Context, r *run) []Result {
 	en, err := s.Get(ctx, dn, []string{"description"})
 	switch {
 	case errors.Is(err, ldapstore.ErrNotFound):
-		parent := dn[strings.Index(dn, ",")+1:]
+		_, parent, err := ldapstore.SplitDN(dn)
+		if err != nil || parent == "" {
+			return []Result{fail(name, "set ha.lease_dn to a DN below an existing entry", "%v", err)}
+		}
 		if _, err := s.Get(ctx, parent, []string{"1.1"}); err != nil {
 			return []Result{fail(name, fmt.Sprintf("create %q, or set ha.lease_dn below an entry that exists", parent),
 				"the lease entry %q does not exist yet and its parent cannot be read on %s: %v", dn, r.cfg.HA.LeaseURL, err)}

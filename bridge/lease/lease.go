@@ -176,15 +176,15 @@ type Status struct {
 
 // New checks the options.
 func New(o Options) (*Elector, error) {
-	attrName, val, ok := strings.Cut(strings.SplitN(o.DN, ",", 2)[0], "=")
-	if !ok || !strings.EqualFold(strings.TrimSpace(attrName), "cn") || val == "" {
+	cn, err := ldapstore.RDNValue(o.DN, "cn")
+	if err != nil || cn == "" {
 		return nil, fmt.Errorf("lease: ha.lease_dn %q: the RDN must be cn=…", o.DN)
 	}
 	if o.ID == "" || o.Duration <= 0 || o.Renew <= 0 || o.Renew > o.Duration/3 {
 		return nil, errors.New("lease: an instance id, a duration and a renew interval of at most a third of it are required")
 	}
 	return &Elector{
-		o: o, log: o.Logger.With().Str("component", "lease").Logger(), rdn: strings.TrimSpace(val),
+		o: o, log: o.Logger.With().Str("component", "lease").Logger(), rdn: cn,
 		status: Status{Role: "standby", Instance: o.ID},
 	}, nil
 }
