@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 func userRequests(srv *scimserver.Server) []string {
 	var out []string
 	for _, r := range srv.Requests() {
-		if len(r.Path) >= 6 && r.Path[:6] == "/Users" {
+		if strings.HasPrefix(r.Path, "/Users") {
 			out = append(out, r.Method)
 		}
 	}
@@ -73,4 +74,24 @@ func TestCreateLookupConflict(t *testing.T) {
 	require.NotContains(t, methods[1:], "POST")
 	require.Len(t, srv.Users(), 4)
 	require.Empty(t, mustDeadLetters(t, h))
+}
+
+// TestCreateLookupConflictLooksGroupsUp: groups are looked up before their POST even with
+// create_lookup = "conflict" — a group's displayName need not be unique, so a 409 would not
+// say the group exists.
+func TestCreateLookupConflictLooksGroupsUp(t *testing.T) {
+	srv, tg := rateLimitedTarget(t, 0, 0)
+	h := newHarness(t, Spec{Target: tg, CreateLookup: CreateByConflict, PushGroups: true, MaxAttempts: 5, MinRetryDelay: time.Millisecond, MaxRetryDelay: time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.run(ctx)
+	h.change(group("team"))
+	h.waitIdle()
+	var methods []string
+	for _, r := range srv.Requests() {
+		if strings.HasPrefix(r.Path, "/Groups") {
+			methods = append(methods, r.Method)
+		}
+	}
+	require.Equal(t, []string{"GET", "POST"}, methods)
 }
