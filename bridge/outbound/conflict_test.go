@@ -73,6 +73,19 @@ func TestCreateLookupConflict(t *testing.T) {
 	require.Equal(t, "GET", methods[1], "the retry of a POST with no recorded outcome looks up first")
 	require.NotContains(t, methods[1:], "POST")
 	require.Len(t, srv.Users(), 4)
+
+	// The same with an answer that does not count as a failed attempt (an overloaded target's
+	// 503 with Retry-After): this process's own POST, not the attempt count, sends the retry to
+	// the lookup.
+	srv.ResetRequests()
+	srv.Inject(scimserver.Fault{Method: "POST", Path: "/Users", AfterStore: true, Status: 503, RetryAfter: "1"})
+	h.change(user("dee"))
+	h.waitIdle()
+	methods = userRequests(srv)
+	require.Equal(t, "POST", methods[0])
+	require.Equal(t, "GET", methods[1], "the retry of a POST with no recorded outcome looks up first")
+	require.NotContains(t, methods[1:], "POST")
+	require.Len(t, srv.Users(), 5)
 	require.Empty(t, mustDeadLetters(t, h))
 }
 
