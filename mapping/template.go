@@ -80,6 +80,30 @@ type templateField struct {
 	key  string
 	tmpl *template.Template
 	dst  destination
+	// field is set when the template is exactly one field reference, {{ .name }} (most of
+	// the default mapping): Render reads the value from its data instead of executing the
+	// template, which is what text/template would print for it.
+	field string
+}
+
+// soleField returns name when t is exactly {{ .name }} (or {{- .name -}}), and "" otherwise.
+func soleField(t *template.Template) string {
+	if len(t.Templates()) != 1 || t.Tree == nil || t.Root == nil || len(t.Root.Nodes) != 1 {
+		return ""
+	}
+	a, ok := t.Root.Nodes[0].(*parse.ActionNode)
+	if !ok || a.Pipe == nil || len(a.Pipe.Decl) != 0 || a.Pipe.IsAssign || len(a.Pipe.Cmds) != 1 {
+		return ""
+	}
+	args := a.Pipe.Cmds[0].Args
+	if len(args) != 1 {
+		return ""
+	}
+	f, ok := args[0].(*parse.FieldNode)
+	if !ok || len(f.Ident) != 1 {
+		return ""
+	}
+	return f.Ident[0]
 }
 
 // destination is where a rendered value goes in the SCIM resource.
@@ -264,7 +288,7 @@ func compileMapping(table string, schema Schema, m map[string]string) (*Template
 		if refused {
 			continue
 		}
-		tm.fields = append(tm.fields, templateField{key: key, tmpl: t, dst: dst})
+		tm.fields = append(tm.fields, templateField{key: key, tmpl: t, dst: dst, field: soleField(t)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("mapping: %w", err)
@@ -423,24 +447,34 @@ func (tm *TemplateMapping) Render(e Entry) (map[string]any, error) {
 	for _, name := range tm.names {
 		data[name] = e.First(name)
 	}
-	set, err := tm.bind()
-	if err != nil {
-		return nil, fmt.Errorf("mapping: render %q: %w", e.DN, err)
-	}
-	*set.entry = e
+	var set *boundSet
 	defer func() {
-		*set.entry = Entry{} // keep no entry alive in the pool
-		tm.bound.Put(set)
+		if set != nil {
+			*set.entry = Entry{} // keep no entry alive in the pool
+			tm.bound.Put(set)
+		}
 	}()
-	res := map[string]any{}
+	res := make(map[string]any, len(tm.fields))
 	var errs []error
 	for i, f := range tm.fields {
-		var b strings.Builder
-		if err := set.tmpls[i].Execute(&b, data); err != nil {
-			errs = append(errs, fmt.Errorf("%s.%s: %w", tm.table, f.key, err))
-			continue
+		var v string
+		if f.field != "" {
+			v = strings.TrimSpace(data[f.field])
+		} else {
+			if set == nil {
+				var err error
+				if set, err = tm.bind(); err != nil {
+					return nil, fmt.Errorf("mapping: render %q: %w", e.DN, err)
+				}
+				*set.entry = e
+			}
+			var b strings.Builder
+			if err := set.tmpls[i].Execute(&b, data); err != nil {
+				errs = append(errs, fmt.Errorf("%s.%s: %w", tm.table, f.key, err))
+				continue
+			}
+			v = strings.TrimSpace(b.String())
 		}
-		v := strings.TrimSpace(b.String())
 		if v == "" {
 			continue
 		}

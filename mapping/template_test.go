@@ -466,3 +466,33 @@ func TestRenderNeverShowsPasswords(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, fmt.Sprint(res), "secret-hash")
 }
+
+// TestRenderSoleFieldMatchesTemplate: a {{ .name }} field (read straight from the data) renders
+// exactly as the same value through text/template: trimmed, case-exact names, missing
+// attributes empty and left out, and booleans parsed.
+func TestRenderSoleFieldMatchesTemplate(t *testing.T) {
+	fast, err := mapping.CompileUserMapping(map[string]string{
+		"userName": `{{ .uid }}`, "title": `{{- .title -}}`, "nickName": `{{ .missing }}`,
+		"displayName": `{{ .displayName }}`, "active": `{{ .flag }}`,
+	})
+	require.NoError(t, err)
+	slow, err := mapping.CompileUserMapping(map[string]string{
+		"userName": `{{ .uid | print }}`, "title": `{{- .title | print -}}`, "nickName": `{{ .missing | print }}`,
+		"displayName": `{{ .displayName | print }}`, "active": `{{ .flag | print }}`,
+	})
+	require.NoError(t, err)
+	for _, attrs := range []map[string][]string{
+		{"uid": {"ada"}, "title": {"  Analyst \n"}, "displayName": {"Ada L."}, "flag": {"false"}},
+		{"uid": {" bob "}, "displayName": {"", "second"}, "flag": {"TRUE"}},
+		{"UID": {"carol"}, "flag": {"true"}},
+	} {
+		e := mapping.Entry{DN: "uid=x,ou=people,dc=example,dc=org", Attrs: attrs}
+		want, err := slow.Render(e)
+		require.NoError(t, err)
+		got, err := fast.Render(e)
+		require.NoError(t, err)
+		require.Empty(t, cmp.Diff(want, got), attrs)
+	}
+	_, err = fast.Render(mapping.Entry{DN: "uid=y", Attrs: map[string][]string{"uid": {"y"}, "flag": {"maybe"}}})
+	require.ErrorContains(t, err, `user_mapping.active: rendered "maybe", want true or false`)
+}
