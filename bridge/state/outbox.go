@@ -14,7 +14,7 @@ import (
 //
 // Bucket layout (top-level names, then one nested bucket per provisioner):
 //
-//	outbox/<provisioner>/<key>       Item (JSON): one pending piece of work per key
+//	outbox/<provisioner>/<key>       Item (binary, codec.go): one pending piece of work per key
 //	deadletters/<provisioner>/<key>  DeadLetter (JSON): the item and the target's error
 //	outbox-seq                       the bucket whose sequence numbers every Put draws from
 //
@@ -166,8 +166,8 @@ func (o *Outbox) Get(key string) (Item, bool, error) {
 	if v == nil {
 		return Item{}, false, nil
 	}
-	var it Item
-	if err := json.Unmarshal(v, &it); err != nil {
+	it, err := decodeItem(v)
+	if err != nil {
 		return Item{}, false, fmt.Errorf("state: outbox %q: %s: %w", o.name, key, err)
 	}
 	return it, true, nil
@@ -198,11 +198,7 @@ func (o *Outbox) Save(it Item) error {
 	if o.b == nil {
 		return fmt.Errorf("state: outbox %q: %w", o.name, berrors.ErrTxNotWritable)
 	}
-	v, err := json.Marshal(it)
-	if err != nil {
-		return err
-	}
-	if err := o.b.Put([]byte(it.Key), v); err != nil {
+	if err := o.b.Put([]byte(it.Key), encodeItem(it)); err != nil {
 		return fmt.Errorf("state: outbox %q: %w", o.name, err)
 	}
 	return nil
@@ -226,8 +222,8 @@ func (o *Outbox) ForEach(fn func(Item) error) error {
 		return nil
 	}
 	return o.b.ForEach(func(k, v []byte) error {
-		var it Item
-		if err := json.Unmarshal(v, &it); err != nil {
+		it, err := decodeItem(v)
+		if err != nil {
 			return fmt.Errorf("state: outbox %q: %s: %w", o.name, k, err)
 		}
 		return fn(it)

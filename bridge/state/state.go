@@ -20,7 +20,7 @@ const FileName = "state.db"
 
 // SchemaVersion is the layout this binary writes. Open migrates older files forward and
 // refuses newer ones.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Errors callers branch on.
 var (
@@ -58,6 +58,8 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// 1 → 2: id-map records and outbox items in the binary form (codec.go).
+	migrateRecords,
 }
 
 // Options adjust Open.
@@ -361,7 +363,8 @@ func (t *Tx) Cursors() (map[string]Cursor, error) {
 	return out, err
 }
 
-// IDEntry is what an id map knows about one stable id.
+// IDEntry is what an id map knows about one stable id. It is stored in the binary form of
+// codec.go; the JSON tags are for status and inspection output.
 type IDEntry struct {
 	// DN is the entry's DN when last seen.
 	DN string `json:"dn"`
@@ -409,7 +412,8 @@ func (m *IDMap) Get(id string) (e IDEntry, ok bool, err error) {
 	if v == nil {
 		return IDEntry{}, false, nil
 	}
-	if err := json.Unmarshal(v, &e); err != nil {
+	e, err = decodeIDEntry(v)
+	if err != nil {
 		return IDEntry{}, false, fmt.Errorf("state: id map %q: %s: %w", m.name, id, err)
 	}
 	return e, true, nil
@@ -421,11 +425,7 @@ func (m *IDMap) Put(id string, e IDEntry) error {
 		return fmt.Errorf("state: id map %q: %w", m.name, berrors.ErrTxNotWritable)
 	}
 	e.Updated = time.Now().UTC()
-	v, err := json.Marshal(e)
-	if err != nil {
-		return err
-	}
-	if err := m.b.Put([]byte(id), v); err != nil {
+	if err := m.b.Put([]byte(id), encodeIDEntry(e)); err != nil {
 		return fmt.Errorf("state: id map %q: %w", m.name, err)
 	}
 	return nil
@@ -449,8 +449,8 @@ func (m *IDMap) ForEach(fn func(id string, e IDEntry) error) error {
 		return nil
 	}
 	return m.b.ForEach(func(k, v []byte) error {
-		var e IDEntry
-		if err := json.Unmarshal(v, &e); err != nil {
+		e, err := decodeIDEntry(v)
+		if err != nil {
 			return fmt.Errorf("state: id map %q: %s: %w", m.name, k, err)
 		}
 		return fn(string(k), e)
