@@ -22,6 +22,7 @@ type benchDaemon struct {
 	cmd   *exec.Cmd
 	logs  *syncBuffer
 	admin string
+	dir   string // holds the configuration and the state dir
 }
 
 // startBenchDaemon writes a configuration (inbound off, one provisioner named name of type
@@ -30,7 +31,7 @@ type benchDaemon struct {
 func startBenchDaemon(b *testing.B, s *ldaptest.Server, name, targetURL, provisionerExtra string) *benchDaemon {
 	dir := b.TempDir()
 	require.NoError(b, os.WriteFile(filepath.Join(dir, "ldap-password"), []byte(s.ServicePW+"\n"), 0o600))
-	d := &benchDaemon{logs: &syncBuffer{}, admin: freePort(b)}
+	d := &benchDaemon{logs: &syncBuffer{}, admin: freePort(b), dir: dir}
 	conf := fmt.Sprintf(`[log]
 level = "warn"
 [state]

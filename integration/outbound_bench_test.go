@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +38,9 @@ func benchUsers() int {
 //   - the initial sync rate of a new provisioner over a directory of that many users, from
 //     the daemon's start to the last account created, and its ratio to the raw rate (goal
 //     ≥ 0.8);
-//   - the daemon's peak RSS;
+//   - the daemon's CPU time per user over the initial sync (user + system, from its start to
+//     the last create), and its peak RSS, split at the end into anonymous memory and
+//     file-backed pages (the state file, which bbolt maps), with the state file's size;
 //   - LDAP write → target received latency (p50, p99) with the default poll_interval (1s).
 //
 // It runs two targets: one that answers at once (the ratio then compares the bridge's CPU
@@ -68,7 +71,9 @@ func BenchmarkOutbound(b *testing.B) {
 		fmt.Printf("    target raw accept rate     %8.0f creates/s\n", r.rawRate)
 		fmt.Printf("    initial sync (bridge)      %8.0f users/s  (%s from daemon start to the last create)\n", r.syncRate, r.syncTime.Round(time.Millisecond))
 		fmt.Printf("    ratio sync/raw             %8.2f  (goal >= 0.8)\n", ratio)
-		fmt.Printf("    daemon peak RSS            %8.1f MiB\n", float64(r.rss)/(1<<20))
+		fmt.Printf("    daemon CPU per user        %8.0f µs  (%.1f s of CPU for the sync)\n", r.cpu.Seconds()*1e6/float64(n), r.cpu.Seconds())
+		fmt.Printf("    daemon peak RSS            %8.1f MiB  (at the end: %.1f MiB anonymous, %.1f MiB file-backed; state file %.1f MiB)\n",
+			float64(r.rss)/(1<<20), float64(r.anon)/(1<<20), float64(r.file)/(1<<20), float64(r.stateFile)/(1<<20))
 		if sc.measureLag {
 			fmt.Printf("    LDAP write -> target       p50 %s  p99 %s  (%d single writes, poll_interval 1s)\n", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.writes)
 			b.ReportMetric(float64(r.p50.Milliseconds()), "p50_ms")
@@ -78,6 +83,7 @@ func BenchmarkOutbound(b *testing.B) {
 			b.ReportMetric(ratio, "sync/raw_20ms")
 		}
 		b.ReportMetric(float64(r.rss)/(1<<20), "peak_rss_MiB")
+		b.ReportMetric(r.cpu.Seconds()*1e6/float64(n), "cpu_us/user")
 	}
 }
 
@@ -85,6 +91,9 @@ type scenarioResult struct {
 	rawRate, syncRate float64
 	syncTime          time.Duration
 	rss               int64
+	anon, file        int64
+	stateFile         int64
+	cpu               time.Duration
 	p50, p99          time.Duration
 	writes            int
 }
@@ -100,16 +109,23 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 	require.NoError(b, err)
 	defer target.Close()
 	rec := recordTags(target)
+	benchBinary(b) // built before the clock starts
 	syncStart := time.Now()
 	d := startBenchDaemon(b, s, "bench", target.URL, fmt.Sprintf("concurrency = %d\nrate_limit = 1000000\n", concurrency))
 	deadline := time.Now().Add(45 * time.Minute)
+	trace, lastTrace := os.Getenv("SCIMBRIDGE_BENCH_TRACE") != "", time.Now()
 	for target.creates.Load() < int64(n) {
+		if trace && time.Since(lastTrace) >= 500*time.Millisecond {
+			lastTrace = time.Now()
+			fmt.Printf("      %5.1fs  %d created, daemon CPU %.1f s\n", time.Since(syncStart).Seconds(), target.creates.Load(), procCPU(d.cmd.Process.Pid).Seconds())
+		}
 		if time.Now().After(deadline) {
 			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, d.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.syncTime = time.Since(syncStart)
+	res.cpu = procCPU(d.cmd.Process.Pid)
 	res.syncRate = float64(n) / res.syncTime.Seconds()
 	require.Equal(b, n, target.count("Users"))
 	require.EqualValues(b, n, target.creates.Load(), "every user created once")
@@ -126,6 +142,11 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 		res.p50, res.p99, res.writes = lat[len(lat)/2], lat[len(lat)*99/100], writes
 	}
 	res.rss = peakRSS(d.cmd.Process.Pid)
+	st := procStatus(d.cmd.Process.Pid)
+	res.anon, res.file = st["RssAnon"], st["RssFile"]
+	if fi, err := os.Stat(filepath.Join(d.dir, "state", "state.db")); err == nil {
+		res.stateFile = fi.Size()
+	}
 	require.NoError(b, d.cmd.Process.Signal(os.Interrupt))
 	_ = d.cmd.Wait()
 	return res
@@ -199,19 +220,40 @@ func rawRun(b *testing.B, n int, latency time.Duration, concurrency int) time.Du
 }
 
 // peakRSS reads a process's high-water resident set size in bytes.
-func peakRSS(pid int) int64 {
+func peakRSS(pid int) int64 { return procStatus(pid)["VmHWM"] }
+
+// procStatus reads the sizes (kB fields, returned in bytes) of a process's /proc status.
+func procStatus(pid int) map[string]int64 {
+	out := map[string]int64{}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return out
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		name, rest, ok := strings.Cut(line, ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[0], 10, 64)
+		out[name] = kb << 10
+	}
+	return out
+}
+
+// procCPU reads a process's CPU time so far, user and system (Linux's clock tick is 1/100 s).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb << 10
-			}
-		}
+	// The fields after the command name (which may hold spaces, in parentheses).
+	_, rest, _ := strings.Cut(string(raw), ") ")
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
 	}
-	return 0
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -64,8 +64,19 @@ func (e *Engine) commit(c *completion) {
 	e.commits <- c
 }
 
-// committer writes completions to the state file in groups: while one transaction syncs to
-// disk, the next completions gather, so one fsync covers many deliveries (group commit).
+// commitGather is how long the committer waits, after the first completion of a group, for
+// more to join it (unless commitBatchMax are there first, or a flush asks for the group). One
+// fsync costs about as much CPU as a dozen deliveries on a virtual disk: against a target
+// answering in 20 ms, 700 deliveries a second made 400 commits a second of one or two each.
+// The wait delays only the bookkeeping (the item leaving the outbox), never a request.
+const (
+	commitGather   = 5 * time.Millisecond
+	commitBatchMax = 512
+)
+
+// committer writes completions to the state file in groups: the completions that arrive
+// while one transaction syncs to disk, or within commitGather of the first, share one fsync
+// (group commit).
 func (e *Engine) committer(loop *watchdog.Loop) {
 	for {
 		loop.Wait()
@@ -80,8 +91,9 @@ func (e *Engine) committer(loop *watchdog.Loop) {
 		}
 		batch := []*completion{c}
 		var barriers []chan struct{}
+		gather := time.NewTimer(commitGather)
 	fill:
-		for len(batch) < 512 {
+		for len(batch) < commitBatchMax {
 			select {
 			case c, ok := <-e.commits:
 				if !ok {
@@ -92,10 +104,11 @@ func (e *Engine) committer(loop *watchdog.Loop) {
 					break fill
 				}
 				batch = append(batch, c)
-			default:
+			case <-gather.C:
 				break fill
 			}
 		}
+		gather.Stop()
 		e.commitBatch(batch)
 		for _, b := range barriers {
 			close(b)

@@ -106,7 +106,12 @@ func OpenWith(dir string, o Options) (*DB, error) {
 	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("state: creating %s: %w", dir, err)
 	}
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly})
+	// The free-page list is not written at every commit (NoFreelistSync): at 100,000 users
+	// the outbox's churn leaves thousands of free pages, and writing their list made every
+	// commit larger; it is rebuilt by a scan when the file opens (as etcd does), which takes
+	// milliseconds. The hashmap free list finds runs of pages in constant time.
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly,
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("state file %s is in use by another process (is scimbridge serve running?): %w", path, ErrInUse)
 	}
