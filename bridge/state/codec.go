@@ -20,8 +20,38 @@ import (
 // A record is a format byte (recordFormat), then its fields in a fixed order: strings as a
 // uvarint length and the bytes, integers as (u)varints, times as varint nanoseconds since
 // the Unix epoch in UTC (0 for the zero time). An outbox item ends with its payload, as the
-// owner gave it, to the end of the value.
+// owner gave it, to the end of the value. A key of an id-map record's Extra is a uvarint: n > 0
+// is extraKeys[n-1], 0 is followed by the key as a string.
 const recordFormat = 0x02
+
+// extraKeys are the Extra keys every pushed user carries with the default mappings (what
+// bridge/outbound records: the target's id, state, mapping digest, and "a:" plus each pushed
+// attribute's path). Stored as one byte each, they take a user's record from about 430 bytes
+// to about 260. The list is part of the file format: append only, never reorder.
+var extraKeys = []string{
+	"target_id", "state", "mapping",
+	"a:active", "a:userName", "a:externalId", "a:displayName", "a:title", "a:preferredLanguage",
+	"a:nickName", "a:profileUrl", "a:userType", "a:locale", "a:timezone",
+	"a:name.givenName", "a:name.familyName", "a:name.formatted", "a:name.middleName",
+	"a:name.honorificPrefix", "a:name.honorificSuffix",
+	`a:emails[type eq "work"].value`, `a:emails[type eq "home"].value`, `a:emails[type eq "other"].value`,
+	`a:phoneNumbers[type eq "work"].value`, `a:phoneNumbers[type eq "mobile"].value`,
+	`a:phoneNumbers[type eq "home"].value`,
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber",
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization",
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter",
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division",
+	"a:urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value",
+}
+
+var extraKeyCodes = func() map[string]uint64 {
+	m := make(map[string]uint64, len(extraKeys))
+	for i, k := range extraKeys {
+		m[k] = uint64(i + 1)
+	}
+	return m
+}()
 
 var errTruncated = errors.New("truncated record")
 
@@ -140,7 +170,12 @@ func encodeIDEntry(e IDEntry) []byte {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		enc.str(k)
+		if code, ok := extraKeyCodes[k]; ok {
+			enc.uvarint(code)
+		} else {
+			enc.uvarint(0)
+			enc.str(k)
+		}
 		enc.str(e.Extra[k])
 	}
 	return enc.b
@@ -155,7 +190,15 @@ func decodeIDEntry(v []byte) (IDEntry, error) {
 		}
 		e.Extra = make(map[string]string, n)
 		for range n {
-			k := d.str()
+			var k string
+			switch code := d.uvarint(); {
+			case code == 0:
+				k = d.str()
+			case code <= uint64(len(extraKeys)):
+				k = extraKeys[code-1]
+			case d.err == nil:
+				d.err = fmt.Errorf("unknown key code %d", code)
+			}
 			e.Extra[k] = d.str()
 		}
 	}

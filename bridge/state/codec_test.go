@@ -34,6 +34,21 @@ func TestRecordCodecRoundTrips(t *testing.T) {
 	}
 }
 
+// TestExtraKeysAreOneByte: the keys of the default mappings' records take one byte, others
+// are spelled out; the table has no duplicates (a second index would never be written).
+func TestExtraKeysAreOneByte(t *testing.T) {
+	base := len(encodeIDEntry(IDEntry{Extra: map[string]string{}}))
+	require.Len(t, encodeIDEntry(IDEntry{Extra: map[string]string{`a:emails[type eq "work"].value`: "", "target_id": ""}}), base+2*2)
+	require.Len(t, encodeIDEntry(IDEntry{Extra: map[string]string{"a:custom": ""}}), base+1+1+len("a:custom")+1)
+	seen := map[string]bool{}
+	for _, k := range extraKeys {
+		require.False(t, seen[k], k)
+		seen[k] = true
+	}
+	_, err := decodeIDEntry([]byte{recordFormat, 0, 0, 0, 0, 1, byte(len(extraKeys) + 1), 0})
+	require.ErrorContains(t, err, "unknown key code")
+}
+
 // TestRecordCodecRefusesDamage: a cut, a foreign format (a version-1 JSON value) or trailing
 // bytes are errors, never a half-read record.
 func TestRecordCodecRefusesDamage(t *testing.T) {
