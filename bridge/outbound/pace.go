@@ -19,7 +19,8 @@ import (
 // a path's: a slow start that doubles the rate while requests succeed, then a multiplicative
 // decrease on a congestion signal (429, 503 and other overload answers, requests that get no
 // answer, latency rising well above the target's usual), followed by CUBIC-like growth that
-// is slow near the rate that last failed and speeds up away from it. Retry-After pauses the
+// is slow near the rate that last failed and speeds up away from it; a limit met twice at the
+// same rate is a quota, and the growth levels off a little under it. Retry-After pauses the
 // whole provisioner for that long; an announced quota (RateLimit-*, X-RateLimit-*) that is
 // about to run out spreads what is left over the time to its reset, and a quota at 0 pauses
 // until then. rate_limit, when set, caps the rate; without it AdaptiveCeiling does.
@@ -48,6 +49,16 @@ const (
 	latencyFloor = 250 * time.Millisecond
 	// baselineMaxAge is how long the lowest latency seen stays the baseline.
 	baselineMaxAge = 30 * time.Second
+	// knownLimitBand: a decrease at a rate within this fraction of the last one found the
+	// same limit again (a target's fixed request quota, not passing congestion). The growth
+	// then levels off at knownLimitMargin of it rather than at it: at the very limit, jitter
+	// between requests alone draws 429s, each of which pauses the whole provisioner for the
+	// target's Retry-After (a second at 20 requests/s is 20 requests lost).
+	knownLimitBand   = 0.15
+	knownLimitMargin = 0.95
+	// probeStep is the least growth per window past the rate that last failed, as a fraction
+	// of the rate.
+	probeStep = 0.005
 )
 
 // Reasons the pacer's rate moved, for status, metrics and logs.
@@ -102,6 +113,7 @@ type pacer struct {
 	slowStart  bool
 	epoch      uint64
 	wmax       float64
+	lastFail   float64       // the rate the last decrease found (wmax before the margin)
 	grow       time.Duration // time spent limited since the last decrease
 	k          time.Duration // when the growth reaches wmax again
 	pause      time.Time
@@ -395,6 +407,10 @@ func (p *pacer) decrease(reason string, now time.Time) {
 	case acc >= minRate:
 		base = min(base, acc)
 		p.wmax = base
+		if reason != RateLatency && p.lastFail > 0 && math.Abs(base-p.lastFail) <= knownLimitBand*p.lastFail {
+			p.wmax = knownLimitMargin * base
+		}
+		p.lastFail = base
 	case p.wmax == 0:
 		p.wmax = base
 	}
@@ -445,8 +461,15 @@ func (p *pacer) tick(now time.Time) string {
 		p.grow += min(now.Sub(p.winStart), 2*paceWindow) // an idle spell is no growth
 		t := (p.grow - p.k).Seconds()
 		next = p.wmax * (1 + cubicC*t*t*t)
-		// At least a small step, at most one and a half times per window.
-		next = min(max(next, p.rate+minRate/4), 1.5*p.rate)
+		// Up to wmax the curve alone: it levels off just under the rate that failed. Past it,
+		// at least a small step (a proportional one: a fixed quarter request per window took a
+		// 20/s target from 18.6 to past its limit in two seconds), at most one and a half times
+		// per window.
+		step := 0.0
+		if t >= 0 {
+			step = p.rate * probeStep
+		}
+		next = min(max(next, p.rate+step), 1.5*p.rate)
 	}
 	p.setRate(min(next, limit), reason, now)
 	return reason

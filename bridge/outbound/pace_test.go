@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/scimbridge/scimbridge/mapping"
 	"github.com/scimbridge/scimbridge/targets"
@@ -143,6 +144,32 @@ func TestPacerFindsTheRate(t *testing.T) {
 			defer mu.Unlock()
 			require.Positive(t, after, "latency 80 times the baseline slowed the pace")
 			require.InDelta(t, backoffFactor*before, after, 0.001, "a step down from the rate, not to the (demand-bound) accepted rate")
+		})
+	})
+	t.Run("a fixed quota found twice levels off below it", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			// A target taking 20 requests/s (bucket of 2), 429 + Retry-After: 1 beyond: after
+			// the slow start's overshoot, the pacer meets the same limit again and settles
+			// under it, instead of pausing a second for every approach to it.
+			quota := rate.NewLimiter(20, 2)
+			var limited atomic.Int64
+			answer := func(int64) targets.Observation {
+				if !quota.Allow() {
+					limited.Add(1)
+					return targets.Observation{Status: 429, RetryAfter: time.Second, Remaining: -1}
+				}
+				return targets.Observation{Status: 200, Remaining: -1}
+			}
+			p := newPacer(0, true, nil)
+			drive(p, 16, 20*time.Second, 5*time.Millisecond, answer)
+			p.mu.Lock()
+			require.InDelta(t, knownLimitMargin*p.lastFail, p.wmax, 0.001, "the second decrease near the first found a known limit")
+			p.mu.Unlock()
+			limited.Store(0)
+			sent := drive(p, 16, 60*time.Second, 5*time.Millisecond, answer)
+			accepted := sent - limited.Load()
+			require.GreaterOrEqual(t, float64(accepted)/60, 0.85*20, "accepted %d of %d", accepted, sent)
+			require.LessOrEqual(t, float64(limited.Load()), 0.02*float64(sent), "429s: %d of %d", limited.Load(), sent)
 		})
 	})
 	t.Run("a fixed cap for targets that report nothing", func(t *testing.T) {
