@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -84,4 +85,30 @@ func TestSetProvisionersKeepsUnchangedOnes(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, changed)
 	require.Empty(t, h.e.Provisioners(), "removed")
+}
+
+// TestQueueGivesMemoryBackWhenDrained: once a large backlog (an initial sync) has drained,
+// the queue's map and heap are made anew; a small one keeps them.
+func TestQueueGivesMemoryBackWhenDrained(t *testing.T) {
+	q := newQueue()
+	now := time.Now()
+	drain := func(n int) {
+		for i := range n {
+			q.push(fmt.Sprintf("k%05d", i), uint64(i), now)
+		}
+		for range n {
+			key, _, ok := q.pop(now)
+			require.True(t, ok)
+			q.done(key, false, time.Time{})
+		}
+	}
+	drain(shrinkAbove / 2)
+	require.Equal(t, shrinkAbove/2, q.peak, "a small backlog keeps its map")
+	require.NotZero(t, cap(q.h))
+	drain(shrinkAbove + 1)
+	require.Zero(t, q.peak)
+	require.Zero(t, cap(q.h), "the heap's array is given back")
+	require.Empty(t, q.byKey)
+	drain(3)
+	require.Equal(t, 3, q.peak, "the new map counts from zero")
 }

@@ -18,7 +18,14 @@ type queue struct {
 	// wake has room for one signal: a producer never blocks, and a sleeping worker learns
 	// that there may be work (prometheus notifier's hasWork pattern).
 	wake chan struct{}
+	// peak is the most keys byKey held since it was made: a Go map never gives back the
+	// room it grew to, so once an initial sync of 100,000 users has drained, byKey and the
+	// heap's array are made anew (about 10 MiB of heap otherwise kept for good).
+	peak int
 }
+
+// shrinkAbove is the size past which an emptied queue gives its memory back.
+const shrinkAbove = 1024
 
 type qent struct {
 	key      string
@@ -49,6 +56,7 @@ func (q *queue) push(key string, seq uint64, ready time.Time) {
 	case !ok:
 		e = &qent{key: key, seq: seq, ready: ready}
 		q.byKey[key] = e
+		q.peak = max(q.peak, len(q.byKey))
 		heap.Push(&q.h, e)
 	case e.inflight:
 		e.again = true
@@ -117,6 +125,9 @@ func (q *queue) done(key string, keep bool, ready time.Time) {
 		heap.Push(&q.h, e)
 	default:
 		delete(q.byKey, key)
+		if len(q.byKey) == 0 && q.peak > shrinkAbove {
+			q.byKey, q.h, q.peak = map[string]*qent{}, nil, 0
+		}
 	}
 	q.mu.Unlock()
 	q.signal()
