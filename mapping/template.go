@@ -82,20 +82,44 @@ type templateField struct {
 	dst  destination
 	// field is set when the template is exactly one field reference, {{ .name }} (most of
 	// the default mapping): Render reads the value from its data instead of executing the
-	// template, which is what text/template would print for it.
-	field string
+	// template, which is what text/template would print for it. attr is set likewise for
+	// exactly {{ attr "name" }} (the default externalId).
+	field, attr string
+}
+
+// soleAttr returns name when t is exactly {{ attr "name" }}, and "" otherwise.
+func soleAttr(t *template.Template) string {
+	args := soleCommand(t)
+	if len(args) != 2 {
+		return ""
+	}
+	fn, ok := args[0].(*parse.IdentifierNode)
+	if !ok || fn.Ident != "attr" {
+		return ""
+	}
+	name, ok := args[1].(*parse.StringNode)
+	if !ok {
+		return ""
+	}
+	return name.Text
+}
+
+// soleCommand returns the arguments of t's only command when t is exactly one action with one
+// command and no variables.
+func soleCommand(t *template.Template) []parse.Node {
+	if len(t.Templates()) != 1 || t.Tree == nil || t.Root == nil || len(t.Root.Nodes) != 1 {
+		return nil
+	}
+	a, ok := t.Root.Nodes[0].(*parse.ActionNode)
+	if !ok || a.Pipe == nil || len(a.Pipe.Decl) != 0 || a.Pipe.IsAssign || len(a.Pipe.Cmds) != 1 {
+		return nil
+	}
+	return a.Pipe.Cmds[0].Args
 }
 
 // soleField returns name when t is exactly {{ .name }} (or {{- .name -}}), and "" otherwise.
 func soleField(t *template.Template) string {
-	if len(t.Templates()) != 1 || t.Tree == nil || t.Root == nil || len(t.Root.Nodes) != 1 {
-		return ""
-	}
-	a, ok := t.Root.Nodes[0].(*parse.ActionNode)
-	if !ok || a.Pipe == nil || len(a.Pipe.Decl) != 0 || a.Pipe.IsAssign || len(a.Pipe.Cmds) != 1 {
-		return ""
-	}
-	args := a.Pipe.Cmds[0].Args
+	args := soleCommand(t)
 	if len(args) != 1 {
 		return ""
 	}
@@ -288,7 +312,7 @@ func compileMapping(table string, schema Schema, m map[string]string) (*Template
 		if refused {
 			continue
 		}
-		tm.fields = append(tm.fields, templateField{key: key, tmpl: t, dst: dst, field: soleField(t)})
+		tm.fields = append(tm.fields, templateField{key: key, tmpl: t, dst: dst, field: soleField(t), attr: soleAttr(t)})
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("mapping: %w", err)
@@ -458,9 +482,12 @@ func (tm *TemplateMapping) Render(e Entry) (map[string]any, error) {
 	var errs []error
 	for i, f := range tm.fields {
 		var v string
-		if f.field != "" {
+		switch {
+		case f.field != "":
 			v = strings.TrimSpace(data[f.field])
-		} else {
+		case f.attr != "" && !IsPasswordAttribute(f.attr):
+			v = strings.TrimSpace(e.First(f.attr))
+		default:
 			if set == nil {
 				var err error
 				if set, err = tm.bind(); err != nil {

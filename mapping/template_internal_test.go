@@ -31,4 +31,18 @@ func TestSoleField(t *testing.T) {
 		require.NoError(t, err, src)
 		require.Equal(t, want, soleField(tm), src)
 	}
+	for src, want := range map[string]string{
+		`{{ attr "entryUUID" }}`:               "entryUUID",
+		`{{- attr "objectGUID" -}}`:            "objectGUID",
+		`{{ attr "a" | lower }}`:               "",
+		`{{ attr .name }}`:                     "",
+		`{{ values "mail" }}`:                  "",
+		`{{ attr "a" }}{{ attr "b" }}`:         "",
+		`{{ .uid }}`:                           "",
+		`{{ if true }}{{ attr "a" }}{{ end }}`: "",
+	} {
+		tm, err := template.New("t").Funcs(templateFuncs()).Parse(src)
+		require.NoError(t, err, src)
+		require.Equal(t, want, soleAttr(tm), src)
+	}
 }

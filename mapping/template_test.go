@@ -473,16 +473,16 @@ func TestRenderNeverShowsPasswords(t *testing.T) {
 func TestRenderSoleFieldMatchesTemplate(t *testing.T) {
 	fast, err := mapping.CompileUserMapping(map[string]string{
 		"userName": `{{ .uid }}`, "title": `{{- .title -}}`, "nickName": `{{ .missing }}`,
-		"displayName": `{{ .displayName }}`, "active": `{{ .flag }}`,
+		"displayName": `{{ .displayName }}`, "active": `{{ .flag }}`, "externalId": `{{ attr "entryUUID" }}`,
 	})
 	require.NoError(t, err)
 	slow, err := mapping.CompileUserMapping(map[string]string{
 		"userName": `{{ .uid | print }}`, "title": `{{- .title | print -}}`, "nickName": `{{ .missing | print }}`,
-		"displayName": `{{ .displayName | print }}`, "active": `{{ .flag | print }}`,
+		"displayName": `{{ .displayName | print }}`, "active": `{{ .flag | print }}`, "externalId": `{{ attr "entryUUID" | print }}`,
 	})
 	require.NoError(t, err)
 	for _, attrs := range []map[string][]string{
-		{"uid": {"ada"}, "title": {"  Analyst \n"}, "displayName": {"Ada L."}, "flag": {"false"}},
+		{"uid": {"ada"}, "title": {"  Analyst \n"}, "displayName": {"Ada L."}, "flag": {"false"}, "entryuuid": {" 0f8f-ad5b "}},
 		{"uid": {" bob "}, "displayName": {"", "second"}, "flag": {"TRUE"}},
 		{"UID": {"carol"}, "flag": {"true"}},
 	} {
