@@ -25,8 +25,10 @@ func TestRecordCodecRoundTrips(t *testing.T) {
 	}
 	for _, it := range []Item{
 		{Key: "k"},
-		{Key: "8f99c5b0", Seq: 1 << 40, Gen: 7, Attempts: 3, NotBefore: now.Add(time.Minute), LastError: "503: busy",
-			Created: now, Updated: now.Add(time.Second), Payload: json.RawMessage(`{"kind":"user","entry":{"cn":["A"]}}`)},
+		{
+			Key: "8f99c5b0", Seq: 1 << 40, Gen: 7, Attempts: 3, NotBefore: now.Add(time.Minute), LastError: "503: busy",
+			Created: now, Updated: now.Add(time.Second), Payload: json.RawMessage(`{"kind":"user","entry":{"cn":["A"]}}`),
+		},
 	} {
 		got, err := decodeItem(encodeItem(it))
 		require.NoError(t, err)
@@ -81,10 +83,14 @@ func TestVersion1FileIsMigrated(t *testing.T) {
 	raw, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
 	require.NoError(t, err)
 	at := time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)
-	rec := IDEntry{DN: "uid=ada,ou=people,dc=example,dc=org", Kind: "user", Hash: "h1",
-		Extra: map[string]string{"target_id": "t-1", "a:userName": "ada"}, Updated: at}
-	item := Item{Key: "id-1", Seq: 5, Gen: 9, Attempts: 2, NotBefore: at.Add(time.Hour), LastError: "429",
-		Created: at, Updated: at, Payload: json.RawMessage(`{"kind":"user","dn":"uid=ada"}`)}
+	rec := IDEntry{
+		DN: "uid=ada,ou=people,dc=example,dc=org", Kind: "user", Hash: "h1",
+		Extra: map[string]string{"target_id": "t-1", "a:userName": "ada"}, Updated: at,
+	}
+	item := Item{
+		Key: "id-1", Seq: 5, Gen: 9, Attempts: 2, NotBefore: at.Add(time.Hour), LastError: "429",
+		Created: at, Updated: at, Payload: json.RawMessage(`{"kind":"user","dn":"uid=ada"}`),
+	}
 	dead := DeadLetter{Item: Item{Key: "id-2", Seq: 1, Gen: 1, Created: at, Updated: at, Payload: json.RawMessage(`{"kind":"user"}`)}, Error: "400", Failed: at}
 	require.NoError(t, raw.Update(func(tx *bolt.Tx) error {
 		meta, _ := tx.CreateBucket(bucketMeta)

@@ -110,8 +110,10 @@ func OpenWith(dir string, o Options) (*DB, error) {
 	// the outbox's churn leaves thousands of free pages, and writing their list made every
 	// commit larger; it is rebuilt by a scan when the file opens (as etcd does), which takes
 	// milliseconds. The hashmap free list finds runs of pages in constant time.
-	bdb, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, ReadOnly: o.ReadOnly,
-		NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	bdb, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: o.Timeout, ReadOnly: o.ReadOnly,
+		NoFreelistSync: true, FreelistType: bolt.FreelistMapType,
+	})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("state file %s is in use by another process (is scimbridge serve running?): %w", path, ErrInUse)
 	}
