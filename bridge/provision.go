@@ -154,6 +154,9 @@ func newProvisioning(ctx context.Context, cfg *config.Config, store *ldapstore.S
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
+	if from := db.MigratedFrom(); from > 0 {
+		logger.Info().Str("path", db.Path()).Int("from", from).Int("to", state.SchemaVersion).Msg("state file migrated to the new schema version")
+	}
 	pv, err := buildProvisioning(ctx, cfg, store, db, logger, reg)
 	if err != nil {
 		_ = db.Close()

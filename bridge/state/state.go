@@ -87,7 +87,13 @@ type DB struct {
 	// writeSince is when the write transaction in progress took the write lock (UnixNano),
 	// 0 when none is: the watchdog reports a lock held past its bound.
 	writeSince atomic.Int64
+	// migratedFrom is the schema version Open migrated the file from (0: none, or a new file).
+	migratedFrom int
 }
+
+// MigratedFrom reports the schema version Open migrated the file from, for the start's log;
+// 0 when it was already current or new.
+func (d *DB) MigratedFrom() int { return d.migratedFrom }
 
 // Open opens (creating it and dir if needed) the state file in dir for writing, migrating
 // it to SchemaVersion.
@@ -183,6 +189,7 @@ func (d *DB) prepare() error {
 	if err != nil {
 		return fmt.Errorf("state: %s: %w", d.path, err)
 	}
+	d.migratedFrom = version
 	return nil
 }
 
