@@ -612,6 +612,11 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		// An active account out of scope is read again and deprovisioned: the pass's
 		// enumeration only covers the users the directory still shows, and one deleted
 		// while its deprovision was held (scope.go) is no longer there.
+		// Counted first: a trip's commit callback (the breaker's mirror) then runs before
+		// the one that schedules the items.
+		if _, err := p.noteDeprovisions(tx, predicted, "reconcile"); err != nil {
+			return err
+		}
 		refresh, err := p.queueRefresh(tx, predicted, "reconcile")
 		if err != nil {
 			return err
@@ -630,8 +635,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 			p.mu.Unlock()
 			refresh()
 		})
-		_, err = p.noteDeprovisions(tx, predicted, "reconcile")
-		return err
+		return nil
 	}
 	err := p.e.o.State.Update(update)
 	if errors.Is(err, errNeedScope) {

@@ -119,7 +119,7 @@ func (p *Provisioner) checkDeprovision(key string) error {
 	if p.spec.MaxDeletes <= 0 {
 		return nil
 	}
-	known := false
+	known, stored := false, false
 	err := p.e.o.State.View(func(tx *state.Tx) error {
 		win, err := tx.Bucket("outbound", p.spec.Name, "deletes")
 		if err != nil {
@@ -127,13 +127,26 @@ func (p *Provisioner) checkDeprovision(key string) error {
 		}
 		var we windowEntry
 		ok, err := win.GetJSON([]byte(key), &we)
+		if err != nil {
+			return err
+		}
 		known = ok && time.Since(we.At) < p.spec.DeleteWindow
+		// The breaker as committed, not only its in-memory mirror: the transaction that
+		// tripped it may have scheduled this very item, and a worker can take it before the
+		// mirror is set (commit callbacks run one after the other).
+		meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
+		if err != nil {
+			return err
+		}
+		var br breakerState
+		_, err = meta.GetJSON([]byte("breaker"), &br)
+		stored = br.Tripped
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	if tripped, _ := p.breakerTripped(); tripped {
+	if tripped, _ := p.breakerTripped(); tripped || stored {
 		return errBreaker
 	}
 	if known {

@@ -87,6 +87,22 @@ func TestCheckDeprovision(t *testing.T) {
 	require.ErrorIs(t, p.checkDeprovision("a"), errBreaker, "a tripped breaker stops every deprovision")
 }
 
+// TestCheckDeprovisionReadsTheCommittedBreaker: a breaker tripped in the state file holds a
+// deprovision even before its in-memory mirror is set (the commit that tripped it may also
+// have scheduled the item, and its callbacks run one after the other).
+func TestCheckDeprovisionReadsTheCommittedBreaker(t *testing.T) {
+	h := newHarness(t, Spec{MaxDeletes: 1, DeleteWindow: time.Hour})
+	p, _ := h.e.Provisioner("app")
+	require.NoError(t, h.db.Update(func(tx *state.Tx) error {
+		_, err := p.noteDeprovisions(tx, []string{"a", "b"}, "test")
+		return err
+	}))
+	p.mu.Lock()
+	p.breaker = breakerState{} // the mirror not yet set: its callback has not run
+	p.mu.Unlock()
+	require.ErrorIs(t, p.checkDeprovision("a"), errBreaker, "a is known, the breaker is tripped in the file")
+}
+
 // TestBreakerReleaseAllowsWhatWasCounted: sync --allow-deletes lets every counted decision
 // through: they no longer count, so the next deprovision does not trip it again.
 func TestBreakerReleaseAllowsWhatWasCounted(t *testing.T) {
