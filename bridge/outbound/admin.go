@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -253,11 +252,7 @@ func moveDeadLetters(tx *state.Tx, name string, ids []string, replay bool) ([]st
 				// The entry was deleted: there is nothing to read again.
 				nw.Refresh, nw.Gone = false, true
 			}
-			raw, err := json.Marshal(nw)
-			if err != nil {
-				return nil, nil, err
-			}
-			it, err := ob.Put(d.Item.Key, raw)
+			it, err := ob.Put(d.Item.Key, encodeWork(nw))
 			if err != nil {
 				return nil, nil, err
 			}
@@ -676,11 +671,7 @@ func (p *Provisioner) queueRefresh(tx *state.Tx, ids []string, reason string) (f
 		} else if had {
 			continue
 		}
-		raw, err := json.Marshal(work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: reason})
-		if err != nil {
-			return nil, err
-		}
-		it, err := ob.Put(id, raw)
+		it, err := ob.Put(id, encodeWork(work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: reason}))
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"time"
@@ -233,6 +232,7 @@ func (p *Provisioner) complete(tx *state.Tx, c *completion) error {
 	}
 	if c.dead != nil {
 		c.dead.Item.Attempts = max(c.dead.Item.Attempts, cur.Attempts)
+		c.dead.Item.Payload = jsonPayload(c.dead.Item.Payload) // dead letters are JSON
 		if err := dls.Put(*c.dead); err != nil {
 			return err
 		}
@@ -251,10 +251,10 @@ func (p *Provisioner) complete(tx *state.Tx, c *completion) error {
 		}
 	}
 	for _, gid := range c.out.regroup {
-		raw, _ := json.Marshal(work{Kind: mapping.KindGroup, Changed: c.w.Changed, Reason: "membership"})
+		raw := encodeWork(work{Kind: mapping.KindGroup, Changed: c.w.Changed, Reason: "membership"})
 		if existing, had, err := ob.Get(gid); err == nil && had {
 			if ew, err := decodeWork(existing); err == nil && !ew.Changed.IsZero() && ew.Changed.Before(c.w.Changed) {
-				raw, _ = json.Marshal(work{Kind: mapping.KindGroup, Changed: ew.Changed, Reason: "membership"})
+				raw = encodeWork(work{Kind: mapping.KindGroup, Changed: ew.Changed, Reason: "membership"})
 			}
 		}
 		it, err := ob.Put(gid, raw)

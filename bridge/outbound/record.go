@@ -3,7 +3,6 @@ package outbound
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"sort"
 	"strings"
 	"time"
@@ -82,7 +81,8 @@ func (r record) entry() state.IDEntry {
 	return state.IDEntry{DN: r.DN, Kind: r.Kind, Hash: r.Hash, Extra: extra}
 }
 
-// work is the payload of an outbox item: which entry to bring up to date on the target, and
+// work is the payload of an outbox item (stored in the binary form of workcodec.go; the JSON
+// tags read items queued before it and dead letters): which entry to bring up to date on the target, and
 // what the engine knew about it when the work was queued.
 type work struct {
 	Kind mapping.Kind `json:"kind"`
@@ -107,11 +107,7 @@ type work struct {
 	Reason  string    `json:"reason,omitempty"`
 }
 
-func decodeWork(it state.Item) (work, error) {
-	var w work
-	err := json.Unmarshal(it.Payload, &w)
-	return w, err
-}
+func decodeWork(it state.Item) (work, error) { return decodeWorkBytes(it.Payload) }
 
 // digest is a short stable digest of a string map (mappings, configurations).
 func digest(parts ...map[string]string) string {

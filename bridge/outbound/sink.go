@@ -2,7 +2,6 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -325,11 +324,7 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 				w.Changed = ow.Changed
 			}
 		}
-		raw, err := json.Marshal(w)
-		if err != nil {
-			return err
-		}
-		it, err := ob.Put(key, raw)
+		it, err := ob.Put(key, encodeWork(w))
 		if err != nil {
 			return err
 		}
