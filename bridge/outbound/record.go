@@ -81,9 +81,9 @@ func (r record) entry() state.IDEntry {
 	return state.IDEntry{DN: r.DN, Kind: r.Kind, Hash: r.Hash, Extra: extra}
 }
 
-// work is the payload of an outbox item (stored in the binary form of workcodec.go; the JSON
-// tags read items queued before it and dead letters): which entry to bring up to date on the target, and
-// what the engine knew about it when the work was queued.
+// work is the payload of an outbox item: which entry to bring up to date on the target, and
+// what the engine knew about it when the work was queued. It is stored in the binary form of
+// workcodec.go; the JSON tags read items queued before that form, and dead letters.
 type work struct {
 	Kind mapping.Kind `json:"kind"`
 	DN   string       `json:"dn,omitempty"`
