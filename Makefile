@@ -130,7 +130,7 @@ bench: deps
 
 # bench-scale compares a directory of 1,000,000 users with one of 100,000 (seeded offline
 # with slapadd): SCIM lookups and pages through the inbound server, then the outbound initial
-# sync of 1,000,000 users (rate, CPU per user, RSS). About 30 minutes and 4 GB of disk.
+# sync of 1,000,000 users (rate, CPU per user, RSS). About 15 minutes on 2 cores, 4 GB of disk, 8 GB of memory.
 bench-scale: deps
 	SCIMBRIDGE_BENCH_SCALE=1 $(GO) test -run '^$$' -bench 'BenchmarkInboundScale' -benchtime 1x -timeout 60m ./bridge/inbound/
 	SCIMBRIDGE_BENCH_USERS=1000000 SCIMBRIDGE_BENCH_INSTANT_ONLY=1 $(GO) test -run '^$$' -bench 'BenchmarkOutbound$$' -benchtime 1x -timeout 90m ./integration/
