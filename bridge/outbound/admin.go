@@ -619,7 +619,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		tx.OnCommit(func() {
 			p.mu.Lock()
 			for id, active := range adopted {
-				p.users[id] = active
+				p.users[p.e.idx.canonicalID(id)] = active
 			}
 			for _, u := range updates {
 				if u.rec.TargetID == "" {

@@ -381,7 +381,7 @@ func (p *Provisioner) putRecord(out *outcome, key string, rec record, user bool)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if user {
-			p.users[key] = rec.Active
+			p.users[p.e.idx.canonicalID(key)] = rec.Active
 		} else {
 			p.groups[key] = true
 		}

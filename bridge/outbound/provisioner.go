@@ -234,7 +234,7 @@ func (p *Provisioner) loadTx(tx *state.Tx) error {
 			if r.Kind == kindGroup {
 				p.groups[id] = true
 			} else {
-				p.users[id] = r.Active
+				p.users[p.e.idx.canonicalID(id)] = r.Active
 			}
 			return nil
 		})
