@@ -8,6 +8,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/mapping"
 )
 
@@ -58,13 +59,13 @@ func TestWorkCodecRefusesDamage(t *testing.T) {
 		require.Error(t, err, "cut at %d", i)
 	}
 	_, err := decodeWorkBytes(append(raw, 7))
-	require.ErrorContains(t, err, "1 bytes after the work item")
+	require.ErrorContains(t, err, "work item: 1 bytes after the record")
 	_, err = decodeWorkBytes([]byte(`"not a work item"`))
 	require.ErrorContains(t, err, "unknown work item format")
 	// An attribute count larger than what follows is refused before anything is allocated.
 	huge := append(encodeWork(work{Kind: mapping.KindUser})[:0:0], workFormat, 0, 0, 0, 0, 0, workHasEntry, 0, 0xff, 0xff, 0xff, 0xff, 0x0f)
 	_, err = decodeWorkBytes(huge)
-	require.ErrorIs(t, err, errWorkTruncated)
+	require.ErrorIs(t, err, state.ErrTruncated)
 }
 
 // TestDeadLetterPayloadIsJSON: a dead letter keeps its work item as JSON (the state file

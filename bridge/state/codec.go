@@ -53,36 +53,51 @@ var extraKeyCodes = func() map[string]uint64 {
 	return m
 }()
 
-var errTruncated = errors.New("truncated record")
+// ErrTruncated is a record (or a payload read with Decoder) that ends before its fields do.
+var ErrTruncated = errors.New("truncated record")
 
-type encoder struct{ b []byte }
+// Encoder appends values in the binary form of this file's records; owners that store their
+// own payloads in the state file (bridge/outbound's work items) use it too.
+type Encoder struct{ B []byte }
 
-func (e *encoder) str(s string) {
-	e.b = binary.AppendUvarint(e.b, uint64(len(s)))
-	e.b = append(e.b, s...)
+// String appends s as a uvarint length and its bytes.
+func (e *Encoder) String(s string) {
+	e.B = binary.AppendUvarint(e.B, uint64(len(s)))
+	e.B = append(e.B, s...)
 }
 
-func (e *encoder) uvarint(u uint64) { e.b = binary.AppendUvarint(e.b, u) }
-func (e *encoder) varint(i int64)   { e.b = binary.AppendVarint(e.b, i) }
+// Uvarint appends an unsigned integer.
+func (e *Encoder) Uvarint(u uint64) { e.B = binary.AppendUvarint(e.B, u) }
 
-func (e *encoder) time(t time.Time) {
+// Varint appends a signed integer.
+func (e *Encoder) Varint(i int64) { e.B = binary.AppendVarint(e.B, i) }
+
+// Time appends t as varint nanoseconds since the Unix epoch, 0 for the zero time.
+func (e *Encoder) Time(t time.Time) {
 	if t.IsZero() {
-		e.varint(0)
+		e.Varint(0)
 		return
 	}
-	e.varint(t.UnixNano())
+	e.Varint(t.UnixNano())
 }
 
-type decoder struct {
+// Decoder reads what an Encoder wrote. The first error sticks: later reads return zero
+// values, and Done reports it.
+type Decoder struct {
 	b   []byte
 	err error
 }
 
-func newDecoder(v []byte) *decoder {
-	d := &decoder{b: v}
+// NewDecoder reads b (which must outlive the reads only as long as Rest is not called:
+// strings are copies).
+func NewDecoder(b []byte) *Decoder { return &Decoder{b: b} }
+
+// newRecordDecoder reads a record of this file: the format byte, then the fields.
+func newRecordDecoder(v []byte) *Decoder {
+	d := &Decoder{b: v}
 	switch {
 	case len(v) == 0:
-		d.err = errTruncated
+		d.err = ErrTruncated
 	case v[0] != recordFormat:
 		d.err = fmt.Errorf("unknown record format %#x", v[0])
 	default:
@@ -91,56 +106,87 @@ func newDecoder(v []byte) *decoder {
 	return d
 }
 
-func (d *decoder) str() string {
+// String reads a string (a copy: bbolt's bytes live only as long as the transaction).
+func (d *Decoder) String() string {
 	if d.err != nil {
 		return ""
 	}
 	n, k := binary.Uvarint(d.b)
 	if k <= 0 || n > uint64(len(d.b)-k) {
-		d.err = errTruncated
+		d.err = ErrTruncated
 		return ""
 	}
-	s := string(d.b[k : k+int(n)]) // a copy: bbolt's bytes live only as long as the transaction
+	s := string(d.b[k : k+int(n)])
 	d.b = d.b[k+int(n):]
 	return s
 }
 
-func (d *decoder) uvarint() uint64 {
+// Uvarint reads an unsigned integer.
+func (d *Decoder) Uvarint() uint64 {
 	if d.err != nil {
 		return 0
 	}
 	u, k := binary.Uvarint(d.b)
 	if k <= 0 {
-		d.err = errTruncated
+		d.err = ErrTruncated
 		return 0
 	}
 	d.b = d.b[k:]
 	return u
 }
 
-func (d *decoder) varint() int64 {
+// Count reads the number of items that follow, each taking at least one byte: a count
+// larger than what is left is an error, before anything is allocated for it.
+func (d *Decoder) Count() int {
+	n := d.Uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = ErrTruncated
+	}
+	if d.err != nil {
+		return 0
+	}
+	return int(n)
+}
+
+// Varint reads a signed integer.
+func (d *Decoder) Varint() int64 {
 	if d.err != nil {
 		return 0
 	}
 	i, k := binary.Varint(d.b)
 	if k <= 0 {
-		d.err = errTruncated
+		d.err = ErrTruncated
 		return 0
 	}
 	d.b = d.b[k:]
 	return i
 }
 
-func (d *decoder) time() time.Time {
-	ns := d.varint()
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = ErrTruncated
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+// Time reads what Encoder.Time wrote.
+func (d *Decoder) Time() time.Time {
+	ns := d.Varint()
 	if ns == 0 {
 		return time.Time{}
 	}
 	return time.Unix(0, ns).UTC()
 }
 
-// rest returns a copy of what is left.
-func (d *decoder) rest() []byte {
+// Rest returns a copy of what is left.
+func (d *Decoder) Rest() []byte {
 	if d.err != nil {
 		return nil
 	}
@@ -149,7 +195,8 @@ func (d *decoder) rest() []byte {
 	return out
 }
 
-func (d *decoder) done() error {
+// Done reports the first error, or bytes left over.
+func (d *Decoder) Done() error {
 	if d.err == nil && len(d.b) > 0 {
 		d.err = fmt.Errorf("%d bytes after the record", len(d.b))
 	}
@@ -157,13 +204,13 @@ func (d *decoder) done() error {
 }
 
 func encodeIDEntry(e IDEntry) []byte {
-	enc := encoder{b: make([]byte, 0, 64+len(e.DN)+len(e.Hash)+32*len(e.Extra))}
-	enc.b = append(enc.b, recordFormat)
-	enc.str(e.DN)
-	enc.str(e.Kind)
-	enc.str(e.Hash)
-	enc.time(e.Updated)
-	enc.uvarint(uint64(len(e.Extra)))
+	enc := Encoder{B: make([]byte, 0, 64+len(e.DN)+len(e.Hash)+32*len(e.Extra))}
+	enc.B = append(enc.B, recordFormat)
+	enc.String(e.DN)
+	enc.String(e.Kind)
+	enc.String(e.Hash)
+	enc.Time(e.Updated)
+	enc.Uvarint(uint64(len(e.Extra)))
 	keys := make([]string, 0, len(e.Extra))
 	for k := range e.Extra {
 		keys = append(keys, k)
@@ -171,66 +218,63 @@ func encodeIDEntry(e IDEntry) []byte {
 	slices.Sort(keys)
 	for _, k := range keys {
 		if code, ok := extraKeyCodes[k]; ok {
-			enc.uvarint(code)
+			enc.Uvarint(code)
 		} else {
-			enc.uvarint(0)
-			enc.str(k)
+			enc.Uvarint(0)
+			enc.String(k)
 		}
-		enc.str(e.Extra[k])
+		enc.String(e.Extra[k])
 	}
-	return enc.b
+	return enc.B
 }
 
 func decodeIDEntry(v []byte) (IDEntry, error) {
-	d := newDecoder(v)
-	e := IDEntry{DN: d.str(), Kind: d.str(), Hash: d.str(), Updated: d.time()}
-	if n := d.uvarint(); n > 0 && d.err == nil {
-		if n > uint64(len(d.b)) { // each pair takes at least two bytes
-			return IDEntry{}, errTruncated
-		}
+	d := newRecordDecoder(v)
+	e := IDEntry{DN: d.String(), Kind: d.String(), Hash: d.String(), Updated: d.Time()}
+	if n := d.Count(); n > 0 {
 		e.Extra = make(map[string]string, n)
 		for range n {
 			var k string
-			switch code := d.uvarint(); {
+			switch code := d.Uvarint(); {
 			case code == 0:
-				k = d.str()
+				k = d.String()
 			case code <= uint64(len(extraKeys)):
 				k = extraKeys[code-1]
 			case d.err == nil:
 				d.err = fmt.Errorf("unknown key code %d", code)
 			}
-			e.Extra[k] = d.str()
+			e.Extra[k] = d.String()
 		}
 	}
-	if err := d.done(); err != nil {
+	if err := d.Done(); err != nil {
 		return IDEntry{}, err
 	}
 	return e, nil
 }
 
 func encodeItem(it Item) []byte {
-	enc := encoder{b: make([]byte, 0, 48+len(it.Key)+len(it.LastError)+len(it.Payload))}
-	enc.b = append(enc.b, recordFormat)
-	enc.str(it.Key)
-	enc.uvarint(it.Seq)
-	enc.uvarint(it.Gen)
-	enc.varint(int64(it.Attempts))
-	enc.time(it.NotBefore)
-	enc.str(it.LastError)
-	enc.time(it.Created)
-	enc.time(it.Updated)
-	enc.b = append(enc.b, it.Payload...)
-	return enc.b
+	enc := Encoder{B: make([]byte, 0, 48+len(it.Key)+len(it.LastError)+len(it.Payload))}
+	enc.B = append(enc.B, recordFormat)
+	enc.String(it.Key)
+	enc.Uvarint(it.Seq)
+	enc.Uvarint(it.Gen)
+	enc.Varint(int64(it.Attempts))
+	enc.Time(it.NotBefore)
+	enc.String(it.LastError)
+	enc.Time(it.Created)
+	enc.Time(it.Updated)
+	enc.B = append(enc.B, it.Payload...)
+	return enc.B
 }
 
 func decodeItem(v []byte) (Item, error) {
-	d := newDecoder(v)
+	d := newRecordDecoder(v)
 	it := Item{
-		Key: d.str(), Seq: d.uvarint(), Gen: d.uvarint(), Attempts: int(d.varint()),
-		NotBefore: d.time(), LastError: d.str(), Created: d.time(), Updated: d.time(),
+		Key: d.String(), Seq: d.Uvarint(), Gen: d.Uvarint(), Attempts: int(d.Varint()),
+		NotBefore: d.Time(), LastError: d.String(), Created: d.Time(), Updated: d.Time(),
 	}
-	it.Payload = d.rest()
-	if err := d.done(); err != nil {
+	it.Payload = d.Rest()
+	if err := d.Done(); err != nil {
 		return Item{}, err
 	}
 	return it, nil

@@ -66,7 +66,7 @@ func TestRecordCodecRefusesDamage(t *testing.T) {
 	// A count of pairs larger than what follows is refused before anything is allocated.
 	huge := append([]byte{recordFormat, 0, 0, 0, 0}, 0xff, 0xff, 0xff, 0xff, 0x0f)
 	_, err = decodeIDEntry(huge)
-	require.ErrorIs(t, err, errTruncated)
+	require.ErrorIs(t, err, ErrTruncated)
 
 	item := encodeItem(Item{Key: "k", Seq: 1, Gen: 2, LastError: "x"})
 	for i := range len(item) {
