@@ -407,7 +407,8 @@ func (p *pacer) decrease(reason string, now time.Time) {
 	case acc >= minRate:
 		base = min(base, acc)
 		p.wmax = base
-		if reason != RateLatency && p.lastFail > 0 && math.Abs(base-p.lastFail) <= knownLimitBand*p.lastFail {
+		// (Latency decreases never get here: acc is 0 for them, so they never find a quota.)
+		if p.lastFail > 0 && math.Abs(base-p.lastFail) <= knownLimitBand*p.lastFail {
 			p.wmax = knownLimitMargin * base
 		}
 		p.lastFail = base
