@@ -55,6 +55,12 @@ auth = "none"
 	require.NoError(b, os.WriteFile(cfgPath, []byte(conf), 0o600))
 	d.cmd = exec.Command(benchBinary(b), "serve", "--config", cfgPath)
 	d.cmd.Stderr, d.cmd.Stdout = d.logs, d.logs
+	if f := os.Getenv("SCIMBRIDGE_BENCH_GCTRACE"); f != "" {
+		out, err := os.Create(f)
+		require.NoError(b, err)
+		d.cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+		d.cmd.Stderr = out
+	}
 	require.NoError(b, d.cmd.Start())
 	b.Cleanup(func() {
 		_ = d.cmd.Process.Kill()

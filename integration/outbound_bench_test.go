@@ -47,6 +47,11 @@ func benchUsers() int {
 // It runs two targets: one that answers at once (the ratio then compares the bridge's CPU
 // with a bare HTTP client's on the same two cores) and one with a SaaS-like 20 ms service
 // time, where the question is whether the bridge keeps the target busy.
+//
+// For looking into a run: SCIMBRIDGE_BENCH_TRACE prints the progress, the daemon's CPU and
+// its RSS (anonymous, file-backed, peak) every quarter second; SCIMBRIDGE_BENCH_GCTRACE=F
+// runs the daemon with GODEBUG=gctrace=1 and writes its stderr to F;
+// SCIMBRIDGE_BENCH_KEEP_STATE=F copies the state file to F once the daemon stopped.
 func BenchmarkOutbound(b *testing.B) {
 	n := benchUsers()
 	var seed strings.Builder
@@ -119,9 +124,10 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 	deadline := time.Now().Add(45 * time.Minute)
 	trace, lastTrace := os.Getenv("SCIMBRIDGE_BENCH_TRACE") != "", time.Now()
 	for target.creates.Load() < int64(n) {
-		if trace && time.Since(lastTrace) >= 500*time.Millisecond {
+		if trace && time.Since(lastTrace) >= 250*time.Millisecond {
 			lastTrace = time.Now()
-			fmt.Printf("      %5.1fs  %d created, daemon CPU %.1f s\n", time.Since(syncStart).Seconds(), target.creates.Load(), procCPU(d.cmd.Process.Pid).Seconds())
+			st := procStatus(d.cmd.Process.Pid)
+			fmt.Printf("      %5.1fs  %d created, daemon CPU %.1f s, RSS anon %.1f MiB file %.1f MiB, peak %.1f MiB\n", time.Since(syncStart).Seconds(), target.creates.Load(), procCPU(d.cmd.Process.Pid).Seconds(), float64(st["RssAnon"])/(1<<20), float64(st["RssFile"])/(1<<20), float64(st["VmHWM"])/(1<<20))
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, d.logs.String())
@@ -153,6 +159,11 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 	}
 	require.NoError(b, d.cmd.Process.Signal(os.Interrupt))
 	_ = d.cmd.Wait()
+	if keep := os.Getenv("SCIMBRIDGE_BENCH_KEEP_STATE"); keep != "" {
+		data, err := os.ReadFile(filepath.Join(d.dir, "state", "state.db"))
+		require.NoError(b, err)
+		require.NoError(b, os.WriteFile(keep, data, 0o600))
+	}
 	return res
 }
 

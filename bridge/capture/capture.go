@@ -141,6 +141,17 @@ type Sink interface {
 	Commit(ctx context.Context, tx *state.Tx, batch []Change, prepared any) error
 }
 
+// Throttler is a Sink that paces a reconcile pass: the Reader calls Throttle after each batch
+// of the enumeration is committed, and waits for it, so that the pass does not run far ahead
+// of what the Sink does with its work (the outbound engine: a pass over 100,000 users would
+// otherwise queue them all within seconds, and hold them in memory and in the state file until
+// delivered). The enumeration holds a directory connection while it waits, so Throttle must
+// give up when waiting does not help; it returns false when the Reader should stop asking
+// for the rest of the pass.
+type Throttler interface {
+	Throttle(ctx context.Context) bool
+}
+
 // CommitFunc is a Sink that needs nothing from the directory: Commit calls it.
 type CommitFunc func(ctx context.Context, tx *state.Tx, batch []Change) error
 
@@ -696,6 +707,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 	}
 	present := map[string]bool{}
 	var pending []found
+	throttle, throttling := r.o.Sink.(Throttler)
 	flush := func() error {
 		if len(pending) == 0 {
 			return nil
@@ -705,6 +717,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			if err != nil {
 				return err
 			}
+			ids.InOrder()
 			changes := make([]Change, 0, len(pending))
 			for _, f := range pending {
 				id := f.entry.First(r.o.Scope.IDAttribute)
@@ -744,8 +757,16 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			present[id] = true
 			res.Entries++
 			pending = append(pending, found{entry: &e, object: sc.obj})
-			if len(pending) >= r.o.BatchSize {
-				return flush()
+			if len(pending) < r.o.BatchSize {
+				return nil
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			if throttling {
+				watchdog.Wait(ctx)
+				throttling = throttle.Throttle(ctx)
+				watchdog.Beat(ctx)
 			}
 			return nil
 		})

@@ -803,3 +803,47 @@ func TestPollOutsideTheBasesCommitsNothing(t *testing.T) {
 	defer e.rec.mu.Unlock()
 	require.Empty(t, e.rec.batches)
 }
+
+// throttlingSink records, each time the Reader asks it to throttle, how many changes had
+// been committed; it lets the pass go on once, then asks it to stop asking.
+type throttlingSink struct {
+	capture.CommitFunc
+	rec   *recorder
+	calls []int
+}
+
+func (s *throttlingSink) Throttle(context.Context) bool {
+	s.rec.mu.Lock()
+	n := 0
+	for _, b := range s.rec.batches {
+		n += len(b)
+	}
+	s.rec.mu.Unlock()
+	s.calls = append(s.calls, n)
+	return len(s.calls) < 2
+}
+
+// TestReconcileWaitsForAThrottlingSink: a reconcile asks a Sink that throttles after each
+// batch it committed (not before, so the Sink sees the work it waits on), and no more once
+// the Sink said to stop asking.
+func TestReconcileWaitsForAThrottlingSink(t *testing.T) {
+	s, ou := ldaptest.OU(t, "throttle")
+	e := newEnv(t, s, ou, accesslog)
+	ctx := context.Background()
+	for _, u := range []string{"a", "b", "c", "d", "e", "f", "g"} {
+		require.NoError(t, e.st.Add(ctx, "uid="+u+","+e.people, person(u)))
+	}
+	sink := &throttlingSink{rec: e.rec}
+	sink.CommitFunc = e.rec.sink
+	r, err := capture.New(capture.Options{
+		Source: e.src, Directory: e.st, State: e.db, Sink: sink, Logger: zerolog.Nop(),
+		Scope: e.scope, PollInterval: 50 * time.Millisecond, BatchSize: 2,
+	})
+	require.NoError(t, err)
+	t.Cleanup(r.Close)
+	res, err := r.Reconcile(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 7, res.Entries)
+	require.Equal(t, []int{2, 4}, sink.calls, "asked after the first and second batch, then no more")
+	require.Len(t, e.rec.take(), 7, "every entry committed")
+}

@@ -45,6 +45,9 @@ type Options struct {
 	// DrainTimeout is how long deliveries in flight may take to finish once the engine is
 	// stopped. Defaults to 10s.
 	DrainTimeout time.Duration
+	// ReconcileAhead is how many keys a provisioner may have pending before a reconcile
+	// pass waits for its deliveries (throttle.go). Defaults to 4096.
+	ReconcileAhead int
 }
 
 // Engine runs the provisioners: its Sink turns change batches into outbox items, its workers
@@ -88,6 +91,9 @@ func New(o Options) (*Engine, error) {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 10 * time.Second
+	}
+	if o.ReconcileAhead <= 0 {
+		o.ReconcileAhead = defaultReconcileAhead
 	}
 	e := &Engine{
 		o:       o,

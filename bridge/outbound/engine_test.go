@@ -171,20 +171,24 @@ func (b *logBuffer) count(subs ...string) int {
 	return n
 }
 
-func newHarness(t testing.TB, spec Spec) *harness {
+func newHarness(t testing.TB, spec Spec, opts ...func(*Options)) *harness {
 	t.Helper()
 	db, err := state.Open(t.TempDir())
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	h := &harness{t: t, dir: newFakeDir(), db: db, target: targettest.NewFake(), hashes: map[string]string{}, logs: &logBuffer{}, reg: prometheus.NewRegistry()}
-	e, err := New(Options{
+	o := Options{
 		State: db, Directory: h.dir, Logger: zerolog.New(h.logs), Registerer: h.reg, DrainTimeout: time.Second,
 		Scope: capture.Scope{
 			Users:       ldapstore.Search{Base: people, Filter: "(objectClass=inetOrgPerson)"},
 			Groups:      ldapstore.Search{Base: groups, Filter: "(objectClass=groupOfNames)"},
 			IDAttribute: "entryUUID",
 		},
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	e, err := New(o)
 	require.NoError(t, err)
 	h.e = e
 	if spec.Target == nil {

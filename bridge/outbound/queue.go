@@ -22,6 +22,8 @@ type queue struct {
 	// room it grew to, so once an initial sync of 100,000 users has drained, byKey and the
 	// heap's array are made anew (about 10 MiB of heap otherwise kept for good).
 	peak int
+	// drained counts the keys that left the queue (their work done), for waitBacklog.
+	drained uint64
 }
 
 // shrinkAbove is the size past which an emptied queue gives its memory back.
@@ -125,12 +127,19 @@ func (q *queue) done(key string, keep bool, ready time.Time) {
 		heap.Push(&q.h, e)
 	default:
 		delete(q.byKey, key)
+		q.drained++
 		if len(q.byKey) == 0 && q.peak > shrinkAbove {
 			q.byKey, q.h, q.peak = map[string]*qent{}, nil, 0
 		}
 	}
 	q.mu.Unlock()
 	q.signal()
+}
+
+func (q *queue) backlog() (pending int, drained uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.byKey), q.drained
 }
 
 // counts reports the keys pending, ready at now, and in flight.

@@ -24,7 +24,10 @@ func (e *Engine) Sink() capture.Sink { return engineSink{e} }
 
 type engineSink struct{ e *Engine }
 
-var _ capture.Sink = engineSink{}
+var (
+	_ capture.Sink      = engineSink{}
+	_ capture.Throttler = engineSink{}
+)
 
 // filterResults is what a Prepare read: for each provisioner filter, the ids of the users
 // matching it, among the batch's users (Prepare) or among every user (PrepareReconcile).

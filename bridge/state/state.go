@@ -417,6 +417,22 @@ func (t *Tx) IDMap(name string) (*IDMap, error) {
 	return &IDMap{b: b, name: name}, nil
 }
 
+// InOrder tells the map that the transaction writes mostly ascending ids, continuing the
+// ones before it: a reconcile pass's enumeration, which the directory returns in creation
+// order, and creation order is id order for the time-based entryUUIDs of entries created
+// together (a bulk import, an initial load). bbolt then fills the pages it splits to 90%
+// instead of half; at half, every page such a run filled stays half empty, and the file and
+// the memory it is mapped into grow accordingly (BenchmarkOutbound, 100k users: the
+// directory's map went from 7,142 to 3,847 pages). Writes in random order (Active Directory's
+// objectGUIDs) split a page into a full one and a small one later writes fill, at no more
+// cost than half. It is not for writes that come nearly in order: a provisioner's map,
+// written as deliveries complete, ends up fuller at half.
+func (m *IDMap) InOrder() {
+	if m.b != nil {
+		m.b.FillPercent = 0.9
+	}
+}
+
 // Get returns the record of id; ok is false when the map has none.
 func (m *IDMap) Get(id string) (e IDEntry, ok bool, err error) {
 	if m.b == nil {

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -230,4 +231,42 @@ func TestWriteTransactionsAreObserved(t *testing.T) {
 	require.False(t, db.Writing())
 	require.Len(t, seen, 2)
 	require.GreaterOrEqual(t, seen[0], 5*time.Millisecond)
+}
+
+// TestIDMapInOrderFillsItsPages: ids written in ascending order, a batch per transaction as a
+// reconcile pass writes them, fill the map's pages to about 90% with InOrder, against about
+// half without (bbolt's default).
+func TestIDMapInOrderFillsItsPages(t *testing.T) {
+	fill := func(inOrder bool) float64 {
+		db, err := Open(t.TempDir())
+		require.NoError(t, err)
+		defer db.Close()
+		const batches, batch = 10, 500
+		for b := range batches {
+			require.NoError(t, db.Update(func(tx *Tx) error {
+				m, err := tx.IDMap("directory")
+				if err != nil {
+					return err
+				}
+				if inOrder {
+					m.InOrder()
+				}
+				for i := range batch {
+					id := fmt.Sprintf("%08x-8393-1041-95c8-f7cded181142", b*batch+i)
+					if err := m.Put(id, IDEntry{DN: "uid=u" + id[:8] + ",ou=people,dc=example,dc=org", Kind: "user", Hash: "47b712bffd5d467dc3fb1c59f305226f"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+		}
+		var s bolt.BucketStats
+		require.NoError(t, db.View(func(tx *Tx) error {
+			s = tx.tx.Bucket(bucketIDMaps).Bucket([]byte("directory")).Stats()
+			return nil
+		}))
+		return float64(s.LeafInuse) / float64(s.LeafPageN*4096)
+	}
+	require.Less(t, fill(false), 0.6)
+	require.Greater(t, fill(true), 0.85)
 }
