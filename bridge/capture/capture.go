@@ -717,7 +717,6 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			if err != nil {
 				return err
 			}
-			ids.InOrder()
 			changes := make([]Change, 0, len(pending))
 			for _, f := range pending {
 				id := f.entry.First(r.o.Scope.IDAttribute)

@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -961,4 +962,33 @@ func TestEngineConfigChangeReleasesTheHold(t *testing.T) {
 	}
 	require.Equal(t, []string{a.ID}, disabled, "a (deleted meanwhile) is deprovisioned; b and d stay")
 	require.Nil(t, h.e.Status()[0].Scope)
+}
+
+// TestEngineQueuesABatchInItsOrder: the items of a batch are queued (their sequence numbers,
+// which order delivery) in the batch's order, the change log's or a reconcile's enumeration,
+// not in map order.
+func TestEngineQueuesABatchInItsOrder(t *testing.T) {
+	h := newHarness(t, Spec{Concurrency: 1, MaxAttempts: 3})
+	var users []mapping.Entry
+	var want []string
+	for i := range 40 {
+		uid := fmt.Sprintf("u%02d", (i*17)%40) // not in id order either
+		users = append(users, user(uid))
+		want = append(want, "id-"+uid)
+	}
+	h.change(users...)
+	var items []state.Item
+	require.NoError(t, h.db.View(func(tx *state.Tx) error {
+		ob, err := tx.Outbox("app")
+		if err != nil {
+			return err
+		}
+		return ob.ForEach(func(it state.Item) error { items = append(items, it); return nil })
+	}))
+	slices.SortFunc(items, func(a, b state.Item) int { return cmp.Compare(a.Seq, b.Seq) })
+	var got []string
+	for _, it := range items {
+		got = append(got, it.Key)
+	}
+	require.Equal(t, want, got)
 }

@@ -134,6 +134,33 @@ func (s engineSink) Commit(_ context.Context, tx *state.Tx, batch []capture.Chan
 	return nil
 }
 
+// markOrder lists the keys of marks in the order their items are queued: the batch's
+// (the change log's, or a reconcile's enumeration), then the keys a scope change added, in
+// id order. The queue hands out items first come first served, so this is the order of
+// delivery; map order would shuffle each batch, and with it the writes to the outbox and the
+// provisioner's id map, which bbolt then spreads over half-empty pages (state.fillFor).
+func markOrder(batch []capture.Change, marks map[string]work) []string {
+	keys := make([]string, 0, len(marks))
+	listed := make(map[string]bool, len(marks))
+	for _, ch := range batch {
+		if _, ok := marks[ch.ID]; ok && !listed[ch.ID] {
+			listed[ch.ID] = true
+			keys = append(keys, ch.ID)
+		}
+	}
+	if len(keys) == len(marks) {
+		return keys
+	}
+	rest := make([]string, 0, len(marks)-len(keys))
+	for k := range marks {
+		if !listed[k] {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	return append(keys, rest...)
+}
+
 // filterMatches evaluates filter for the users ids: the ids whose entry matches it.
 func (e *Engine) filterMatches(ctx context.Context, filter string, ids []string) (map[string]bool, error) {
 	out := map[string]bool{}
@@ -319,7 +346,8 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 		return err
 	}
 	pushes := make([]pushed, 0, len(marks))
-	for key, w := range marks {
+	for _, key := range markOrder(batch, marks) {
+		w := marks[key]
 		if old, had, err := ob.Get(key); err != nil {
 			return err
 		} else if had {
