@@ -15,7 +15,7 @@ import (
 // at the same sync rate (the pass now ends with the sync instead of half-way through it).
 //
 // The enumeration holds a directory connection and the change reader while it waits, so
-// waiting stops for the rest of the pass when it does not help:
+// waiting stops for the rest of the pass when it does not help (below).
 const (
 	// defaultReconcileAhead is Options.ReconcileAhead's default: four batches of the change
 	// reader, so the workers never run dry while a batch is read and committed.
