@@ -302,8 +302,8 @@ func (d *DB) SchemaVersion() (int, error) {
 // received it. In a View, writes fail with bbolt's read-only error.
 type Tx struct {
 	tx *bolt.Tx
-	// appends counts, per id map written in this transaction, the new keys it wrote and how
-	// many of them sort after the map's last key before it (fillFor).
+	// appends counts, per id map written in this transaction, the keys it wrote and how
+	// many of them sort after the map's last key before the transaction (fillFor).
 	appends map[string]*appendCount
 }
 
@@ -416,9 +416,11 @@ type appendCount struct {
 // together, whose OpenLDAP entryUUIDs are time-based and sort in creation order), 90%:
 // bbolt's default of half leaves every page such a run fills half empty for good, and the
 // file and the memory it is mapped into grow by as much (BenchmarkOutbound, 100k users: the
-// directory's map took 7,142 pages at half, 3,847 at 90%). Otherwise bbolt's default: writes
-// in random order (Active Directory's objectGUIDs, updates) fill pages worse at 90% (49%
-// against 69% in a simulation of 100,000 random inserts; TestIDMapFillFollowsTheWrites).
+// directory's map took 7,142 pages at half, 3,847 with this; a provisioner's, written in
+// the order of delivery, 11,178 and 8,469). Otherwise bbolt's default: writes in random
+// order (Active Directory's objectGUIDs, updates) fill pages worse at 90%
+// (TestIDMapFillFollowsTheWrites, 20,000 ids: ascending 88% full with this, 49% at half;
+// random 68% with this, 40% at 90%).
 func fillFor(c *appendCount) float64 {
 	if c.writes > 0 && 2*c.ahead >= c.writes {
 		return 0.9
