@@ -785,7 +785,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 		if err != nil {
 			return err
 		}
-		return ids.ForEach(func(id string, _ state.IDEntry) error {
+		return ids.ForEachID(func(id string) error {
 			if !present[id] {
 				gone = append(gone, id)
 			}

@@ -522,6 +522,22 @@ func (m *IDMap) ForEach(fn func(id string, e IDEntry) error) error {
 	})
 }
 
+// ForEachID calls fn for every id in order, without decoding the records (a reconcile's
+// check for ids the directory no longer shows reads a million of them at once); fn's error
+// stops it.
+func (m *IDMap) ForEachID(fn func(id string) error) error {
+	if m.b == nil {
+		return nil
+	}
+	c := m.b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if err := fn(string(k)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Len is the number of records.
 func (m *IDMap) Len() int {
 	if m.b == nil {

@@ -64,6 +64,9 @@ func TestReopenKeepsEverything(t *testing.T) {
 		var seen []string
 		require.NoError(t, ids.ForEach(func(id string, _ IDEntry) error { seen = append(seen, id); return nil }))
 		require.Equal(t, []string{"id-1", "id-2"}, seen)
+		seen = nil
+		require.NoError(t, ids.ForEachID(func(id string) error { seen = append(seen, id); return nil }))
+		require.Equal(t, []string{"id-1", "id-2"}, seen)
 		out, err := tx.Bucket("outbox", "okta")
 		require.NoError(t, err)
 		var item map[string]string
