@@ -705,6 +705,22 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 	if err != nil {
 		return res, fmt.Errorf("capture: reconcile: sink: %w", err)
 	}
+	// mapped counts the ids the map held when the pass began, and seenMapped those of them
+	// the enumeration showed: when they are equal no id can be gone, and the check below need
+	// not read the whole map (an initial sync, and most passes). Only this pass writes the map
+	// meanwhile: it holds runMu, which every poll takes.
+	var mapped, seenMapped int
+	err = r.o.State.View(func(tx *state.Tx) error {
+		ids, err := tx.IDMap(r.o.IDMapName)
+		if err != nil {
+			return err
+		}
+		mapped = ids.Len()
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
 	present := map[string]bool{}
 	var pending []found
 	throttle, throttling := r.o.Sink.(Throttler)
@@ -712,6 +728,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 		if len(pending) == 0 {
 			return nil
 		}
+		known := 0
 		err := r.o.State.Update(func(tx *state.Tx) error {
 			ids, err := tx.IDMap(r.o.IDMapName)
 			if err != nil {
@@ -724,6 +741,9 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 				if err != nil {
 					return err
 				}
+				if ch.Prev != nil {
+					known++
+				}
 				ch.Reconcile = true
 				if !ch.Unchanged() {
 					res.Changed++
@@ -735,6 +755,9 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			}
 			return nil
 		})
+		if err == nil {
+			seenMapped += known
+		}
 		pending = pending[:0]
 		return err
 	}
@@ -780,21 +803,24 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 	// candidates for deletion. Each is looked up once more by id, so an entry that moved
 	// during the enumeration (and so was passed over) is not taken for gone.
 	var gone []string
-	err = r.o.State.View(func(tx *state.Tx) error {
-		ids, err := tx.IDMap(r.o.IDMapName)
-		if err != nil {
-			return err
-		}
-		return ids.ForEachID(func(id string) error {
-			if !present[id] {
-				gone = append(gone, id)
+	if seenMapped < mapped {
+		err = r.o.State.View(func(tx *state.Tx) error {
+			ids, err := tx.IDMap(r.o.IDMapName)
+			if err != nil {
+				return err
 			}
-			return nil
+			return ids.ForEachID(func(id string) error {
+				if !present[id] {
+					gone = append(gone, id)
+				}
+				return nil
+			})
 		})
-	})
-	if err != nil {
-		return res, err
+		if err != nil {
+			return res, err
+		}
 	}
+	present = nil
 	reads := map[string]found{}
 	for _, id := range gone {
 		f, err := r.lookup(ctx, id, "")
