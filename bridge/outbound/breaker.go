@@ -17,6 +17,17 @@ type breakerState struct {
 	Since   time.Time `json:"since,omitzero"`
 }
 
+// storedBreaker reads provisioner name's breaker as committed in the state file.
+func storedBreaker(tx *state.Tx, name string) (breakerState, error) {
+	var br breakerState
+	meta, err := tx.Bucket("outbound", name, "meta")
+	if err != nil {
+		return br, err
+	}
+	_, err = meta.GetJSON([]byte("breaker"), &br)
+	return br, err
+}
+
 // windowEntry is one deprovision decision in the sliding window.
 type windowEntry struct {
 	At time.Time `json:"at"`
@@ -134,12 +145,7 @@ func (p *Provisioner) checkDeprovision(key string) error {
 		// The breaker as committed, not only its in-memory mirror: the transaction that
 		// tripped it may have scheduled this very item, and a worker can take it before the
 		// mirror is set (commit callbacks run one after the other).
-		meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
-		if err != nil {
-			return err
-		}
-		var br breakerState
-		_, err = meta.GetJSON([]byte("breaker"), &br)
+		br, err := storedBreaker(tx, p.spec.Name)
 		stored = br.Tripped
 		return err
 	})

@@ -251,13 +251,13 @@ func (p *Provisioner) complete(tx *state.Tx, c *completion) error {
 		}
 	}
 	for _, gid := range c.out.regroup {
-		raw := encodeWork(work{Kind: mapping.KindGroup, Changed: c.w.Changed, Reason: "membership"})
+		w := work{Kind: mapping.KindGroup, Changed: c.w.Changed, Reason: "membership"}
 		if existing, had, err := ob.Get(gid); err == nil && had {
-			if ew, err := decodeWork(existing); err == nil && !ew.Changed.IsZero() && ew.Changed.Before(c.w.Changed) {
-				raw = encodeWork(work{Kind: mapping.KindGroup, Changed: ew.Changed, Reason: "membership"})
+			if ew, err := decodeWork(existing); err == nil && !ew.Changed.IsZero() && ew.Changed.Before(w.Changed) {
+				w.Changed = ew.Changed
 			}
 		}
-		it, err := ob.Put(gid, raw)
+		it, err := ob.Put(gid, encodeWork(w))
 		if err != nil {
 			return err
 		}

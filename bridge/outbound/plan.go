@@ -148,16 +148,9 @@ func (p *Provisioner) plan(ctx context.Context, users map[string]mapping.Entry, 
 			return err
 		}
 		pl.DeadLetters = dl.Len()
-		meta, err := tx.Bucket("outbound", p.spec.Name, "meta")
-		if err != nil {
-			return err
-		}
-		var br breakerState
-		if _, err := meta.GetJSON([]byte("breaker"), &br); err != nil {
-			return err
-		}
+		br, err := storedBreaker(tx, p.spec.Name)
 		pl.Tripped = br.Tripped
-		return nil
+		return err
 	})
 	if err != nil {
 		return pl, err

@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -90,7 +91,7 @@ func decodeWorkBytes(raw []byte) (work, error) {
 		return w, err
 	}
 	if len(raw) == 0 || raw[0] != workFormat {
-		return work{}, fmt.Errorf("unknown work item format")
+		return work{}, errors.New("unknown work item format")
 	}
 	d := state.NewDecoder(raw[1:])
 	w := work{Kind: mapping.Kind(d.String()), DN: d.String(), Hash: d.String(), Mapping: d.String(), Reason: d.String()}

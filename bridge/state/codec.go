@@ -88,8 +88,8 @@ type Decoder struct {
 	err error
 }
 
-// NewDecoder reads b (which must outlive the reads only as long as Rest is not called:
-// strings are copies).
+// NewDecoder reads b. What it returns (strings, Rest) are copies: b may be reused once the
+// reads are done.
 func NewDecoder(b []byte) *Decoder { return &Decoder{b: b} }
 
 // newRecordDecoder reads a record of this file: the format byte, then the fields.
