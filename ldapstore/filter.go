@@ -131,6 +131,14 @@ var ErrBadDN = errors.New("ldapstore: not a distinguished name")
 // values case-insensitive), the check that keeps the SCIM side inside its bases. A string that
 // is not a DN is never in scope.
 func InScope(dn, base string) bool {
+	if simpleDN(dn) && simpleDN(base) {
+		return simpleInScope(dn, base)
+	}
+	return parsedInScope(dn, base)
+}
+
+// parsedInScope is InScope by the parser, for any two strings.
+func parsedInScope(dn, base string) bool {
 	d, err := ldap.ParseDN(dn)
 	if err != nil {
 		return false
@@ -145,6 +153,14 @@ func InScope(dn, base string) bool {
 // SameDN reports whether a and b name the same entry (case-insensitive); false if either is
 // not a DN.
 func SameDN(a, b string) bool {
+	if simpleDN(a) && simpleDN(b) {
+		return strings.EqualFold(a, b)
+	}
+	return parsedSame(a, b)
+}
+
+// parsedSame is SameDN by the parser, for any two strings.
+func parsedSame(a, b string) bool {
 	da, err := ldap.ParseDN(a)
 	if err != nil {
 		return false
@@ -173,6 +189,14 @@ func RDN(attr, value string) string { return attrName(attr) + "=" + ldap.EscapeD
 // NormalizeDN returns a canonical, lower-cased form of dn for use as a map key; a string that
 // is not a DN is lower-cased as it is.
 func NormalizeDN(dn string) string {
+	if simpleDN(dn) {
+		return strings.ToLower(dn)
+	}
+	return parsedNormalize(dn)
+}
+
+// parsedNormalize is NormalizeDN by the parser, for any string.
+func parsedNormalize(dn string) string {
 	d, err := ldap.ParseDN(dn)
 	if err != nil {
 		return strings.ToLower(strings.TrimSpace(dn))
@@ -195,7 +219,11 @@ func RDNValue(dn, attr string) (string, error) {
 }
 
 // DN is a parsed distinguished name, for scope checks repeated against one base.
-type DN struct{ d *ldap.DN }
+type DN struct {
+	d *ldap.DN
+	// simple is the DN as given when it is a simple DN, for Contains to compare strings.
+	simple string
+}
 
 // ParseDN parses a DN.
 func ParseDN(s string) (DN, error) {
@@ -203,13 +231,20 @@ func ParseDN(s string) (DN, error) {
 	if err != nil {
 		return DN{}, fmt.Errorf("%w: %q", ErrBadDN, s)
 	}
-	return DN{d: d}, nil
+	out := DN{d: d}
+	if simpleDN(s) {
+		out.simple = s
+	}
+	return out, nil
 }
 
 // Contains reports whether dn is this DN or below it, as InScope does.
 func (b DN) Contains(dn string) bool {
 	if b.d == nil {
 		return false
+	}
+	if b.simple != "" && simpleDN(dn) {
+		return simpleInScope(dn, b.simple)
 	}
 	d, err := ldap.ParseDN(dn)
 	if err != nil {
