@@ -3,6 +3,7 @@ package mapping
 import (
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Entry is a directory entry in neutral form: ldapstore hands these to the rest of the code so
@@ -20,12 +21,29 @@ func (e Entry) Get(attr string) []string {
 	if v, ok := e.Attrs[attr]; ok {
 		return v
 	}
+	if attr == "" {
+		return nil
+	}
+	// A miss looks at every name. Names whose first bytes are ASCII and differ other than in
+	// case cannot be equal under EqualFold, which is most of them: skip those cheaply.
+	a0 := lowerASCII(attr[0])
 	for k, v := range e.Attrs {
+		if k == "" || k[0] < utf8.RuneSelf && a0 < utf8.RuneSelf && lowerASCII(k[0]) != a0 {
+			continue
+		}
 		if strings.EqualFold(k, attr) {
 			return v
 		}
 	}
 	return nil
+}
+
+// lowerASCII lower-cases an ASCII capital letter and leaves every other byte alone.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // First returns the first value of attr, or "".

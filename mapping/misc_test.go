@@ -95,3 +95,20 @@ func TestLeafPackage(t *testing.T) {
 		}
 	}
 }
+
+// TestEntryGetIgnoresCase checks that an attribute is found whatever the case of its name, on
+// the exact-match path and on the scan a miss takes, including names that fold to each other
+// only outside ASCII (the Kelvin sign folds to k), and that absent names give nil.
+func TestEntryGetIgnoresCase(t *testing.T) {
+	e := mapping.Entry{Attrs: map[string][]string{
+		"givenName": {"Ada"}, "SN": {"Lovelace"}, "\u212aey": {"kelvin"}, "mail": {"ada@example.org"}, "": {"empty"},
+	}}
+	for attr, want := range map[string][]string{
+		"givenName": {"Ada"}, "GIVENNAME": {"Ada"}, "givenname": {"Ada"}, "sn": {"Lovelace"}, "Sn": {"Lovelace"},
+		"key": {"kelvin"}, "KEY": {"kelvin"}, "MAIL": {"ada@example.org"}, "": {"empty"},
+		"cn": nil, "givenNam": nil, "mails": nil, "title": nil,
+	} {
+		require.Equal(t, want, e.Get(attr), attr)
+	}
+	require.Nil(t, mapping.Entry{Attrs: map[string][]string{"sn": {"x"}}}.Get(""))
+}

@@ -446,9 +446,9 @@ func withoutName(res map[string]any, sub string) map[string]any {
 // whose attribute holds it claims it).
 func (m UserMap) readTyped(e Entry, ta typedAttr, marker ActiveMarker) []any {
 	var elems []any
-	seen := map[string]bool{}
+	var seen map[string]bool // made when a value is first found
 	for _, typ := range m.typesOf(ta) {
-		el := map[string]any{}
+		var el map[string]any // made when a sub-attribute is first found
 		for _, sub := range ta.subs {
 			s, ok := m.typedSlot(ta.name, typ, sub)
 			if !ok || s.ldap == "" {
@@ -461,9 +461,15 @@ func (m UserMap) readTyped(e Entry, ta typedAttr, marker ActiveMarker) []any {
 			if len(ta.subs) > 1 {
 				if len(vals) > 0 {
 					v, _ := fromLDAP(vals[0], TypeString, s.ldap)
+					if el == nil {
+						el = map[string]any{}
+					}
 					el[sub] = v
 				}
 				continue
+			}
+			if len(vals) > 0 && seen == nil {
+				seen = map[string]bool{}
 			}
 			for _, v := range vals {
 				k := strings.ToLower(s.ldap) + "\x00" + valueKey(s.ldap, v)
