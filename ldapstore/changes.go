@@ -94,6 +94,14 @@ func originOf(actor string, bridgeDNs []string) Origin {
 	if len(actor) > 3 && strings.EqualFold(actor[:3], "dn:") {
 		actor = actor[3:]
 	}
+	if simpleDN(actor) {
+		for _, b := range bridgeDNs {
+			if b != "" && SameDN(actor, b) {
+				return OriginBridge
+			}
+		}
+		return OriginExternal
+	}
 	a, err := ldap.ParseDN(actor)
 	for _, b := range bridgeDNs {
 		if b == "" {
@@ -118,6 +126,9 @@ func DNEqual(a, b string) bool {
 	if strings.EqualFold(a, b) {
 		return true
 	}
+	if simpleDN(a) && simpleDN(b) {
+		return false // as the parser would say: FuzzSimpleDN
+	}
 	pa, err1 := ldap.ParseDN(a)
 	pb, err2 := ldap.ParseDN(b)
 	return err1 == nil && err2 == nil && pa.EqualFold(pb)
@@ -127,6 +138,9 @@ func DNEqual(a, b string) bool {
 func DNUnder(dn, base string) bool {
 	if base == "" {
 		return true
+	}
+	if simpleDN(dn) && simpleDN(base) {
+		return simpleInScope(dn, base)
 	}
 	pd, err1 := ldap.ParseDN(dn)
 	pb, err2 := ldap.ParseDN(base)

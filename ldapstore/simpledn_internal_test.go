@@ -17,7 +17,8 @@ var simpleDNSeeds = []string{
 }
 
 // FuzzSimpleDN checks that every answer the fast path gives is the parser's: for one DN
-// (NormalizeDN) and for pairs (SameDN, InScope and DN.Contains), whichever of them is simple.
+// (NormalizeDN) and for pairs (SameDN, InScope, DN.Contains, and the change readers' DNUnder,
+// DNEqual and originOf), whichever of them is simple.
 func FuzzSimpleDN(f *testing.F) {
 	for _, a := range simpleDNSeeds {
 		for _, b := range []string{"dc=x", "ou=people,dc=example,dc=org", "DC=X", a} {
@@ -44,6 +45,27 @@ func FuzzSimpleDN(f *testing.F) {
 		}
 		if got, want := InScope(a, b), parsedInScope(a, b); got != want {
 			t.Fatalf("InScope(%q, %q) = %v, the parser says %v", a, b, got, want)
+		}
+		_, errA := ldap.ParseDN(a)
+		_, errB := ldap.ParseDN(b)
+		if b != "" && errA == nil && errB == nil {
+			if got, want := DNUnder(a, b), parsedInScope(a, b); got != want {
+				t.Fatalf("DNUnder(%q, %q) = %v, the parser says %v", a, b, got, want)
+			}
+		}
+		if got, want := DNEqual(a, b), strings.EqualFold(a, b) || parsedSame(a, b); got != want {
+			t.Fatalf("DNEqual(%q, %q) = %v, the parser says %v", a, b, got, want)
+		}
+		if actor := strings.TrimSpace(a); actor != "" && !strings.HasPrefix(strings.ToLower(actor), "dn:") && b != "" {
+			if _, err := ldap.ParseDN(actor); err == nil {
+				want := OriginExternal
+				if parsedSame(actor, b) {
+					want = OriginBridge
+				}
+				if got := originOf(a, []string{"", b}); got != want {
+					t.Fatalf("originOf(%q, %q) = %v, the parser says %v", a, b, got, want)
+				}
+			}
 		}
 		if base, err := ParseDN(b); err == nil {
 			if got, want := base.Contains(a), parsedInScope(a, b); got != want {
