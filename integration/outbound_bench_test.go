@@ -127,7 +127,7 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 		if trace && time.Since(lastTrace) >= 250*time.Millisecond {
 			lastTrace = time.Now()
 			st := procStatus(d.cmd.Process.Pid)
-			fmt.Printf("      %5.1fs  %d created, daemon CPU %.1f s, RSS anon %.1f MiB file %.1f MiB, peak %.1f MiB\n", time.Since(syncStart).Seconds(), target.creates.Load(), procCPU(d.cmd.Process.Pid).Seconds(), float64(st["RssAnon"])/(1<<20), float64(st["RssFile"])/(1<<20), float64(st["VmHWM"])/(1<<20))
+			fmt.Printf("      %5.1fs  %d created, daemon CPU %.1f s, RSS anon %.1f MiB file %.1f MiB, peak %.1f MiB\n", time.Since(syncStart).Seconds(), target.creates.Load(), ldaptest.ProcessCPU(d.cmd.Process.Pid).Seconds(), float64(st["RssAnon"])/(1<<20), float64(st["RssFile"])/(1<<20), float64(st["VmHWM"])/(1<<20))
 		}
 		if time.Now().After(deadline) {
 			b.Fatalf("initial sync incomplete: %d of %d\n%s", target.creates.Load(), n, d.logs.String())
@@ -135,7 +135,7 @@ func runOutboundScenario(b *testing.B, s *ldaptest.Server, n int, latency time.D
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.syncTime = time.Since(syncStart)
-	res.cpu = procCPU(d.cmd.Process.Pid)
+	res.cpu = ldaptest.ProcessCPU(d.cmd.Process.Pid)
 	res.syncRate = float64(n) / res.syncTime.Seconds()
 	require.Equal(b, n, target.count("Users"))
 	require.EqualValues(b, n, target.creates.Load(), "every user created once")
@@ -254,21 +254,4 @@ func procStatus(pid int) map[string]int64 {
 		out[name] = kb << 10
 	}
 	return out
-}
-
-// procCPU reads a process's CPU time so far, user and system (Linux's clock tick is 1/100 s).
-func procCPU(pid int) time.Duration {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name (which may hold spaces, in parentheses).
-	_, rest, _ := strings.Cut(string(raw), ") ")
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * 10 * time.Millisecond
 }

@@ -129,6 +129,15 @@ func BenchmarkInbound(b *testing.B) {
 	userAttrs := mapping.DefaultUserMap().SearchAttributes(mapping.DefaultActiveMarker(), "entryUUID")
 	pick := func(i int) string { return fmt.Sprintf("u%06d", (i*7919+rand.IntN(97))%n) }
 	run := 0
+	// cpu is the CPU time slapd and this process (clients, SCIM server, go-ldap) used.
+	type cpu struct{ slapd, self time.Duration }
+	var cpuRawAdd, cpuSCIMAdd, cpuRawGet, cpuSCIMGet cpu
+	timed := func(into *cpu, f func()) {
+		s0, p0 := ldaptest.ProcessCPU(slapd.PID()), ldaptest.ProcessCPU(os.Getpid())
+		f()
+		into.slapd += ldaptest.ProcessCPU(slapd.PID()) - s0
+		into.self += ldaptest.ProcessCPU(os.Getpid()) - p0
+	}
 	// measure runs the create and lookup comparisons at one concurrency. Raw and SCIM take
 	// turns (two rounds each), so that a change in the machine's load hits both alike.
 	measure := func(conc int) (rawRate, scimRate float64, rawLat, scimLat []time.Duration) {
@@ -137,43 +146,54 @@ func BenchmarkInbound(b *testing.B) {
 			run++
 			prefix := fmt.Sprintf("c%d-%d", conc, run)
 			t0 := time.Now()
-			parallel(conc, benchCreates/2, func(i int) {
-				uid := fmt.Sprintf("%s-raw-%05d", prefix, i)
-				if err := raw.Add(ctx, "uid="+uid+","+slapd.PeopleDN, attrs(uid)); err != nil {
-					b.Error(err)
-				}
+			timed(&cpuRawAdd, func() {
+				parallel(conc, benchCreates/2, func(i int) {
+					uid := fmt.Sprintf("%s-raw-%05d", prefix, i)
+					if err := raw.Add(ctx, "uid="+uid+","+slapd.PeopleDN, attrs(uid)); err != nil {
+						b.Error(err)
+					}
+				})
 			})
 			rawTime += time.Since(t0)
 			t0 = time.Now()
-			parallel(conc, benchCreates/2, func(i int) {
-				uid := fmt.Sprintf("%s-scim-%05d", prefix, i)
-				body, _ := json.Marshal(map[string]any{
-					"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer",
-					"name":   map[string]any{"givenName": "Bench", "familyName": "User", "formatted": "Bench User"},
-					"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}},
+			timed(&cpuSCIMAdd, func() {
+				parallel(conc, benchCreates/2, func(i int) {
+					uid := fmt.Sprintf("%s-scim-%05d", prefix, i)
+					body, _ := json.Marshal(map[string]any{
+						"schemas": []any{mapping.UserSchemaURN}, "userName": uid, "title": "Engineer",
+						"name":   map[string]any{"givenName": "Bench", "familyName": "User", "formatted": "Bench User"},
+						"emails": []any{map[string]any{"value": uid + "@example.org", "type": "work", "primary": true}},
+					})
+					if code, data := call(hs.URL, "POST", "/Users", body); code != http.StatusCreated {
+						b.Errorf("create: %d %s", code, data)
+					}
 				})
-				if code, data := call(hs.URL, "POST", "/Users", body); code != http.StatusCreated {
-					b.Errorf("create: %d %s", code, data)
-				}
 			})
 			scimTime += time.Since(t0)
 			off := round * benchLookups
-			rawLat = append(rawLat, latencies(conc, benchLookups/2, func(i int) {
-				q := ldapstore.Search{
-					Base: slapd.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
-					Filter: "(&(objectClass=inetOrgPerson)(uid=" + ldapstore.EscapeFilter(pick(off+i)) + "))",
-				}
-				got, err := raw.SearchAll(ctx, q)
-				if err != nil || len(got) != 1 {
-					b.Errorf("raw lookup: %v %d", err, len(got))
-				}
-			})...)
-			scimLat = append(scimLat, latencies(conc, benchLookups/2, func(i int) {
-				code, data := call(hs.URL, "GET", "/Users?filter="+urlQuery(`userName eq "`+pick(off+i)+`"`), nil)
-				if code != http.StatusOK || !bytes.Contains(data, []byte(`"totalResults":1`)) {
-					b.Errorf("scim lookup: %d %s", code, data)
-				}
-			})...)
+			var lat []time.Duration
+			timed(&cpuRawGet, func() {
+				lat = latencies(conc, benchLookups/2, func(i int) {
+					q := ldapstore.Search{
+						Base: slapd.PeopleDN, Scope: ldapstore.ScopeSub, Attrs: userAttrs,
+						Filter: "(&(objectClass=inetOrgPerson)(uid=" + ldapstore.EscapeFilter(pick(off+i)) + "))",
+					}
+					got, err := raw.SearchAll(ctx, q)
+					if err != nil || len(got) != 1 {
+						b.Errorf("raw lookup: %v %d", err, len(got))
+					}
+				})
+			})
+			rawLat = append(rawLat, lat...)
+			timed(&cpuSCIMGet, func() {
+				lat = latencies(conc, benchLookups/2, func(i int) {
+					code, data := call(hs.URL, "GET", "/Users?filter="+urlQuery(`userName eq "`+pick(off+i)+`"`), nil)
+					if code != http.StatusOK || !bytes.Contains(data, []byte(`"totalResults":1`)) {
+						b.Errorf("scim lookup: %d %s", code, data)
+					}
+				})
+			})
+			scimLat = append(scimLat, lat...)
 		}
 		sortDurations(rawLat)
 		sortDurations(scimLat)
@@ -235,6 +255,14 @@ func BenchmarkInbound(b *testing.B) {
 		fmt.Fprintf(w, "  %-44s %12.0f %12.0f %8.2f\n", "creates/s, 1 client", scimRate1, rawRate1, scimRate1/rawRate1)
 		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f  <= 1.5\n", "userName eq lookup p50, 1 client", pct(scimLat1, 50).Round(time.Microsecond), pct(rawLat1, 50).Round(time.Microsecond), ratio(pct(scimLat1, 50), pct(rawLat1, 50)))
 		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f\n", "userName eq lookup p99, 1 client", pct(scimLat1, 99).Round(time.Microsecond), pct(rawLat1, 99).Round(time.Microsecond), ratio(pct(scimLat1, 99), pct(rawLat1, 99)))
+		// Both concurrencies ran benchCreates creates and benchLookups lookups on each side.
+		perOp := func(d time.Duration, ops int) string {
+			return fmt.Sprintf("%d µs", d.Microseconds()/int64(ops))
+		}
+		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f\n", "CPU per create: slapd", perOp(cpuSCIMAdd.slapd, 2*benchCreates), perOp(cpuRawAdd.slapd, 2*benchCreates), float64(cpuSCIMAdd.slapd)/float64(cpuRawAdd.slapd))
+		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f\n", "CPU per create: clients, server, go-ldap", perOp(cpuSCIMAdd.self, 2*benchCreates), perOp(cpuRawAdd.self, 2*benchCreates), float64(cpuSCIMAdd.self)/float64(cpuRawAdd.self))
+		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f\n", "CPU per lookup: slapd", perOp(cpuSCIMGet.slapd, 2*benchLookups), perOp(cpuRawGet.slapd, 2*benchLookups), float64(cpuSCIMGet.slapd)/float64(cpuRawGet.slapd))
+		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f\n", "CPU per lookup: clients, server, go-ldap", perOp(cpuSCIMGet.self, 2*benchLookups), perOp(cpuRawGet.self, 2*benchLookups), float64(cpuSCIMGet.self)/float64(cpuRawGet.self))
 		fmt.Fprintf(w, "  %-44s %12s\n", "page of 100 at 1, VLV fresh context", coldFirst.Round(time.Microsecond))
 		fmt.Fprintf(w, "  %-44s %12s %12s %8.2f  <= 3 (÷ page at 1)\n", fmt.Sprintf("page of 100 at %d, VLV fresh context", mid), coldMid.Round(time.Microsecond), "", ratio(coldMid, coldFirst))
 		fmt.Fprintf(w, "  %-44s %12s %12s %8.1f  (÷ lookup p50)\n", "", "", "", ratio(coldMid, p50))
