@@ -10,8 +10,9 @@ import "strings"
 // its comparisons (EqualFold) are ASCII case-insensitive.
 //
 // Almost every DN the daemon handles is simple (uid=jdoe,ou=people,dc=example,dc=org). For
-// those, NormalizeDN, SameDN, InScope and DN.Contains compare strings instead of parsing both
-// sides: parsing was about 14 µs of each inbound lookup. Every other DN goes through ParseDN as
+// those, NormalizeDN, SameDN, InScope, DN.Contains and the change readers' DN checks compare
+// strings instead of parsing: a parse costs about 3 µs and 44 allocations (BenchmarkSimpleDN),
+// and each entry read or change seen took several. Every other DN goes through ParseDN as
 // before. FuzzSimpleDN checks each fast answer against the parser's.
 
 // simpleDN reports whether dn is a simple DN.
