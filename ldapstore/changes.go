@@ -94,7 +94,7 @@ func originOf(actor string, bridgeDNs []string) Origin {
 	if len(actor) > 3 && strings.EqualFold(actor[:3], "dn:") {
 		actor = actor[3:]
 	}
-	if simpleDN(actor) {
+	if IsSimpleDN(actor) {
 		for _, b := range bridgeDNs {
 			if b != "" && SameDN(actor, b) {
 				return OriginBridge
@@ -126,7 +126,7 @@ func DNEqual(a, b string) bool {
 	if strings.EqualFold(a, b) {
 		return true
 	}
-	if simpleDN(a) && simpleDN(b) {
+	if IsSimpleDN(a) && IsSimpleDN(b) {
 		return false // as the parser would say: FuzzSimpleDN
 	}
 	pa, err1 := ldap.ParseDN(a)
@@ -139,7 +139,7 @@ func DNUnder(dn, base string) bool {
 	if base == "" {
 		return true
 	}
-	if simpleDN(dn) && simpleDN(base) {
+	if IsSimpleDN(dn) && IsSimpleDN(base) {
 		return simpleInScope(dn, base)
 	}
 	pd, err1 := ldap.ParseDN(dn)

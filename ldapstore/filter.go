@@ -131,7 +131,7 @@ var ErrBadDN = errors.New("ldapstore: not a distinguished name")
 // values case-insensitive), the check that keeps the SCIM side inside its bases. A string that
 // is not a DN is never in scope.
 func InScope(dn, base string) bool {
-	if simpleDN(dn) && simpleDN(base) {
+	if IsSimpleDN(dn) && IsSimpleDN(base) {
 		return simpleInScope(dn, base)
 	}
 	return parsedInScope(dn, base)
@@ -153,7 +153,7 @@ func parsedInScope(dn, base string) bool {
 // SameDN reports whether a and b name the same entry (case-insensitive); false if either is
 // not a DN.
 func SameDN(a, b string) bool {
-	if simpleDN(a) && simpleDN(b) {
+	if IsSimpleDN(a) && IsSimpleDN(b) {
 		return strings.EqualFold(a, b)
 	}
 	return parsedSame(a, b)
@@ -189,7 +189,7 @@ func RDN(attr, value string) string { return attrName(attr) + "=" + ldap.EscapeD
 // NormalizeDN returns a canonical, lower-cased form of dn for use as a map key; a string that
 // is not a DN is lower-cased as it is.
 func NormalizeDN(dn string) string {
-	if simpleDN(dn) {
+	if IsSimpleDN(dn) {
 		return strings.ToLower(dn)
 	}
 	return parsedNormalize(dn)
@@ -232,7 +232,7 @@ func ParseDN(s string) (DN, error) {
 		return DN{}, fmt.Errorf("%w: %q", ErrBadDN, s)
 	}
 	out := DN{d: d}
-	if simpleDN(s) {
+	if IsSimpleDN(s) {
 		out.simple = s
 	}
 	return out, nil
@@ -243,7 +243,7 @@ func (b DN) Contains(dn string) bool {
 	if b.d == nil {
 		return false
 	}
-	if b.simple != "" && simpleDN(dn) {
+	if b.simple != "" && IsSimpleDN(dn) {
 		return simpleInScope(dn, b.simple)
 	}
 	d, err := ldap.ParseDN(dn)

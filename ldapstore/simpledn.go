@@ -15,8 +15,10 @@ import "strings"
 // and each entry read or change seen took several. Every other DN goes through ParseDN as
 // before. FuzzSimpleDN checks each fast answer against the parser's.
 
-// simpleDN reports whether dn is a simple DN.
-func simpleDN(dn string) bool {
+// IsSimpleDN reports whether dn is a simple DN: one whose canonical form, under ldapstore's
+// rules and under any normalisation that lower-cases types and values, trims the spaces around
+// separators and escapes values uniformly, is dn lower-cased.
+func IsSimpleDN(dn string) bool {
 	if dn == "" {
 		return false
 	}

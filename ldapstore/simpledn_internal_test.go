@@ -32,9 +32,9 @@ func FuzzSimpleDN(f *testing.F) {
 	f.Fuzz(func(t *testing.T, a, b string) {
 		for _, s := range []string{a, b} {
 			if got, want := NormalizeDN(s), parsedNormalize(s); got != want {
-				t.Fatalf("NormalizeDN(%q) = %q, the parser says %q (simple: %v)", s, got, want, simpleDN(s))
+				t.Fatalf("NormalizeDN(%q) = %q, the parser says %q (simple: %v)", s, got, want, IsSimpleDN(s))
 			}
-			if simpleDN(s) {
+			if IsSimpleDN(s) {
 				if _, err := ldap.ParseDN(s); err != nil {
 					t.Fatalf("%q is simple but does not parse: %v", s, err)
 				}
@@ -103,8 +103,8 @@ func TestSimpleDN(t *testing.T) {
 		"":                                     false,
 		"uid":                                  false,
 	} {
-		if got := simpleDN(dn); got != want {
-			t.Errorf("simpleDN(%q) = %v, want %v", dn, got, want)
+		if got := IsSimpleDN(dn); got != want {
+			t.Errorf("IsSimpleDN(%q) = %v, want %v", dn, got, want)
 		}
 	}
 	for _, c := range []struct {

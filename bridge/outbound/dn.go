@@ -3,6 +3,8 @@ package outbound
 import (
 	"encoding/hex"
 	"strings"
+
+	"github.com/scimbridge/scimbridge/ldapstore"
 )
 
 // normDN returns a canonical form of a DN for comparing member values with entry DNs:
@@ -10,6 +12,16 @@ import (
 // and re-escaped uniformly. It is not a full RFC 4514 parser (multi-valued RDNs keep their
 // order), but it treats the spellings directories and admins produce for the same DN as equal.
 func normDN(dn string) string {
+	if ldapstore.IsSimpleDN(dn) {
+		// Nothing to trim, decode or escape: the general path would give the same
+		// (FuzzNormDN), and a DN already in lower case is returned without a copy.
+		return strings.ToLower(dn)
+	}
+	return normDNGeneral(dn)
+}
+
+// normDNGeneral is normDN for any string.
+func normDNGeneral(dn string) string {
 	var out strings.Builder
 	out.Grow(len(dn))
 	rdns := splitUnescaped(strings.TrimSpace(dn), ',')

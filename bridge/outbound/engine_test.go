@@ -992,3 +992,19 @@ func TestEngineQueuesABatchInItsOrder(t *testing.T) {
 	}
 	require.Equal(t, want, got)
 }
+
+// FuzzNormDN checks that normDN's shortcut for simple DNs gives what the general path gives.
+func FuzzNormDN(f *testing.F) {
+	for _, s := range []string{
+		"uid=ada,ou=people,dc=x", "UID=Ada,OU=People,DC=X", "cn=John Smith,ou=Staff,dc=corp", "uid=j.doe@contoso.com,ou=x",
+		"UID=Ada, OU=People,dc=X", `cn=Smith\, John,ou=people`, "cn=a+sn=b,dc=x", `cn=\#hash,dc=x`, "cn=#x,dc=x",
+		" uid = a , dc = example ", "uid=a,dc=x ", "uid=,dc=x", "uid=a=b,dc=x", "cn=Caf\u00e9,dc=x", "uid=a;b,dc=x", "",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, dn string) {
+		if got, want := normDN(dn), normDNGeneral(dn); got != want {
+			t.Fatalf("normDN(%q) = %q, the general path gives %q", dn, got, want)
+		}
+	})
+}
