@@ -94,26 +94,8 @@ func originOf(actor string, bridgeDNs []string) Origin {
 	if len(actor) > 3 && strings.EqualFold(actor[:3], "dn:") {
 		actor = actor[3:]
 	}
-	if IsSimpleDN(actor) {
-		for _, b := range bridgeDNs {
-			if b != "" && SameDN(actor, b) {
-				return OriginBridge
-			}
-		}
-		return OriginExternal
-	}
-	a, err := ldap.ParseDN(actor)
 	for _, b := range bridgeDNs {
-		if b == "" {
-			continue
-		}
-		if err != nil {
-			if strings.EqualFold(actor, b) {
-				return OriginBridge
-			}
-			continue
-		}
-		if bd, err := ldap.ParseDN(b); err == nil && a.EqualFold(bd) {
+		if b != "" && DNEqual(actor, b) {
 			return OriginBridge
 		}
 	}
@@ -121,17 +103,9 @@ func originOf(actor string, bridgeDNs []string) Origin {
 }
 
 // DNEqual reports whether two DNs name the same entry (case-insensitive, whitespace- and
-// escaping-normalised).
+// escaping-normalised); strings that are not DNs are equal when they are equal but for case.
 func DNEqual(a, b string) bool {
-	if strings.EqualFold(a, b) {
-		return true
-	}
-	if IsSimpleDN(a) && IsSimpleDN(b) {
-		return false // as the parser would say: FuzzSimpleDN
-	}
-	pa, err1 := ldap.ParseDN(a)
-	pb, err2 := ldap.ParseDN(b)
-	return err1 == nil && err2 == nil && pa.EqualFold(pb)
+	return strings.EqualFold(a, b) || SameDN(a, b)
 }
 
 // DNUnder reports whether dn is base or below it.

@@ -365,6 +365,9 @@ func TestOriginIsDNNormalised(t *testing.T) {
 	require.Equal(t, OriginBridge, originOf("dn:cn=scimbridge,ou=services,dc=example,dc=org", bridge))
 	require.Equal(t, OriginExternal, originOf("cn=admin,dc=example,dc=org", bridge))
 	require.Equal(t, OriginUnknown, originOf("", bridge))
+	// An actor that is not a DN is compared as a string, case-insensitively.
+	require.Equal(t, OriginBridge, originOf("Service Account", []string{"", "service account"}))
+	require.Equal(t, OriginExternal, originOf("Service Account", []string{"other"}))
 }
 
 // TestChangelog389WaitsForACountedRecord: 389-DS counts a change (lastchangenumber) before its
