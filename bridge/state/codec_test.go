@@ -118,7 +118,7 @@ func TestVersion1FileIsMigrated(t *testing.T) {
 	defer db.Close()
 	v, err := db.SchemaVersion()
 	require.NoError(t, err)
-	require.Equal(t, 2, v)
+	require.Equal(t, SchemaVersion, v)
 	require.Equal(t, 1, db.MigratedFrom(), "for the start's log")
 	require.NoError(t, db.View(func(tx *Tx) error {
 		ids, err := tx.IDMap("provisioner/app")

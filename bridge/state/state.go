@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,7 +21,16 @@ const FileName = "state.db"
 
 // SchemaVersion is the layout this binary writes. Open migrates older files forward and
 // refuses newer ones.
-const SchemaVersion = 2
+const SchemaVersion = 3
+
+// The outbound engine's index of the change reader's users by DN (schema version 3): in
+// BucketMembership, the bucket BucketUserDNs maps a normalised DN to the user's id. It is
+// derived from the "directory" id map, and the engine that keeps it (outbound's userdns.go)
+// repairs it from that map at every start.
+const (
+	BucketMembership = "membership"
+	BucketUserDNs    = "userdns"
+)
 
 // Errors callers branch on.
 var (
@@ -60,6 +70,18 @@ var migrations = []func(tx *bolt.Tx) error{
 	},
 	// 1 → 2: id-map records and outbox items in the binary form (codec.go).
 	migrateRecords,
+	// 2 → 3: the outbound engine's DN index (BucketUserDNs), created empty. The engine fills
+	// it from the id map when it starts (the DN normalisation is its own). The version
+	// matters more than the bucket: a binary that does not keep the index up to date must
+	// not write to a file that has one, and an older binary refuses a newer version.
+	func(tx *bolt.Tx) error {
+		m, err := tx.CreateBucketIfNotExists([]byte(BucketMembership))
+		if err != nil {
+			return err
+		}
+		_, err = m.CreateBucketIfNotExists([]byte(BucketUserDNs))
+		return err
+	},
 }
 
 // Options adjust Open.
@@ -477,23 +499,28 @@ func (m *IDMap) Put(id string, e IDEntry) error {
 // countWrite notes a write of id for fillFor, and sets the bucket's fill for this
 // transaction's commit accordingly.
 func (m *IDMap) countWrite(id string) {
-	if m.tx == nil {
-		return
+	if m.tx != nil {
+		m.tx.countWrite("idmap/"+m.name, m.b, []byte(id))
 	}
-	if m.tx.appends == nil {
-		m.tx.appends = map[string]*appendCount{}
+}
+
+// countWrite notes a write of key to b (called name in this transaction) for fillFor, and
+// sets b's fill for this transaction's commit accordingly.
+func (t *Tx) countWrite(name string, b *bolt.Bucket, key []byte) {
+	if t.appends == nil {
+		t.appends = map[string]*appendCount{}
 	}
-	c := m.tx.appends[m.name]
+	c := t.appends[name]
 	if c == nil {
-		last, _ := m.b.Cursor().Last()
+		last, _ := b.Cursor().Last()
 		c = &appendCount{last: append([]byte(nil), last...)}
-		m.tx.appends[m.name] = c
+		t.appends[name] = c
 	}
 	c.writes++
-	if id > string(c.last) {
+	if string(key) > string(c.last) {
 		c.ahead++
 	}
-	m.b.FillPercent = fillFor(c)
+	b.FillPercent = fillFor(c)
 }
 
 // Delete removes the record of id (a no-op when there is none).
@@ -520,6 +547,32 @@ func (m *IDMap) ForEach(fn func(id string, e IDEntry) error) error {
 		}
 		return fn(string(k), e)
 	})
+}
+
+// ForEachFrom calls fn for every record from id from (inclusive; "" = the first) in id
+// order, until fn returns false or an error. fn must not change the map.
+func (m *IDMap) ForEachFrom(from string, fn func(id string, e IDEntry) (bool, error)) error {
+	if m.b == nil {
+		return nil
+	}
+	c := m.b.Cursor()
+	var k, v []byte
+	if from == "" {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek([]byte(from))
+	}
+	for ; k != nil; k, v = c.Next() {
+		e, err := decodeIDEntry(v)
+		if err != nil {
+			return fmt.Errorf("state: id map %q: %s: %w", m.name, k, err)
+		}
+		more, err := fn(string(k), e)
+		if err != nil || !more {
+			return err
+		}
+	}
+	return nil
 }
 
 // ForEachID calls fn for every id in order, without decoding the records (a reconcile's
@@ -549,7 +602,9 @@ func (m *IDMap) Len() int {
 // Bucket is a generic key/value bucket for other parts of the package (the outbox, dead
 // letters): ordered byte keys, nested buckets and sequences.
 type Bucket struct {
-	b *bolt.Bucket
+	b    *bolt.Bucket
+	tx   *Tx
+	name string // the path, for PutCounted
 }
 
 // Bucket returns the bucket at path (top-level name first), creating missing levels in a
@@ -586,7 +641,7 @@ func (t *Tx) Bucket(path ...string) (*Bucket, error) {
 		}
 		cur = next
 	}
-	return &Bucket{b: cur}, nil
+	return &Bucket{b: cur, tx: t, name: strings.Join(path, "/")}, nil
 }
 
 // Get returns a copy of the value at key, or nil.
@@ -606,6 +661,17 @@ func (b *Bucket) Put(key, value []byte) error {
 	if b.b == nil {
 		return berrors.ErrTxNotWritable
 	}
+	return b.b.Put(key, value)
+}
+
+// PutCounted is Put for a bucket written like an id map (an index of one): the pages the
+// transaction splits are filled as fillFor decides from its writes, 90% when most go past
+// the bucket's last key (an initial sync over entries created in order), else bbolt's half.
+func (b *Bucket) PutCounted(key, value []byte) error {
+	if b.b == nil {
+		return berrors.ErrTxNotWritable
+	}
+	b.tx.countWrite("bucket/"+b.name, b.b, key)
 	return b.b.Put(key, value)
 }
 

@@ -261,12 +261,7 @@ func TestIDMapFillFollowsTheWrites(t *testing.T) {
 				return nil
 			}))
 		}
-		var s bolt.BucketStats
-		require.NoError(t, db.View(func(tx *Tx) error {
-			s = tx.tx.Bucket(bucketIDMaps).Bucket([]byte("directory")).Stats()
-			return nil
-		}))
-		return float64(s.LeafInuse) / float64(s.LeafPageN*4096)
+		return leafFill(t, db, bucketIDMaps, "directory")
 	}
 	const n = 20000
 	ascending := make([]int, n)
@@ -279,4 +274,125 @@ func TestIDMapFillFollowsTheWrites(t *testing.T) {
 	t.Logf("ascending %.2f, random %.2f", asc, rnd)
 	require.Greater(t, asc, 0.85)
 	require.Greater(t, rnd, 0.62)
+}
+
+// TestVersion2FileGetsTheDNIndexBucket: a version-2 file keeps its records and gains the
+// outbound engine's DN index bucket, empty (the engine fills it from the id map at start).
+func TestVersion2FileGetsTheDNIndexBucket(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	require.NoError(t, err)
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		return ids.Put("id-1", IDEntry{DN: "uid=a,dc=x", Kind: "user"})
+	}))
+	require.NoError(t, db.Close())
+	raw, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{Timeout: time.Second})
+	require.NoError(t, err)
+	require.NoError(t, raw.Update(func(tx *bolt.Tx) error {
+		require.NoError(t, tx.DeleteBucket([]byte(BucketMembership)))
+		return tx.Bucket(bucketMeta).Put(keyVersion, []byte("2"))
+	}))
+	require.NoError(t, raw.Close())
+
+	db, err = Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+	require.Equal(t, 2, db.MigratedFrom())
+	v, err := db.SchemaVersion()
+	require.NoError(t, err)
+	require.Equal(t, 3, v)
+	require.NoError(t, db.View(func(tx *Tx) error {
+		require.NotNil(t, tx.tx.Bucket([]byte(BucketMembership)).Bucket([]byte(BucketUserDNs)), "created by the migration")
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		got, ok, err := ids.Get("id-1")
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, "uid=a,dc=x", got.DN)
+		return nil
+	}))
+}
+
+// TestIDMapForEachFrom: the walk starts at the given id (or the first) and stops when told.
+func TestIDMapForEachFrom(t *testing.T) {
+	db, err := Open(t.TempDir())
+	require.NoError(t, err)
+	defer db.Close()
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		ids, err := tx.IDMap("m")
+		require.NoError(t, err)
+		for _, id := range []string{"a", "b", "c", "d"} {
+			require.NoError(t, ids.Put(id, IDEntry{DN: "uid=" + id}))
+		}
+		return nil
+	}))
+	walk := func(from string, upTo int) (seen []string) {
+		require.NoError(t, db.View(func(tx *Tx) error {
+			ids, err := tx.IDMap("m")
+			require.NoError(t, err)
+			return ids.ForEachFrom(from, func(id string, e IDEntry) (bool, error) {
+				require.Equal(t, "uid="+id, e.DN)
+				seen = append(seen, id)
+				return len(seen) < upTo, nil
+			})
+		}))
+		return seen
+	}
+	require.Equal(t, []string{"a", "b", "c", "d"}, walk("", 10))
+	require.Equal(t, []string{"b", "c"}, walk("b", 2))
+	require.Equal(t, []string{"c", "d"}, walk("bb", 10), "from an id it does not hold: the next one")
+}
+
+// TestBucketPutCountedFillsLikeAnIDMap: keys written in order through PutCounted fill the
+// pages as an id map's do (90%), where Put leaves bbolt's half; in random order both keep
+// bbolt's default.
+func TestBucketPutCountedFillsLikeAnIDMap(t *testing.T) {
+	fill := func(order []int, counted bool) float64 {
+		db, err := Open(t.TempDir())
+		require.NoError(t, err)
+		defer db.Close()
+		for b := 0; b < len(order); b += 500 {
+			require.NoError(t, db.Update(func(tx *Tx) error {
+				bk, err := tx.Bucket("index", "dns")
+				if err != nil {
+					return err
+				}
+				for _, k := range order[b:min(b+500, len(order))] {
+					key := []byte(fmt.Sprintf("uid=u%08d,ou=people,dc=example,dc=org", k))
+					put := bk.Put
+					if counted {
+						put = bk.PutCounted
+					}
+					if err := put(key, []byte("0f8fad5b-d9cb-469f-a165-70867728950e")); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+		}
+		return leafFill(t, db, []byte("index"), "dns")
+	}
+	ascending := make([]int, 20000)
+	for i := range ascending {
+		ascending[i] = i
+	}
+	counted, plain := fill(ascending, true), fill(ascending, false)
+	t.Logf("ascending: counted %.2f, plain %.2f", counted, plain)
+	require.Greater(t, counted, 0.85)
+	require.Less(t, plain, 0.6)
+	random := rand.New(rand.NewPCG(1, 2)).Perm(len(ascending))
+	require.InDelta(t, fill(random, false), fill(random, true), 0.02, "random order: bbolt's default either way")
+}
+
+// leafFill is how full the leaf pages of the bucket top/name are.
+func leafFill(t *testing.T, db *DB, top []byte, name string) float64 {
+	t.Helper()
+	var s bolt.BucketStats
+	require.NoError(t, db.View(func(tx *Tx) error {
+		s = tx.tx.Bucket(top).Bucket([]byte(name)).Stats()
+		return nil
+	}))
+	return float64(s.LeafInuse) / float64(s.LeafPageN*4096)
 }
