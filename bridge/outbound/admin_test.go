@@ -171,7 +171,7 @@ func TestReconcileCountsScopeLossBeforeSending(t *testing.T) {
 		}},
 		"groups": {Spec{Groups: []string{"cn=app," + groups}}, func(h *harness) {
 			h.dir.put(group("app", "c"))
-			h.e.idx.putGroup("gid-app", group("app", "c"))
+			require.NoError(t, h.e.idx.putGroup("gid-app", group("app", "c"), nil))
 		}},
 	} {
 		t.Run(name, func(t *testing.T) {

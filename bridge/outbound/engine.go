@@ -137,22 +137,38 @@ func (e *Engine) groupsSearch() ldapstore.Search {
 	return q
 }
 
-// Load reads group membership from the directory and the users the change reader knows from
-// the state file. It fails, rather than loading part, when the directory cannot be read:
-// scope decided from a partial view would deprovision people.
+// Load reads group membership from the directory and, from the state file, the users the
+// change reader knows that those groups list. It fails, rather than loading part, when the
+// directory cannot be read: scope decided from a partial view would deprovision people. It
+// also checks the state file's DN index of those users (userdns.go) and writes what it lacks.
 func (e *Engine) Load(ctx context.Context) error {
 	idx := newIndex(e.o.MemberAttribute)
 	if err := loadIndex(ctx, e.o.Directory, e.groupsSearch(), e.o.Scope.IDAttribute, idx); err != nil {
 		return err
 	}
+	known, missing := 0, ""
 	err := e.o.State.View(func(tx *state.Tx) error {
-		ids, err := tx.IDMap("directory")
+		ids, err := tx.IDMap(directoryIDMap)
+		if err != nil {
+			return err
+		}
+		dns, err := userDNBucket(tx)
 		if err != nil {
 			return err
 		}
 		return ids.ForEach(func(id string, r state.IDEntry) error {
-			if r.Kind == string(capture.ObjectUser) {
-				idx.putUser(id, r.DN)
+			if r.Kind != string(capture.ObjectUser) {
+				return nil
+			}
+			known++
+			n := normDN(r.DN)
+			idx.trackListed(id, n)
+			if missing == "" && string(dns.Get([]byte(n))) != id {
+				if _, held, err := holderOf(ids, dns, n); err != nil {
+					return err
+				} else if !held {
+					missing = id
+				}
 			}
 			return nil
 		})
@@ -160,11 +176,18 @@ func (e *Engine) Load(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("outbound: loading users: %w", err)
 	}
+	if missing != "" {
+		written, err := e.repairUserDNs(missing)
+		if err != nil {
+			return err
+		}
+		e.log.Info().Int("entries", written).Msg("DN index of the directory's users completed from the id map")
+	}
 	e.mu.Lock()
 	e.idx, e.loaded = idx, true
 	e.mu.Unlock()
 	g, u := idx.size()
-	e.log.Info().Int("groups", g).Int("users", u).Msg("membership index loaded")
+	e.log.Info().Int("groups", g).Int("users", known).Int("users_in_groups", u).Msg("membership index loaded")
 	return nil
 }
 
@@ -177,8 +200,7 @@ func loadIndex(ctx context.Context, dir Directory, q ldapstore.Search, idAttr st
 		if id == "" {
 			return fmt.Errorf("group %q has no %s", en.DN, idAttr)
 		}
-		idx.putGroup(id, en)
-		return nil
+		return idx.putGroup(id, en, nil)
 	})
 	if err != nil {
 		return fmt.Errorf("outbound: loading groups: %w", err)

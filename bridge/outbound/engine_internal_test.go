@@ -12,6 +12,7 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/capture"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore"
+	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // TestEngineDefaults: the drain timeout and the searches' filters default as documented.
@@ -118,6 +119,7 @@ func TestQueueGivesMemoryBackWhenDrained(t *testing.T) {
 // string (one copy per user in memory, not one per map), an unknown one as given.
 func TestCanonicalIDSharesTheIndexString(t *testing.T) {
 	x := newIndex("member")
+	require.NoError(t, x.putGroup("g", mapping.Entry{DN: "cn=g," + groups, Attrs: map[string][]string{"member": {"uid=ada,ou=people,dc=example,dc=org"}}}, nil))
 	x.putUser(string([]byte("0f8fad5b-d9cb")), "uid=ada,ou=people,dc=example,dc=org")
 	other := string([]byte("0f8fad5b-d9cb")) // equal, but another copy
 	got := x.canonicalID(other)

@@ -269,7 +269,36 @@ func sinkBatch(ctx context.Context, e *Engine, db *state.DB, batch []capture.Cha
 	if err != nil {
 		return err
 	}
-	return db.Update(func(tx *state.Tx) error { return e.Sink().Commit(ctx, tx, batch, prepared) })
+	return db.Update(func(tx *state.Tx) error {
+		// The reader's id map first, as capture writes it in the same transaction.
+		ids, err := tx.IDMap(directoryIDMap)
+		if err != nil {
+			return err
+		}
+		batch = slices.Clone(batch)
+		for i, ch := range batch {
+			prev, known, err := ids.Get(ch.ID)
+			if err != nil {
+				return err
+			}
+			if known {
+				batch[i].Prev = &prev
+				if ch.Kind == ldapstore.EventUpsert && !ldapstore.DNEqual(prev.DN, ch.DN) {
+					batch[i].Kind, batch[i].OldDN = ldapstore.EventRename, prev.DN
+				}
+			}
+			if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
+				if err := ids.Delete(ch.ID); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := ids.Put(ch.ID, state.IDEntry{DN: ch.DN, Kind: string(ch.Object), Hash: ch.Hash}); err != nil {
+				return err
+			}
+		}
+		return e.Sink().Commit(ctx, tx, batch, prepared)
+	})
 }
 
 func (h *harness) run(ctx context.Context) {
@@ -746,8 +775,8 @@ func TestIndexNestedScopeAndRename(t *testing.T) {
 	x := newIndex("member")
 	outer := mapping.Entry{DN: "cn=outer," + groups, Attrs: map[string][]string{"member": {"cn=inner," + groups, "uid=a," + people}}}
 	inner := mapping.Entry{DN: "CN=Inner, " + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}}
-	x.putGroup("g-outer", outer)
-	x.putGroup("g-inner", inner)
+	require.NoError(t, x.putGroup("g-outer", outer, nil))
+	require.NoError(t, x.putGroup("g-inner", inner, nil))
 	x.putUser("u-a", "uid=a,"+people)
 	x.putUser("u-b", "uid=b,"+people)
 	scope := map[string]bool{"g-outer": true}
@@ -762,11 +791,11 @@ func TestIndexNestedScopeAndRename(t *testing.T) {
 	require.True(t, x.memberOfAny("uid=robert,"+people, scope, true))
 	require.False(t, x.memberOfAny("uid=b,"+people, scope, true))
 	// A group read again that still names the old DN (no refint) no longer holds the user.
-	x.putGroup("g-stale", mapping.Entry{DN: "cn=stale," + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}})
+	require.NoError(t, x.putGroup("g-stale", mapping.Entry{DN: "cn=stale," + groups, Attrs: map[string][]string{"member": {"uid=b," + people}}}, nil))
 	require.Empty(t, x.usersIn([]string{"g-stale"}, false))
 	x.deleteGroup("g-stale")
 	// A cycle does not loop.
-	x.putGroup("g-inner", mapping.Entry{DN: "cn=inner," + groups, Attrs: map[string][]string{"member": {"cn=outer," + groups}}})
+	require.NoError(t, x.putGroup("g-inner", mapping.Entry{DN: "cn=inner," + groups, Attrs: map[string][]string{"member": {"cn=outer," + groups}}}, nil))
 	require.False(t, x.memberOfAny("uid=robert,"+people, scope, true), "the group was re-read without robert")
 	require.True(t, x.memberOfAny("uid=a,"+people, map[string]bool{"g-inner": true}, true))
 }

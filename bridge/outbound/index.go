@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"fmt"
 	"maps"
 	"strings"
 	"sync"
@@ -9,12 +10,19 @@ import (
 )
 
 // index is the engine's in-memory view of group membership: every group under the groups base
-// with its member DNs, and the DN of every user the change reader knows. It answers scope
-// questions (is this user a member of these groups, directly or through nested groups?) and
-// group pushes without a directory round trip. It mirrors the directory, not the state file:
-// it is loaded from the directory at start and kept current by every change batch, and since
-// the engine works level-triggered (from the current state, never from the change itself), a
-// view slightly ahead of the durable cursor is harmless.
+// with its member DNs, and the users those member values name. It answers scope questions
+// (is this user a member of these groups, directly or through nested groups?) and group pushes
+// without a directory round trip. It mirrors the directory, not the state file: it is loaded
+// at start and kept current by every change batch, and since the engine works
+// level-triggered (from the current state, never from the change itself), a view slightly
+// ahead of the durable cursor is harmless.
+//
+// It holds only the users some group lists ("tracked" users), not every user the change
+// reader knows: memory grows with group membership, not with the directory (a million users
+// in no group cost it nothing). A user becomes tracked when a group lists its DN, through the
+// resolve function putGroup is given (the state file's DN → id index, userdns.go), or when
+// the user is put at a DN a group lists; it is forgotten when no group lists it any more.
+// Invariant: every user of the change reader's id map whose DN a group lists is tracked.
 type index struct {
 	memberAttr string
 
@@ -22,9 +30,13 @@ type index struct {
 	groups  map[string]*groupInfo      // group id → group
 	gByDN   map[string]string          // normalised DN → group id
 	parents map[string]map[string]bool // normalised member DN → ids of the groups listing it
-	uByDN   map[string]string          // normalised DN → user id
-	uDN     map[string]string          // user id → normalised DN
+	uByDN   map[string]string          // normalised DN → user id, for tracked users
+	uDN     map[string]string          // user id → normalised DN, for tracked users
 }
+
+// resolver finds the user at a normalised DN among those the change reader knows; ok is
+// false when it knows none there. An error means it could not tell.
+type resolver func(ndn string) (id string, ok bool, err error)
 
 type groupInfo struct {
 	id, dn, ndn string
@@ -47,11 +59,10 @@ func newIndex(memberAttr string) *index {
 	}
 }
 
-// putGroup records (or replaces) group id from its entry.
-func (x *index) putGroup(id string, e mapping.Entry) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	x.removeGroupLocked(id)
+// putGroup records (or replaces) group id from its entry. Member DNs no tracked user holds
+// are looked up with resolve (nil: not looked up; Load tracks them from the id map instead).
+// On an error nothing changes.
+func (x *index) putGroup(id string, e mapping.Entry, resolve resolver) error {
 	g := &groupInfo{id: id, dn: e.DN, ndn: normDN(e.DN)}
 	attrs := make(map[string][]string, len(e.Attrs))
 	for k, v := range e.Attrs {
@@ -70,6 +81,36 @@ func (x *index) putGroup(id string, e mapping.Entry) {
 		attrs[k] = v
 	}
 	g.entry = mapping.Entry{DN: e.DN, Attrs: attrs}
+
+	// The lookups are made first (they read the state file), so that an error leaves the
+	// index as it was.
+	var found map[string]string // member DN → user id
+	if resolve != nil {
+		x.mu.RLock()
+		var todo []string
+		for _, m := range g.members {
+			if _, ok := x.uByDN[m]; !ok && x.gByDN[m] == "" {
+				todo = append(todo, m)
+			}
+		}
+		x.mu.RUnlock()
+		for _, m := range todo {
+			uid, ok, err := resolve(m)
+			if err != nil {
+				return fmt.Errorf("outbound: resolving member %q of group %q: %w", m, e.DN, err)
+			}
+			if ok {
+				if found == nil {
+					found = map[string]string{}
+				}
+				found[m] = uid
+			}
+		}
+	}
+
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old := x.removeGroupLocked(id)
 	x.groups[id] = g
 	x.gByDN[g.ndn] = id
 	for _, m := range g.members {
@@ -80,12 +121,25 @@ func (x *index) putGroup(id string, e mapping.Entry) {
 		}
 		p[id] = true
 	}
+	for m, uid := range found {
+		if _, ok := x.uByDN[m]; ok {
+			continue
+		}
+		if _, ok := x.uDN[uid]; ok {
+			continue // tracked at another DN: that one is current (putUser moves it)
+		}
+		x.uDN[uid] = m
+		x.uByDN[m] = uid
+	}
+	x.forgetUnlistedLocked(old)
+	return nil
 }
 
-func (x *index) removeGroupLocked(id string) {
+// removeGroupLocked removes group id and returns its member DNs (for forgetUnlistedLocked).
+func (x *index) removeGroupLocked(id string) []string {
 	g, ok := x.groups[id]
 	if !ok {
-		return
+		return nil
 	}
 	for _, m := range g.members {
 		if p := x.parents[m]; p != nil {
@@ -99,17 +153,33 @@ func (x *index) removeGroupLocked(id string) {
 		delete(x.gByDN, g.ndn)
 	}
 	delete(x.groups, id)
+	return g.members
+}
+
+// forgetUnlistedLocked stops tracking the users at the DNs no group lists any more.
+func (x *index) forgetUnlistedLocked(dns []string) {
+	for _, m := range dns {
+		if len(x.parents[m]) > 0 {
+			continue
+		}
+		if uid, ok := x.uByDN[m]; ok {
+			delete(x.uByDN, m)
+			if x.uDN[uid] == m {
+				delete(x.uDN, uid)
+			}
+		}
+	}
 }
 
 func (x *index) deleteGroup(id string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	x.removeGroupLocked(id)
+	x.forgetUnlistedLocked(x.removeGroupLocked(id))
 }
 
 // putUser records the DN of user id. When the user had another DN (a rename), member values
 // naming the old DN are rewritten, as the refint overlay does in the directory: a rename keeps
-// the user's memberships and so its scope.
+// the user's memberships and so its scope. A user at a DN no group lists is not tracked.
 func (x *index) putUser(id, dn string) {
 	n := normDN(dn)
 	x.mu.Lock()
@@ -122,6 +192,7 @@ func (x *index) putUser(id, dn string) {
 		if x.uByDN[old] == id {
 			delete(x.uByDN, old)
 		}
+		delete(x.uDN, id)
 		if ps := x.parents[old]; len(ps) > 0 {
 			for gid := range ps {
 				g := x.groups[gid]
@@ -140,8 +211,27 @@ func (x *index) putUser(id, dn string) {
 			delete(x.parents, old)
 		}
 	}
+	x.trackLocked(id, n)
+}
+
+// trackLocked tracks user id at normalised DN n when a group lists n.
+func (x *index) trackLocked(id, n string) {
+	if len(x.parents[n]) == 0 {
+		return
+	}
+	if prev, ok := x.uByDN[n]; ok && prev != id && x.uDN[prev] == n {
+		delete(x.uDN, prev) // another id held the DN: the latest put is the directory's
+	}
 	x.uDN[id] = n
 	x.uByDN[n] = id
+}
+
+// trackListed tracks user id at normalised DN n when a group lists it (Load, from the id
+// map).
+func (x *index) trackListed(id, n string) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.trackLocked(id, n)
 }
 
 func (x *index) deleteUser(id string) {
@@ -311,7 +401,7 @@ func (x *index) usersIn(roots []string, nested bool) map[string]string {
 	return out
 }
 
-// size reports the number of groups and users known.
+// size reports the number of groups and of users tracked (those groups list).
 func (x *index) size() (groups, users int) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()

@@ -98,13 +98,27 @@ func (s engineSink) Commit(_ context.Context, tx *state.Tx, batch []capture.Chan
 	e := s.e
 	res, _ := prepared.(filterResults)
 	groupsChanged := false
+	// The DN index first, for the whole batch: a group may list a user the batch creates or
+	// moves after it.
+	if err := noteUserDNs(tx, batch); err != nil {
+		return err
+	}
+	var resolve resolver
 	for _, ch := range batch {
 		switch ch.Object {
 		case capture.ObjectGroup:
 			if ch.Kind == ldapstore.EventDelete || ch.Entry == nil {
 				e.idx.deleteGroup(ch.ID)
 			} else {
-				e.idx.putGroup(ch.ID, *ch.Entry)
+				if resolve == nil {
+					var err error
+					if resolve, err = resolveUser(tx); err != nil {
+						return err
+					}
+				}
+				if err := e.idx.putGroup(ch.ID, *ch.Entry, resolve); err != nil {
+					return err
+				}
 			}
 			if !ch.Unchanged() {
 				groupsChanged = true
