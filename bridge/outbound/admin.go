@@ -75,12 +75,7 @@ func (e *Engine) Status() []Status {
 			LastError: p.lastErr, LastErrorAt: p.lastErrT, LastSuccess: p.lastOK, LastSync: p.lastRec,
 			Counters: map[string]int{"delivered": int(p.delivered.Load()), "failed_attempts": int(p.failed.Load()), "dead_lettered": int(p.dead.Load())},
 		}
-		for _, active := range p.users {
-			s.Users++
-			if active {
-				s.UsersActive++
-			}
-		}
+		s.Users, s.UsersActive = p.users.counts()
 		p.mu.Unlock()
 		_ = e.o.State.View(func(tx *state.Tx) error {
 			dl, err := tx.DeadLetters(p.spec.Name)
@@ -513,13 +508,7 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 	held := p.held()
 	var inScope map[string]bool
 	p.mu.Lock()
-	anyActive := false
-	for _, active := range p.users {
-		if active {
-			anyActive = true
-			break
-		}
-	}
+	anyActive := p.users.anyActive()
 	p.mu.Unlock()
 	if anyActive && !held {
 		var err error
@@ -619,11 +608,11 @@ func (p *Provisioner) prepareReconcile(ctx context.Context) error {
 		tx.OnCommit(func() {
 			p.mu.Lock()
 			for id, active := range adopted {
-				p.users[p.e.idx.canonicalID(id)] = active
+				p.users.set(id, active)
 			}
 			for _, u := range updates {
 				if u.rec.TargetID == "" {
-					delete(p.users, u.id)
+					p.users.remove(u.id)
 					delete(p.groups, u.id)
 				}
 			}

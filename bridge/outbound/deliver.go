@@ -381,7 +381,7 @@ func (p *Provisioner) putRecord(out *outcome, key string, rec record, user bool)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if user {
-			p.users[p.e.idx.canonicalID(key)] = rec.Active
+			p.users.set(key, rec.Active)
 		} else {
 			p.groups[key] = true
 		}
@@ -405,7 +405,7 @@ func (p *Provisioner) deleteRecord(out *outcome, key string, user bool) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if user {
-			delete(p.users, key)
+			p.users.remove(key)
 		} else {
 			delete(p.groups, key)
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
@@ -12,7 +11,6 @@ import (
 	"github.com/scimbridge/scimbridge/bridge/capture"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore"
-	"github.com/scimbridge/scimbridge/mapping"
 )
 
 // TestEngineDefaults: the drain timeout and the searches' filters default as documented.
@@ -113,22 +111,4 @@ func TestQueueGivesMemoryBackWhenDrained(t *testing.T) {
 	require.Empty(t, q.byKey)
 	drain(3)
 	require.Equal(t, 3, q.peak, "the new map counts from zero")
-}
-
-// TestCanonicalIDSharesTheIndexString: a user id the index knows comes back as the index's own
-// string (one copy per user in memory, not one per map), an unknown one as given.
-func TestCanonicalIDSharesTheIndexString(t *testing.T) {
-	x := newIndex("member")
-	require.NoError(t, x.putGroup("g", mapping.Entry{DN: "cn=g," + groups, Attrs: map[string][]string{"member": {"uid=ada,ou=people,dc=example,dc=org"}}}, nil))
-	x.putUser(string([]byte("0f8fad5b-d9cb")), "uid=ada,ou=people,dc=example,dc=org")
-	other := string([]byte("0f8fad5b-d9cb")) // equal, but another copy
-	got := x.canonicalID(other)
-	require.Equal(t, other, got)
-	x.mu.RLock()
-	stored := x.uByDN[x.uDN[other]]
-	x.mu.RUnlock()
-	require.Same(t, unsafe.StringData(stored), unsafe.StringData(got), "the index's copy")
-	require.NotSame(t, unsafe.StringData(other), unsafe.StringData(got))
-	unknown := "ffff"
-	require.Same(t, unsafe.StringData(unknown), unsafe.StringData(x.canonicalID(unknown)))
 }

@@ -245,20 +245,6 @@ func (x *index) deleteUser(id string) {
 	}
 }
 
-// canonicalID returns the index's own copy of user id when it has one, else id: maps keyed
-// by user id (a provisioner's pushed users) then share the index's strings instead of
-// holding a copy each (48 bytes a user: 5 MiB at 100,000 users, before GC headroom).
-func (x *index) canonicalID(id string) string {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	if n, ok := x.uDN[id]; ok {
-		if s, ok := x.uByDN[n]; ok && s == id {
-			return s
-		}
-	}
-	return id
-}
-
 // userDN returns the normalised DN of user id.
 func (x *index) userDN(id string) (string, bool) {
 	x.mu.RLock()

@@ -87,7 +87,7 @@ type Provisioner struct {
 	health    *health
 
 	mu       sync.Mutex
-	users    map[string]bool // directory id → active, for users with a target account
+	users    accounts        // directory id → active, for users with a target account
 	groups   map[string]bool // directory ids of groups with a target group
 	breaker  breakerState
 	resume   chan struct{} // closed when the deletion breaker is released
@@ -194,7 +194,7 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		mappingHash: digest(um, gm),
 		paced:       paced,
 		q:           newQueue(),
-		users:       map[string]bool{},
+		users:       newAccounts(),
 		groups:      map[string]bool{},
 		posted:      map[string]struct{}{},
 		inherited:   map[string]struct{}{},
@@ -234,7 +234,7 @@ func (p *Provisioner) loadTx(tx *state.Tx) error {
 			if r.Kind == kindGroup {
 				p.groups[id] = true
 			} else {
-				p.users[p.e.idx.canonicalID(id)] = r.Active
+				p.users.set(id, r.Active)
 			}
 			return nil
 		})

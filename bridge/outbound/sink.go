@@ -326,24 +326,20 @@ func (p *Provisioner) enqueue(tx *state.Tx, batch []capture.Change, groupsChange
 		members := p.e.idx.usersIn(roots, p.spec.NestedGroups)
 		p.mu.Lock()
 		for uid := range members {
-			if active, ok := p.users[uid]; ok && active {
+			if active, ok := p.users.get(uid); ok && active {
 				continue
 			}
 			if _, ok := marks[uid]; !ok {
 				marks[uid] = work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: "scope"}
 			}
 		}
-		for uid, active := range p.users {
-			if !active || held {
-				continue
-			}
-			if _, in := members[uid]; in {
-				continue
-			}
-			if _, ok := marks[uid]; !ok {
-				marks[uid] = work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: "scope"}
-			}
-			predicted = append(predicted, uid)
+		if !held {
+			p.users.activeOutside(members, func(uid string) {
+				if _, ok := marks[uid]; !ok {
+					marks[uid] = work{Kind: mapping.KindUser, Refresh: true, Changed: now, Reason: "scope"}
+				}
+				predicted = append(predicted, uid)
+			})
 		}
 		p.mu.Unlock()
 	}
