@@ -194,7 +194,6 @@ func (e *Engine) newProvisioner(spec Spec) (*Provisioner, error) {
 		mappingHash: digest(um, gm),
 		paced:       paced,
 		q:           newQueue(),
-		users:       newAccounts(),
 		groups:      map[string]bool{},
 		posted:      map[string]struct{}{},
 		inherited:   map[string]struct{}{},
