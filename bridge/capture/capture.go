@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/scimbridge/scimbridge/bridge/idkeys"
 	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/bridge/watchdog"
 	"github.com/scimbridge/scimbridge/ldapstore"
@@ -721,7 +722,10 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 	if err != nil {
 		return res, err
 	}
-	present := map[string]bool{}
+	// The ids the enumeration showed: an entry per user of the directory, held compactly
+	// (idkeys: an entryUUID as 16 bytes; at a million users that is about 50 MB less at the
+	// end of a pass).
+	var present idkeys.Map[struct{}]
 	var pending []found
 	throttle, throttling := r.o.Sink.(Throttler)
 	flush := func() error {
@@ -773,10 +777,10 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			if id == "" {
 				return fmt.Errorf("capture: reconcile: %q has no %s (can the bridge's account read it?)", e.DN, r.o.Scope.IDAttribute)
 			}
-			if present[id] {
+			if present.Has(id) {
 				return nil // in both scopes: the first one wins, as in lookup
 			}
-			present[id] = true
+			present.Set(id, struct{}{})
 			res.Entries++
 			pending = append(pending, found{entry: &e, object: sc.obj})
 			if len(pending) < r.o.BatchSize {
@@ -810,7 +814,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 				return err
 			}
 			return ids.ForEachID(func(id string) error {
-				if !present[id] {
+				if !present.Has(id) {
 					gone = append(gone, id)
 				}
 				return nil
@@ -820,7 +824,7 @@ func (r *Reader) reconcileResult(ctx context.Context, resetCursor bool) (res Rec
 			return res, err
 		}
 	}
-	present = nil
+	present = idkeys.Map[struct{}]{}
 	reads := map[string]found{}
 	for _, id := range gone {
 		f, err := r.lookup(ctx, id, "")

@@ -847,3 +847,25 @@ func TestReconcileWaitsForAThrottlingSink(t *testing.T) {
 	require.Equal(t, []int{2, 4}, sink.calls, "asked after the first and second batch, then no more")
 	require.Len(t, e.rec.take(), 7, "every entry committed")
 }
+
+// TestReconcileTakesAnEntryInBothScopesOnce: an entry the users and the groups search both
+// return becomes one change, of the scope enumerated first (users), as a lookup decides.
+func TestReconcileTakesAnEntryInBothScopesOnce(t *testing.T) {
+	s, ou := ldaptest.OU(t, "bothscopes")
+	e := newEnv(t, s, ou, accesslog)
+	e.close(t)
+	e.scope = capture.Scope{
+		Users:       ldapstore.Search{Base: ou, Filter: "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"},
+		Groups:      ldapstore.Search{Base: e.groups, Filter: "(objectClass=groupOfNames)"},
+		IDAttribute: "entryUUID",
+	}
+	e.open(t, 1000)
+	ada, team := "uid=ada,"+e.people, "cn=team,"+e.groups
+	require.NoError(t, s.LDIF("dn: "+ada+"\nobjectClass: inetOrgPerson\nuid: ada\ncn: Ada\nsn: Lovelace\n"))
+	require.NoError(t, s.LDIF("dn: "+team+"\nobjectClass: groupOfNames\ncn: team\nmember: "+ada+"\n"))
+	adaID, teamID := idOf(t, e.st, ada), idOf(t, e.st, team)
+	require.ElementsMatch(t, []sum{
+		{ldapstore.EventUpsert, capture.ObjectUser, adaID, lower(ada), ""},
+		{ldapstore.EventUpsert, capture.ObjectUser, teamID, lower(team), ""},
+	}, summarize(e.sync(t)))
+}
