@@ -435,12 +435,15 @@ type appendCount struct {
 // fillFor returns how full bbolt should fill the pages it splits in a map written as c
 // counted. When most of a transaction's writes go past the map's last key (an initial sync:
 // a reconcile pass's enumeration, or the deliveries that follow it, over entries created
-// together, whose OpenLDAP entryUUIDs are time-based and sort in creation order), 90%:
-// bbolt's default of half leaves every page such a run fills half empty for good, and the
-// file and the memory it is mapped into grow by as much (BenchmarkOutbound, 100k users: the
-// directory's map took 7,142 pages at half, 3,847 with this; a provisioner's, written in
-// the order of delivery, 11,178 and 8,469). Otherwise bbolt's default: writes in random
-// order (Active Directory's objectGUIDs, updates) fill pages worse at 90%
+// together, as by a bulk import: OpenLDAP's entryUUIDs are time-based and begin with the
+// clock's low 32 bits, which wrap every 7 minutes, so entries made within minutes of each
+// other sort in creation order), 90%: bbolt's default of half leaves every page such a run
+// fills half empty for good, and the file and the memory it is mapped into grow by as much
+// (BenchmarkOutbound, 100k users with slapadd's own entryUUIDs: the directory's map took
+// 7,142 pages at half, 3,847 with this; a provisioner's, written in the order of delivery,
+// 11,178 and 8,469). Otherwise bbolt's default: writes in random order (a directory whose
+// users were created over months, Active Directory's objectGUIDs, updates; BenchmarkOutbound
+// seeds random entryUUIDs and its maps end 67% full) fill pages worse at 90%
 // (TestIDMapFillFollowsTheWrites, 20,000 ids: ascending 88% full with this, 49% at half;
 // random 68% with this, 40% at 90%).
 func fillFor(c *appendCount) float64 {
