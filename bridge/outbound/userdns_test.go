@@ -3,6 +3,8 @@ package outbound
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -205,4 +207,64 @@ func TestLoadKeepsTheLiveHolderOfADN(t *testing.T) {
 		require.Equal(t, "id-0", string(b.Get([]byte(normDN(user("other").DN)))))
 		return nil
 	}))
+}
+
+// BenchmarkLoadUsers measures Load over an id map of SCIMBRIDGE_BENCH_LOAD_USERS users
+// (default 100,000) in no group: the first start after a migration from version 2, which
+// writes the whole DN index ("repair"), and every later start, which checks it ("check").
+func BenchmarkLoadUsers(b *testing.B) {
+	n := 100_000
+	if v, err := strconv.Atoi(os.Getenv("SCIMBRIDGE_BENCH_LOAD_USERS")); err == nil && v > 0 {
+		n = v
+	}
+	h := newHarness(b, Spec{Groups: []string{"cn=app," + groups}})
+	for start := 0; start < n; start += 10_000 {
+		require.NoError(b, h.db.Update(func(tx *state.Tx) error {
+			ids, err := tx.IDMap(directoryIDMap)
+			if err != nil {
+				return err
+			}
+			for i := start; i < min(start+10_000, n); i++ {
+				id := fmt.Sprintf("%08x-d9cb-469f-a165-70867728950e", i)
+				if err := ids.Put(id, state.IDEntry{DN: fmt.Sprintf("uid=u%07d,%s", i, people), Kind: string(capture.ObjectUser), Hash: "47b712bffd5d467d"}); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
+	h.dir.put(group("app", "u0000001"))
+	b.Run("repair", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			require.NoError(b, h.db.Update(func(tx *state.Tx) error {
+				dns, err := userDNBucket(tx)
+				if err != nil {
+					return err
+				}
+				var keys [][]byte
+				if err := dns.Scan(nil, func(k, _ []byte) (bool, error) {
+					keys = append(keys, append([]byte(nil), k...))
+					return true, nil
+				}); err != nil {
+					return err
+				}
+				for _, k := range keys {
+					if err := dns.Delete(k); err != nil {
+						return err
+					}
+				}
+				return nil
+			}))
+			b.StartTimer()
+			require.NoError(b, h.e.Load(b.Context()))
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/user")
+	})
+	b.Run("check", func(b *testing.B) {
+		for b.Loop() {
+			require.NoError(b, h.e.Load(b.Context()))
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/user")
+	})
 }
