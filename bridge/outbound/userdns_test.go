@@ -105,6 +105,30 @@ func TestCommitFindsGroupMembersInTheDNIndex(t *testing.T) {
 	}))
 }
 
+// TestCommitKeepsADNAnotherUserTook: a batch that puts a new user at a DN and then moves the
+// user who held it elsewhere (the rename reached the change log after the add) leaves the
+// DN's key to the new user: a rename removes only its own id's key.
+func TestCommitKeepsADNAnotherUserTook(t *testing.T) {
+	h := newHarness(t, Spec{Groups: []string{"cn=app," + groups}})
+	h.change(user("a"), group("app"))
+
+	taker := user("a")
+	taker.Attrs["entryUUID"] = []string{"id-taker"}
+	moved := user("a")
+	moved.DN = "uid=elsewhere," + people
+	h.change(taker, moved)
+
+	require.NoError(t, h.db.View(func(tx *state.Tx) error {
+		b, err := userDNBucket(tx)
+		require.NoError(t, err)
+		require.Equal(t, "id-taker", string(b.Get([]byte(normDN(user("a").DN)))))
+		require.Equal(t, "id-a", string(b.Get([]byte("uid=elsewhere,"+people))))
+		return nil
+	}))
+	h.change(group("app", "a"))
+	require.Equal(t, map[string]string{"id-taker": normDN(user("a").DN)}, h.e.idx.usersIn([]string{"gid-app"}, false))
+}
+
 // TestResolveUserConfirmsWithTheIDMap: a key the DN index holds is only a hint; the id map
 // decides (a stale key, left by a bug or an older binary, never puts anyone in scope).
 func TestResolveUserConfirmsWithTheIDMap(t *testing.T) {
