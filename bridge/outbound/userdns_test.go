@@ -242,6 +242,7 @@ func BenchmarkLoadUsers(b *testing.B) {
 		n = v
 	}
 	h := newHarness(b, Spec{Groups: []string{"cn=app," + groups}})
+	dn := func(i int) string { return fmt.Sprintf("uid=u%07d,%s", i, people) }
 	for start := 0; start < n; start += 10_000 {
 		require.NoError(b, h.db.Update(func(tx *state.Tx) error {
 			ids, err := tx.IDMap(directoryIDMap)
@@ -250,7 +251,7 @@ func BenchmarkLoadUsers(b *testing.B) {
 			}
 			for i := start; i < min(start+10_000, n); i++ {
 				id := fmt.Sprintf("%08x-d9cb-469f-a165-70867728950e", i)
-				if err := ids.Put(id, state.IDEntry{DN: fmt.Sprintf("uid=u%07d,%s", i, people), Kind: string(capture.ObjectUser), Hash: "47b712bffd5d467d"}); err != nil {
+				if err := ids.Put(id, state.IDEntry{DN: dn(i), Kind: string(capture.ObjectUser), Hash: "47b712bffd5d467d"}); err != nil {
 					return err
 				}
 			}
@@ -266,15 +267,8 @@ func BenchmarkLoadUsers(b *testing.B) {
 				if err != nil {
 					return err
 				}
-				var keys [][]byte
-				if err := dns.Scan(nil, func(k, _ []byte) (bool, error) {
-					keys = append(keys, append([]byte(nil), k...))
-					return true, nil
-				}); err != nil {
-					return err
-				}
-				for _, k := range keys {
-					if err := dns.Delete(k); err != nil {
+				for i := range n {
+					if err := dns.Delete([]byte(normDN(dn(i)))); err != nil {
 						return err
 					}
 				}
