@@ -2,6 +2,8 @@ package integration
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -26,6 +28,7 @@ func TestServeLifecycle(t *testing.T) {
 	require.Equal(t, 200, code)
 	require.Contains(t, body, "scimbridge_config_last_reload_successful 1")
 	require.Contains(t, body, `scimbridge_ldap_operation_duration_seconds_count{op="rootdse"}`)
+	require.Greater(t, gogcPercent(t, body), 100.0, "the collector has heap headroom (bridge/gctune)")
 	code, body = d.get("/status")
 	require.Equal(t, 200, code)
 	require.Contains(t, body, `"dialect": "openldap"`)
@@ -44,4 +47,30 @@ func TestServeLifecycle(t *testing.T) {
 
 	require.Equal(t, 0, d.stop())
 	require.NotContains(t, d.stderr.String(), s.ServicePW, "no secret in the logs")
+}
+
+// gogcPercent reads go_gc_gogc_percent from a /metrics body.
+func gogcPercent(t *testing.T, metrics string) float64 {
+	t.Helper()
+	for line := range strings.Lines(metrics) {
+		if v, ok := strings.CutPrefix(line, "go_gc_gogc_percent "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			require.NoError(t, err)
+			return f
+		}
+	}
+	t.Fatalf("no go_gc_gogc_percent in /metrics")
+	return 0
+}
+
+// TestServeLeavesGOGCToTheOperator: with GOGC in its environment the daemon does not tune
+// the collector.
+func TestServeLeavesGOGCToTheOperator(t *testing.T) {
+	s := ldaptest.Shared(t)
+	dir := t.TempDir()
+	cfg, admin, inbound := baseConfig(t, s, dir, "[inbound]\nenabled = false\n")
+	d := startDaemonEnv(t, dir, cfg, admin, inbound, []string{"GOGC=100"})
+	_, body := d.get("/metrics")
+	require.InDelta(t, 100.0, gogcPercent(t, body), 0)
+	require.Equal(t, 0, d.stop())
 }

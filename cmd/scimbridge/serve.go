@@ -10,6 +10,7 @@ import (
 
 	"github.com/scimbridge/scimbridge/bridge"
 	"github.com/scimbridge/scimbridge/bridge/config"
+	"github.com/scimbridge/scimbridge/bridge/gctune"
 )
 
 // newLogger builds the root logger: JSON lines on stderr for journald, or console output,
@@ -64,6 +65,12 @@ func loadForDaemon(path string) (*config.Config, error) {
 // serveConfig runs a bridge until ctx ends, reloading on SIGHUP with reloadFn. started, when
 // set, is called once the bridge is ready (the demo prints its banner then).
 func serveConfig(ctx context.Context, e *env, cfg *config.Config, logger zerolog.Logger, out *bridge.LogOutput, reloadFn func() (*config.Config, error), started func(*bridge.Bridge)) int {
+	// The heap may grow by gctune.DefaultHeadroom past what is live before a collection
+	// (README: "Memory and the garbage collector"); GOGC in the environment turns it off.
+	if t, ok := gctune.Start(gctune.DefaultHeadroom); ok {
+		defer t.Stop()
+		logger.Debug().Uint64("headroom_bytes", gctune.DefaultHeadroom).Msg("garbage collector: heap headroom set (GOGC is not set)")
+	}
 	b, err := bridge.New(bridge.Options{Config: cfg, Logger: logger, Log: out, Registry: prometheus.NewRegistry(), Notify: bridge.Notify, Watchdog: bridge.WatchdogTimeout()})
 	if err != nil {
 		return fail(e, "serve", err)
