@@ -21,6 +21,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/scimbridge/scimbridge/bridge/gctune"
 	"github.com/scimbridge/scimbridge/bridge/inbound"
 	"github.com/scimbridge/scimbridge/ldapstore"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
@@ -67,6 +68,11 @@ func benchUsers() int {
 func BenchmarkInbound(b *testing.B) {
 	if !ldaptest.Installed() {
 		b.Skip(ldaptest.InstallHint)
+	}
+	// The daemon runs with gctune's heap headroom (scimbridge serve); so does this process,
+	// which serves SCIM as the daemon does (and runs the raw baseline alongside).
+	if t, ok := gctune.Start(gctune.DefaultHeadroom); ok {
+		defer t.Stop()
 	}
 	n := benchUsers()
 	start := time.Now()
