@@ -103,6 +103,7 @@ func New(o Options) (*Bridge, error) {
 	if o.Watchdog > 0 {
 		b.watchdog = watchdog.New(o.Watchdog)
 	}
+	o.Registry.MustRegister(newStateFileCollector(b))
 	b.metrics.reloadOK.Set(1)
 	b.metrics.reloadTime.SetToCurrentTime()
 	return b, nil

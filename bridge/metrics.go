@@ -57,6 +57,41 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
+// stateFileCollector reports the state file's size and free space while the provisioning side
+// has it open (nothing before, nor on an [ha] standby).
+type stateFileCollector struct {
+	b          *Bridge
+	size, free *prometheus.Desc
+}
+
+func newStateFileCollector(b *Bridge) stateFileCollector {
+	return stateFileCollector{
+		b: b,
+		size: prometheus.NewDesc("scimbridge_state_file_size_bytes",
+			"Size of the state file as bbolt uses it (free pages included; the file never shrinks by itself).", nil, nil),
+		free: prometheus.NewDesc("scimbridge_state_file_free_bytes",
+			"Bytes of the state file in free pages, which bbolt reuses before it grows the file.", nil, nil),
+	}
+}
+
+func (c stateFileCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.size
+	ch <- c.free
+}
+
+func (c stateFileCollector) Collect(ch chan<- prometheus.Metric) {
+	pv := provisioningOf(c.b)
+	if pv == nil {
+		return
+	}
+	fs, err := pv.db.FileStats()
+	if err != nil {
+		return // closing: the next scrape has no provisioning or a new file
+	}
+	ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(fs.Size))
+	ch <- prometheus.MustNewConstMetric(c.free, prometheus.GaugeValue, float64(fs.Free))
+}
+
 // observeLDAP is the ldapstore.Observer feeding the LDAP metrics.
 func (m *metrics) observeLDAP(op string, d time.Duration, err error) {
 	m.ldapDuration.WithLabelValues(op).Observe(d.Seconds())

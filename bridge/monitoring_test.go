@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/scimbridge/scimbridge/bridge"
+	"github.com/scimbridge/scimbridge/bridge/state"
 	"github.com/scimbridge/scimbridge/ldapstore/ldaptest"
 )
 
@@ -276,4 +278,47 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestStateFileMetrics: while the provisioning side runs, the state file's size and free space
+// are exported, the size being the file's.
+func TestStateFileMetrics(t *testing.T) {
+	s := ldaptest.Shared(t)
+	cfg := bridge.DaemonTestConfig(t, s, "")
+	reg := prometheus.NewRegistry()
+	b, err := bridge.New(bridge.Options{Config: cfg, Logger: zerolog.Nop(), Registry: reg})
+	require.NoError(t, err)
+	gauge := func(name string) (float64, bool) {
+		mf, err := reg.Gather()
+		require.NoError(t, err)
+		for _, f := range mf {
+			if f.GetName() == name && len(f.GetMetric()) == 1 {
+				return f.GetMetric()[0].GetGauge().GetValue(), true
+			}
+		}
+		return 0, false
+	}
+	_, ok := gauge("scimbridge_state_file_size_bytes")
+	require.False(t, ok, "no state file open before the start")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, b.Start(ctx))
+	defer func() { require.NoError(t, b.Stop(context.Background())) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, ok := gauge("scimbridge_state_file_size_bytes"); ok {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "the state file gauges never appeared")
+		time.Sleep(50 * time.Millisecond)
+	}
+	size, _ := gauge("scimbridge_state_file_size_bytes")
+	free, ok := gauge("scimbridge_state_file_free_bytes")
+	require.True(t, ok)
+	info, err := os.Stat(filepath.Join(cfg.State.Dir, state.FileName))
+	require.NoError(t, err)
+	require.Positive(t, size)
+	require.LessOrEqual(t, size, float64(info.Size()))
+	require.GreaterOrEqual(t, free, 0.0)
+	require.Less(t, free, size)
 }

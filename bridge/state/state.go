@@ -265,6 +265,31 @@ func (d *DB) View(fn func(tx *Tx) error) error {
 	return d.db.View(func(btx *bolt.Tx) error { return fn(&Tx{tx: btx}) })
 }
 
+// FileStats is how much of the disk the state file takes, and how much of that bbolt holds in
+// free pages: it reuses them before it grows the file, and a file never shrinks by itself.
+type FileStats struct {
+	// Size is the file's size as bbolt uses it, in bytes.
+	Size int64
+	// Free is the bytes in free pages, pending ones (freed by a transaction a reader may
+	// still see) included.
+	Free int64
+}
+
+// FileStats reads the state file's size and free space.
+func (d *DB) FileStats() (FileStats, error) {
+	var fs FileStats
+	err := d.db.View(func(tx *bolt.Tx) error {
+		fs.Size = tx.Size()
+		return nil
+	})
+	if err != nil {
+		return FileStats{}, fmt.Errorf("state: %w", err)
+	}
+	st := d.db.Stats()
+	fs.Free = int64(st.FreePageN+st.PendingPageN) * int64(d.db.Info().PageSize)
+	return fs, nil
+}
+
 // Backup writes a consistent copy of the whole file to w while the database stays usable
 // (a read transaction; writers are not blocked).
 func (d *DB) Backup(w io.Writer) (int64, error) {

@@ -396,3 +396,48 @@ func leafFill(t *testing.T, db *DB, top []byte, name string) float64 {
 	}))
 	return float64(s.LeafInuse) / float64(s.LeafPageN*4096)
 }
+
+// TestFileStats: the size is the file's, and what a transaction deleted shows as free space,
+// which the next writes reuse instead of growing the file.
+func TestFileStats(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	db, err := Open(dir)
+	require.NoError(t, err)
+	defer db.Close()
+	put := func(from, to int) {
+		require.NoError(t, db.Update(func(tx *Tx) error {
+			ids, err := tx.IDMap("directory")
+			require.NoError(t, err)
+			for i := from; i < to; i++ {
+				require.NoError(t, ids.Put(fmt.Sprintf("id-%06d", i), IDEntry{DN: fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i), Kind: "user", Hash: "0123456789abcdef0123456789abcdef"}))
+			}
+			return nil
+		}))
+	}
+	put(0, 5000)
+	full, err := db.FileStats()
+	require.NoError(t, err)
+	info, err := os.Stat(filepath.Join(dir, FileName))
+	require.NoError(t, err)
+	require.Positive(t, full.Size)
+	require.LessOrEqual(t, full.Size, info.Size(), "bbolt uses at most the file")
+	require.Greater(t, full.Size, int64(5000*60), "5,000 records of 60+ bytes")
+
+	require.NoError(t, db.Update(func(tx *Tx) error {
+		ids, err := tx.IDMap("directory")
+		require.NoError(t, err)
+		for i := range 5000 {
+			require.NoError(t, ids.Delete(fmt.Sprintf("id-%06d", i)))
+		}
+		return nil
+	}))
+	emptied, err := db.FileStats()
+	require.NoError(t, err)
+	require.Greater(t, emptied.Free, full.Size/2, "the deleted records' pages are free")
+
+	put(0, 5000)
+	again, err := db.FileStats()
+	require.NoError(t, err)
+	require.Less(t, again.Free, emptied.Free, "writes reuse free pages")
+	require.Less(t, again.Size, full.Size*3/2, "instead of growing the file")
+}
