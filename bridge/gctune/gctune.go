@@ -38,7 +38,7 @@ type Tuner struct {
 	headroom uint64
 	mu       sync.Mutex
 	stopped  bool
-	percent  int
+	percent  int // the GOGC value last set, so that an unchanged one is not set again
 	sample   []metrics.Sample
 }
 
@@ -57,13 +57,6 @@ func Start(headroom uint64) (*Tuner, bool) {
 	t.tune()
 	t.arm()
 	return t, true
-}
-
-// Percent is the GOGC value the tuner last set.
-func (t *Tuner) Percent() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.percent
 }
 
 // Stop ends the tuning and puts GOGC back to 100. A nil Tuner does nothing.

@@ -61,7 +61,6 @@ func TestTunerFollowsTheLiveHeap(t *testing.T) {
 		big[i] = 1
 	}
 	require.Eventually(t, func() bool { collect(); return gogc() == 100 }, 10*time.Second, 10*time.Millisecond, "a live heap over the headroom: GOGC 100 (GOGC %d)", gogc())
-	require.Equal(t, 100, tu.Percent())
 	runtime.KeepAlive(big)
 	big = nil //nolint:ineffassign,wastedassign // released for the next collection
 	require.Eventually(t, func() bool { collect(); return gogc() > 200 }, 10*time.Second, 10*time.Millisecond, "the headroom comes back once the heap shrank (GOGC %d)", gogc())
