@@ -277,16 +277,22 @@ type FileStats struct {
 
 // FileStats reads the state file's size and free space.
 func (d *DB) FileStats() (FileStats, error) {
-	var fs FileStats
+	var (
+		fs       FileStats
+		pageSize int
+	)
 	err := d.db.View(func(tx *bolt.Tx) error {
 		fs.Size = tx.Size()
+		// Info reads the mapping without a lock of its own: only inside a transaction,
+		// which holds off a writer's remap, is that not a data race.
+		pageSize = d.db.Info().PageSize
 		return nil
 	})
 	if err != nil {
 		return FileStats{}, fmt.Errorf("state: %w", err)
 	}
 	st := d.db.Stats()
-	fs.Free = int64(st.FreePageN+st.PendingPageN) * int64(d.db.Info().PageSize)
+	fs.Free = int64(st.FreePageN+st.PendingPageN) * int64(pageSize)
 	return fs, nil
 }
 

@@ -441,3 +441,51 @@ func TestFileStats(t *testing.T) {
 	require.Less(t, again.Free, emptied.Free, "writes reuse free pages")
 	require.Less(t, again.Size, full.Size*3/2, "instead of growing the file")
 }
+
+// TestFileStatsWhileTheFileGrows: a scrape may read the stats while a writer grows (and so
+// remaps) the file; under -race this fails if FileStats reads the mapping outside a
+// transaction.
+func TestFileStatsWhileTheFileGrows(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "state"))
+	require.NoError(t, err)
+	defer db.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 40 {
+			err := db.Update(func(tx *Tx) error {
+				ids, err := tx.IDMap("directory")
+				if err != nil {
+					return err
+				}
+				for j := range 500 {
+					n := i*500 + j
+					if err := ids.Put(fmt.Sprintf("id-%06d", n), IDEntry{DN: fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", n), Kind: "user", Hash: "0123456789abcdef0123456789abcdef"}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var last FileStats
+	for {
+		select {
+		case <-done:
+			final, err := db.FileStats()
+			require.NoError(t, err)
+			require.GreaterOrEqual(t, final.Size, last.Size, "the file only grew")
+			require.Greater(t, final.Size, int64(20000*60), "20,000 records of 60+ bytes")
+			return
+		default:
+		}
+		fs, err := db.FileStats()
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, fs.Size, last.Size)
+		last = fs
+	}
+}
