@@ -660,6 +660,20 @@ func (s *Server) NewOU(name string) (string, error) {
 	return dn, nil
 }
 
+// DeleteTree deletes dn and everything below it in one request (the tree delete control, which
+// Active Directory and Samba support).
+func (s *Server) DeleteTree(dn string) error {
+	conn, err := s.Root()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Del(ldap.NewDelRequest(dn, []ldap.Control{ldap.NewControlSubtreeDelete()})); err != nil {
+		return fmt.Errorf("dirserver: delete tree %s: %w", dn, err)
+	}
+	return nil
+}
+
 // LDIF applies LDIF change records (plain entries are taken as adds) as the rootdn through
 // Debian's ldapmodify, exactly as an admin would, so tests exercise changes made outside the
 // bridge.

@@ -175,6 +175,16 @@ func OUIn(t testing.TB, k Kind, name string) (*Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if k == KindAD {
+		// A sAMAccountName is unique in the whole domain, not in the OU: a second run of the
+		// same test (go test -count=2) would find its accounts' names taken. Deleting the OU
+		// frees them (a deleted object keeps its name, but not in the uniqueness check).
+		t.Cleanup(func() {
+			if err := s.DeleteTree(dn); err != nil {
+				t.Logf("leaving %s behind: %v", dn, err)
+			}
+		})
+	}
 	return s, dn
 }
 
