@@ -274,8 +274,7 @@ func TestHAMirrorPair(t *testing.T) {
 	p1, p2 := freePortNumber(t), freePortNumber(t)
 	s1 := ldaptest.Private(t, ldaptest.Options{ServerID: 1, Port: p1, MirrorPeer: fmt.Sprintf("ldap://127.0.0.1:%d", p2)})
 	s2 := ldaptest.Private(t, ldaptest.Options{ServerID: 2, Port: p2, MirrorPeer: fmt.Sprintf("ldap://127.0.0.1:%d", p1), NoSeed: true})
-	ou, err := s1.NewOU("ha-mirror")
-	require.NoError(t, err)
+	ou := ldaptest.NewOU(t, s1, "ha-mirror")
 	waitLong(t, "the pair replicates", 60*time.Second, func() bool {
 		return exec.Command("ldapsearch", "-x", "-H", s2.URL, "-D", s2.ServiceDN, "-w", s2.ServicePW, "-b", "ou=people,"+ou, "-s", "base", "1.1").Run() == nil
 	})
@@ -377,8 +376,7 @@ func haBurstLeaderKilled(t *testing.T, o *outEnv, servers ...*ldaptest.Server) {
 // ETag: nothing inbound depends on one instance's memory.
 func TestHAInboundActiveActive(t *testing.T) {
 	s := ldaptest.Shared(t)
-	ou, err := s.NewOU("ha-inbound")
-	require.NoError(t, err)
+	ou := ldaptest.NewOU(t, s, "ha-inbound")
 	withHA := func(cfg string) string { return cfg + "\n[ha]\nenabled = true\n" }
 	a := startSCIMAt(t, s, ou, "", "", "http", withHA)
 	b := startSCIMAt(t, s, ou, "", "", "http", withHA)

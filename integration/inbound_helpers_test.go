@@ -81,8 +81,7 @@ func startSCIMOn(t *testing.T, k ldaptest.Kind, name, extraInbound, scheme strin
 func startSCIMWith(t *testing.T, k ldaptest.Kind, name, extraLDAP, extraInbound, scheme string, edits ...func(string) string) *scimDaemon {
 	t.Helper()
 	s := ldaptest.SharedKind(t, k)
-	ou, err := s.NewOU(name)
-	require.NoError(t, err)
+	ou := ldaptest.NewOU(t, s, name)
 	return startSCIMAt(t, s, ou, extraLDAP, extraInbound, scheme, edits...)
 }
 

@@ -81,8 +81,7 @@ func optionalSchemaRun(t *testing.T, k ldaptest.Kind, p mapping.Profile, loaded 
 	} else {
 		s = ldaptest.SharedKind(t, k)
 	}
-	ou, err := s.NewOU("optschema")
-	require.NoError(t, err)
+	ou := ldaptest.NewOU(t, s, "optschema")
 	d := startSCIMAt(t, s, ou, "", "", "http")
 	v := views[k]
 	require.Contains(t, d.stderr.String(), map[bool]string{true: `"scimbridge_schema":true`, false: `"scimbridge_schema":false`}[loaded],

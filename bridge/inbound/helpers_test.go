@@ -100,9 +100,9 @@ func newEnvOn(t *testing.T, wrap func(inbound.Directory) inbound.Directory, opts
 	} else {
 		s = ldaptest.Shared(t)
 	}
-	ou, err := s.NewOU(strings.ReplaceAll(t.Name(), "/", "-"))
-	require.NoError(t, err)
+	ou := ldaptest.NewOU(t, s, strings.ReplaceAll(t.Name(), "/", "-"))
 	e := &env{t: t, slapd: s, ou: ou, people: "ou=people," + ou, groups: "ou=groups," + ou, logs: &syncBuf{mu: make(chanMutex, 1)}}
+	var err error
 	e.store, err = ldapstore.Open(context.Background(), ldapstore.Config{
 		URLs: []string{s.URL}, BindDN: s.ServiceDN, BindPassword: s.ServicePW, PoolSize: 8, Timeout: 10 * time.Second, PageSize: 200,
 	}, zerolog.Nop())

@@ -171,21 +171,28 @@ func OU(t testing.TB, name string) (*Server, string) {
 func OUIn(t testing.TB, k Kind, name string) (*Server, string) {
 	t.Helper()
 	s := SharedKind(t, k)
+	return s, NewOU(t, s, name)
+}
+
+// NewOU creates an OU owned by t on s (see Server.NewOU) and returns its DN. On Active
+// Directory it deletes the OU at cleanup: a sAMAccountName is unique in the whole domain, not
+// in the OU, so a second run of the same test (go test -count=2) would find its accounts'
+// names taken. Deleting frees them (a deleted object keeps its name, but not in the
+// uniqueness check).
+func NewOU(t testing.TB, s *Server, name string) string {
+	t.Helper()
 	dn, err := s.NewOU(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k == KindAD {
-		// A sAMAccountName is unique in the whole domain, not in the OU: a second run of the
-		// same test (go test -count=2) would find its accounts' names taken. Deleting the OU
-		// frees them (a deleted object keeps its name, but not in the uniqueness check).
+	if s.Kind == KindAD {
 		t.Cleanup(func() {
 			if err := s.DeleteTree(dn); err != nil {
 				t.Logf("leaving %s behind: %v", dn, err)
 			}
 		})
 	}
-	return s, dn
+	return dn
 }
 
 // Kinds are every kind of server, OpenLDAP first: the end-to-end suites run against each.
