@@ -404,17 +404,7 @@ func TestFileStats(t *testing.T) {
 	db, err := Open(dir)
 	require.NoError(t, err)
 	defer db.Close()
-	put := func(from, to int) {
-		require.NoError(t, db.Update(func(tx *Tx) error {
-			ids, err := tx.IDMap("directory")
-			require.NoError(t, err)
-			for i := from; i < to; i++ {
-				require.NoError(t, ids.Put(fmt.Sprintf("id-%06d", i), IDEntry{DN: fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i), Kind: "user", Hash: "0123456789abcdef0123456789abcdef"}))
-			}
-			return nil
-		}))
-	}
-	put(0, 5000)
+	require.NoError(t, putUsers(db, 0, 5000))
 	full, err := db.FileStats()
 	require.NoError(t, err)
 	info, err := os.Stat(filepath.Join(dir, FileName))
@@ -435,7 +425,7 @@ func TestFileStats(t *testing.T) {
 	require.NoError(t, err)
 	require.Greater(t, emptied.Free, full.Size/2, "the deleted records' pages are free")
 
-	put(0, 5000)
+	require.NoError(t, putUsers(db, 0, 5000))
 	again, err := db.FileStats()
 	require.NoError(t, err)
 	require.Less(t, again.Free, emptied.Free, "writes reuse free pages")
@@ -453,20 +443,7 @@ func TestFileStatsWhileTheFileGrows(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i := range 40 {
-			err := db.Update(func(tx *Tx) error {
-				ids, err := tx.IDMap("directory")
-				if err != nil {
-					return err
-				}
-				for j := range 500 {
-					n := i*500 + j
-					if err := ids.Put(fmt.Sprintf("id-%06d", n), IDEntry{DN: fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", n), Kind: "user", Hash: "0123456789abcdef0123456789abcdef"}); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
+			if err := putUsers(db, i*500, (i+1)*500); err != nil {
 				t.Error(err)
 				return
 			}
@@ -488,4 +465,20 @@ func TestFileStatsWhileTheFileGrows(t *testing.T) {
 		require.GreaterOrEqual(t, fs.Size, last.Size)
 		last = fs
 	}
+}
+
+// putUsers writes users from to to (exclusive) into the directory's id map in one transaction.
+func putUsers(db *DB, from, to int) error {
+	return db.Update(func(tx *Tx) error {
+		ids, err := tx.IDMap("directory")
+		if err != nil {
+			return err
+		}
+		for i := from; i < to; i++ {
+			if err := ids.Put(fmt.Sprintf("id-%06d", i), IDEntry{DN: fmt.Sprintf("uid=user%06d,ou=people,dc=example,dc=org", i), Kind: "user", Hash: "0123456789abcdef0123456789abcdef"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
