@@ -39,3 +39,16 @@ func TestEveryKindAnswersAsTheServiceAccount(t *testing.T) {
 		})
 	}
 }
+
+// TestADAccountNamesAreFreedAtCleanup: an AD test's OU is deleted when the test ends, so the
+// same test run again (go test -count=2) can create its accounts again: a sAMAccountName is
+// unique in the whole domain.
+func TestADAccountNamesAreFreedAtCleanup(t *testing.T) {
+	s := ldaptest.SharedKind(t, ldaptest.KindAD)
+	for _, run := range []string{"first", "second"} {
+		t.Run(run, func(t *testing.T) {
+			ou := ldaptest.NewOU(t, s, "twice")
+			require.NoError(t, s.LDIF("dn: CN=Twice,ou=people,"+ou+"\nobjectClass: user\nsAMAccountName: twice\n"))
+		})
+	}
+}
